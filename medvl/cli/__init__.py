@@ -1,0 +1,55 @@
+"""The ``medvl`` command line: one subcommand per job.
+
+Built-in subcommands live in ``medvl.cli.<name>`` modules. Packages above the library (``governance``,
+``pipelines``) add subcommands through the ``medvl.commands`` entry-point group, so the library never
+imports them. Every command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib.metadata import entry_points
+from types import ModuleType
+
+BUILTIN_COMMANDS = ("inspect", "ingest", "cache", "synth", "label", "tokenizer", "pretrain", "embed")
+
+
+def _command_modules() -> dict[str, ModuleType]:
+    modules: dict[str, ModuleType] = {}
+    for name in BUILTIN_COMMANDS:
+        try:
+            modules[name] = importlib.import_module(f"medvl.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"medvl.cli.{name}":
+                raise
+    for ep in entry_points(group="medvl.commands"):
+        modules[ep.name] = ep.load()
+    return dict(sorted(modules.items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="medvl",
+        description="medvl: medical vision-language learning. Run 'medvl COMMAND --help' for each command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in _command_modules().items():
+        doc = (module.__doc__ or module.HELP).strip()
+        p = sub.add_parser(name, help=module.HELP, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medvl`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

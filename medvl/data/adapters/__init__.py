@@ -1,0 +1,1 @@
+"""Source adapters (importing this package registers the built-in ones)."""
