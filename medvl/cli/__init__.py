@@ -14,19 +14,23 @@ import sys
 from importlib.metadata import entry_points
 from types import ModuleType
 
-BUILTIN_COMMANDS = ("inspect", "ingest", "cache", "synth", "label", "tokenizer", "pretrain", "embed")
+BUILTIN_COMMANDS = ("inspect", "ingest", "cache", "synth", "label", "tokenizer", "pretrain", "embed", "sync-runs")
 
 
 def _command_modules() -> dict[str, ModuleType]:
     modules: dict[str, ModuleType] = {}
     for name in BUILTIN_COMMANDS:
+        module_name = f"medvl.cli.{name.replace('-', '_')}"
         try:
-            modules[name] = importlib.import_module(f"medvl.cli.{name}")
+            modules[name] = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"medvl.cli.{name}":
+            if exc.name != module_name:
                 raise
     for ep in entry_points(group="medvl.commands"):
-        modules[ep.name] = ep.load()
+        try:
+            modules[ep.name] = ep.load()
+        except ImportError as exc:  # a broken plugin must not take the whole CLI down
+            print(f"medvl: skipping command '{ep.name}' ({ep.value}): {exc}", file=sys.stderr)
     return dict(sorted(modules.items()))
 
 

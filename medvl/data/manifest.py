@@ -4,9 +4,11 @@ Columns (see :data:`MANIFEST_SCHEMA`):
 
 - ``patient_id``, ``study_id``: identifiers (strings, non-empty; ``study_id`` unique).
 - ``source``: the adapter that produced the row (``covid-cxr``, ``phantom``...).
-- ``images``: list of image references, each ``{path, modality, view, kind, mask}``; ``kind`` is ``2d`` or
-  ``3d``; ``path`` is absolute or relative to the manifest's folder; ``mask`` is an optional segmentation
-  aligned with the image (empty string when absent).
+- ``images``: list of image references, each ``{path, modality, view, kind, mask, series_uid}``; ``kind`` is
+  ``2d`` or ``3d``; ``path`` is absolute or relative to the manifest's folder; ``mask`` is an optional
+  segmentation aligned with the image (empty string when absent); ``series_uid`` picks one DICOM series when
+  ``path`` is a folder holding several (empty otherwise). A study may have no images only when it has a
+  report (a text-only corpus such as IU X-ray without its images).
 - ``report``, ``findings``, ``impression``: report text and its sections (empty string when unknown).
 - ``labels``: JSON object ``{observation: 1 | 0 | -1}`` (absent key = not mentioned / unknown).
 - ``split``: ``train`` / ``val`` / ``test`` (or empty before splitting).
@@ -34,6 +36,7 @@ IMAGE_REF_TYPE = pa.struct(
         ("view", pa.string()),
         ("kind", pa.string()),
         ("mask", pa.string()),
+        ("series_uid", pa.string()),
     ]
 )
 
@@ -64,9 +67,23 @@ class ManifestError(ValueError):
     """A manifest row or file that does not follow the schema; the message names the row and field."""
 
 
-def image_ref(path: str | Path, modality: str = "OT", view: str = "", kind: str = "2d", mask: str | Path = "") -> dict:
+def image_ref(
+    path: str | Path,
+    modality: str = "OT",
+    view: str = "",
+    kind: str = "2d",
+    mask: str | Path = "",
+    series_uid: str = "",
+) -> dict:
     """Build one entry of the ``images`` column."""
-    return {"path": str(path), "modality": modality, "view": view, "kind": kind, "mask": str(mask) if mask else ""}
+    return {
+        "path": str(path),
+        "modality": modality,
+        "view": view,
+        "kind": kind,
+        "mask": str(mask) if mask else "",
+        "series_uid": series_uid or "",
+    }
 
 
 def make_row(
@@ -121,9 +138,9 @@ def validate(df: pd.DataFrame) -> None:
             raise ManifestError(f"row {i} (study {df.at[i, 'study_id']}): field 'labels' is not JSON: {exc}") from exc
         if not isinstance(values, dict) or any(v not in (1, 0, -1) for v in values.values()):
             raise ManifestError(f"row {i} (study {df.at[i, 'study_id']}): 'labels' must map names to 1, 0 or -1")
-    for i, images in zip(df.index, df["images"], strict=True):
-        if images is None or len(images) == 0:
-            raise ManifestError(f"row {i} (study {df.at[i, 'study_id']}): field 'images' is empty")
+    for i, images, report in zip(df.index, df["images"], df["report"], strict=True):
+        if (images is None or len(images) == 0) and not report:
+            raise ManifestError(f"row {i} (study {df.at[i, 'study_id']}): no images and no report")
 
 
 def _table(df: pd.DataFrame) -> pa.Table:
@@ -172,8 +189,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     except (pa.ArrowInvalid, OSError) as exc:
         raise ManifestError(f"{path}: not a Parquet manifest ({exc})") from exc
     df = table.to_pandas()
-    for col in ("images",):
-        df[col] = df[col].map(lambda refs: [dict(r) for r in refs] if refs is not None else [])
+    df["images"] = df["images"].map(lambda refs: [image_ref(**dict(r)) for r in refs] if refs is not None else [])
     try:
         validate(df)
     except ManifestError as exc:

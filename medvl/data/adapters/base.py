@@ -4,17 +4,42 @@ An adapter splits its source into independent *units* (a study folder, a CSV row
 in a deterministic order, so ``medvl ingest --shard i/n`` can take every n-th unit, and turns one unit into
 manifest rows (:func:`medvl.data.manifest.make_row`). A unit that cannot be read raises
 :class:`medvl.io.errors.MedvlIOError` (or ``ValueError``) naming the file and reason: ingestion quarantines
-it and goes on.
+it and goes on. A unit that is only partly unreadable (one missing image of a study, a stray non-DICOM file
+in a series folder) overrides :meth:`SourceAdapter.read_unit` to return its rows plus the
+:class:`Rejected` files.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 ADAPTERS: dict[str, type[SourceAdapter]] = {}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file (or unit) left out of the manifest, with the reason; it goes to the quarantine report."""
+
+    path: str
+    reason: str
+    error_type: str
+
+    @classmethod
+    def from_exception(cls, path: str | Path, exc: BaseException) -> Rejected:
+        """A rejection from an exception; uses the exception's own ``path``/``reason`` when it has them."""
+        return cls(str(getattr(exc, "path", path)), str(getattr(exc, "reason", exc)), type(exc).__name__)
+
+
+@dataclass
+class UnitResult:
+    """What one unit gave: manifest rows and the files that were left out."""
+
+    rows: list[dict]
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 class SourceAdapter(ABC):
@@ -35,8 +60,16 @@ class SourceAdapter(ABC):
     def rows(self, unit: str) -> list[dict]:
         """Manifest rows for one unit; raise ``MedvlIOError``/``ValueError`` to quarantine it."""
 
+    def read_unit(self, unit: str) -> UnitResult:
+        """Rows of one unit plus the files left out of it; override when a unit can be partly unreadable."""
+        return UnitResult(self.rows(unit))
+
     def merge(self, rows: list[dict]) -> list[dict]:
-        """Combine rows from all units (e.g. several series of one study); identity by default."""
+        """Combine rows from all units (e.g. several series of one study); identity by default.
+
+        Sharded ingestion merges each shard and then the shards together, so ``merge`` must give the same
+        result on rows it has already merged.
+        """
         return rows
 
 
