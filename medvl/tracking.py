@@ -163,6 +163,9 @@ class RunTracker:
                 fn()
                 return
             except Exception as exc:  # noqa: BLE001 - see start()
+                if server_reachable(self.uri):  # the server is up but refused this call: do not retry it later
+                    log.warning("MLflow refused '%s' (%s); not logged", kind, exc)
+                    return
                 self._go_offline(f"MLflow call '{kind}' failed ({exc})")
         self._journal(kind, data, **extra)
 

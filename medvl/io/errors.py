@@ -2,11 +2,33 @@
 
 Every error names the file (or folder) it concerns and the reason, so batch jobs can quarantine the input
 and report it. Catch :class:`MedvlIOError` to handle all of them.
+
+Hierarchy::
+
+    MedvlIOError
+    ├── MissingFileError              (also a FileNotFoundError)
+    ├── NotAnImageError               empty, not DICOM/NIfTI/NRRD/PNG/JPEG
+    ├── CorruptFileError              the file's structure cannot be parsed
+    ├── NoPixelDataError              SR, RT plan, DICOMDIR, waveform...
+    ├── CorruptPixelDataError         truncated or undecodable pixel data
+    ├── UnsupportedTransferSyntaxError
+    ├── UnsupportedLayoutError        valid data that medvl cannot represent (5-D, RGB time series...)
+    ├── MetadataError                 required attribute missing or impossible
+    ├── MultipleSeriesError           a folder holds several series and none was chosen
+    └── SeriesGeometryError           slices cannot be stacked into a correct volume
+        ├── MissingSliceError
+        ├── DuplicateSliceError
+        ├── NonUniformSpacingError
+        ├── GantryTiltError
+        ├── MixedOrientationError
+        └── MixedMatrixSizeError
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 class MedvlIOError(Exception):
@@ -18,8 +40,16 @@ class MedvlIOError(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
+class MissingFileError(MedvlIOError, FileNotFoundError):
+    """The path does not exist (also catchable as ``FileNotFoundError``)."""
+
+
 class NotAnImageError(MedvlIOError):
     """The file is empty, not DICOM, or of a format medvl does not read."""
+
+
+class CorruptFileError(MedvlIOError):
+    """The file claims a known format but its structure cannot be parsed (truncated header, bad lengths)."""
 
 
 class NoPixelDataError(MedvlIOError):
@@ -34,10 +64,50 @@ class UnsupportedTransferSyntaxError(MedvlIOError):
     """No installed decoder handles the file's transfer syntax."""
 
 
+class UnsupportedLayoutError(MedvlIOError):
+    """Valid pixel data in a layout the image record cannot represent (more than 4 axes, RGB time series...)."""
+
+
+class MetadataError(MedvlIOError):
+    """A required attribute is missing or holds an impossible value."""
+
+
+class MultipleSeriesError(MedvlIOError):
+    """A folder holds several DICOM series; pass ``series_uid`` to choose one.
+
+    Attributes:
+        series: the :class:`medvl.io.SeriesInfo` of every series found.
+    """
+
+    def __init__(self, path: str | Path, reason: str, series: Sequence[Any] = ()) -> None:
+        super().__init__(path, reason)
+        self.series = list(series)
+
+
 class SeriesGeometryError(MedvlIOError):
     """A series cannot be stacked into a correct volume: missing or duplicate slices, non-uniform spacing,
     gantry tilt, mixed orientation or matrix size."""
 
 
-class MetadataError(MedvlIOError):
-    """A required attribute is missing or holds an impossible value."""
+class MissingSliceError(SeriesGeometryError):
+    """A gap of (about) a whole number of slice spacings: one or more slices are absent."""
+
+
+class DuplicateSliceError(SeriesGeometryError):
+    """Several frames at one position with nothing (no temporal attribute) telling them apart."""
+
+
+class NonUniformSpacingError(SeriesGeometryError):
+    """Slice spacing varies by more than the documented tolerance."""
+
+
+class GantryTiltError(SeriesGeometryError):
+    """Slice origins do not lie along the image normal (tilted gantry or shifted slices)."""
+
+
+class MixedOrientationError(SeriesGeometryError):
+    """Frames of one series have different image orientations."""
+
+
+class MixedMatrixSizeError(SeriesGeometryError):
+    """Frames of one series differ in rows, columns, samples per pixel or pixel spacing."""

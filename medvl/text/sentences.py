@@ -28,7 +28,6 @@ _BOUNDARY = re.compile(r"[.!?]+(?=\s|$)")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 _LINE_MARKER = re.compile(r"^[ \t]*(?:\d{1,2}[.)]|[a-hA-H][.)]|[-*\u2022])[ \t]+", re.MULTILINE)
 _INLINE_NUMBER = re.compile(r"(?<=[.!?:])[ \t]+(\d{1,2}[.)])[ \t]+(?=[A-Z])")
-_WORD_BEFORE = re.compile(r"(\S+)$")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -65,17 +64,18 @@ def _ends_sentence(text: str, match: re.Match[str]) -> bool:
     """Whether the punctuation ``match`` closes a sentence."""
     if match.group()[0] != ".":
         return True
-    rest = text[match.end() :].lstrip()
-    word = _WORD_BEFORE.search(text, 0, match.start())
-    if not rest or word is None:
+    nxt = _skip_space(text, match.end())
+    begin = _word_start(text, match.start())
+    if nxt == len(text) or begin == match.start():
         return True
-    raw = word.group(1).lstrip("([\"'")
+    rest = text[nxt : nxt + 40]
+    raw = text[begin : match.start()].lstrip("([\"'")
     token = raw.lower()
     if token in _NEVER_FINAL:
         return False
     if len(raw) == 1 and raw.isupper():
         return not _starts_with_name(rest)
-    if token.isdigit() and _at_sentence_start(text, word.start()):
+    if token.isdigit() and _at_sentence_start(text, begin):
         return False
     if token in _BEFORE_LOWER or "." in token:
         return not (rest[0].islower() or rest[0].isdigit())
@@ -89,5 +89,21 @@ def _starts_with_name(rest: str) -> bool:
 
 
 def _at_sentence_start(text: str, index: int) -> bool:
-    before = text[:index].rstrip()
-    return not before or before[-1] in ".!?:\n"
+    i = index - 1
+    while i >= 0 and text[i] in " \t":
+        i -= 1
+    return i < 0 or text[i] in ".!?:\n"
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index].isspace():
+        index += 1
+    return index
+
+
+def _word_start(text: str, end: int) -> int:
+    """Start of the run of non-space characters that ends at ``end``."""
+    i = end
+    while i > 0 and not text[i - 1].isspace():
+        i -= 1
+    return i

@@ -79,10 +79,16 @@ def register(cls: type[SourceAdapter]) -> type[SourceAdapter]:
     return cls
 
 
-def get_adapter(name: str) -> Callable[..., SourceAdapter]:
-    """The adapter class registered as ``name``; the error lists the known names."""
+def registered_adapters() -> dict[str, type[SourceAdapter]]:
+    """Every registered adapter class by name (the built-in ones are imported first)."""
     from medvl.data import adapters as _  # noqa: F401  (registers the built-in adapters)
 
-    if name not in ADAPTERS:
-        raise KeyError(f"unknown source '{name}'; known sources: {', '.join(sorted(ADAPTERS))}")
-    return ADAPTERS[name]
+    return dict(sorted(ADAPTERS.items()))
+
+
+def get_adapter(name: str) -> Callable[..., SourceAdapter]:
+    """The adapter class registered as ``name``; the error lists the known names."""
+    known = registered_adapters()
+    if name not in known:
+        raise KeyError(f"unknown source '{name}'; known sources: {', '.join(known)}")
+    return known[name]

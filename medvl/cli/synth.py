@@ -1,0 +1,94 @@
+"""Write a synthetic phantom cohort: chest radiographs and CTs with planted findings, masks and reports.
+
+  medvl synth -o phantoms                                  200 radiographs at 256 px, seed 0
+  medvl synth -o phantoms --n-2d 20000 --workers 8         a throughput cohort
+  medvl synth -o phantoms --n-2d 500 --n-3d 20 --size 128 --montage docs/images/phantoms.png
+
+The folder gets cohort.json (generator version and parameters), studies.csv (one row per study: paths,
+labels, report, phrasing pool...) and one folder per study (PNG + mask PNG, some DX/CR DICOM; CT as a
+DICOM series, NIfTI volume and NIfTI mask). The same arguments give byte-identical files. Read it into a
+manifest with 'medvl ingest phantom DIR -o cohort.parquet'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from medvl.data.phantom import PhantomError, synthesize
+
+HELP = "write a synthetic phantom cohort (radiographs, CTs, masks, reports) for demos and tests"
+
+
+def _depth(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(",")
+    try:
+        return (int(low), int(high)) if sep else (int(low), int(low))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is not MIN,MAX slice counts (e.g. 24,48)") from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--out", required=True, help="cohort folder to write (empty or absent)")
+    parser.add_argument("--n-2d", type=int, default=200, help="chest radiographs (default 200)")
+    parser.add_argument("--n-3d", type=int, default=0, help="CT scans (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
+    parser.add_argument("--size", type=int, default=256, help="radiograph side in pixels (default 256)")
+    parser.add_argument("--ct-size", type=int, default=128, help="CT matrix, rows = columns (default 128)")
+    parser.add_argument(
+        "--depth",
+        type=_depth,
+        default=(24, 48),
+        metavar="MIN,MAX",
+        help="CT slice count range (default 24,48)",
+    )
+    parser.add_argument(
+        "--eval-fraction",
+        type=float,
+        default=0.2,
+        help="share of patients whose reports use held-out phrasings (default 0.2)",
+    )
+    parser.add_argument(
+        "--dicom-fraction",
+        type=float,
+        default=0.2,
+        help="share of radiographs also written as DICOM (default 0.2)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in process)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous cohort in --out")
+    parser.add_argument(
+        "--montage", metavar="PNG", help="also draw example studies with their masks into PNG"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        index = synthesize(
+            args.out,
+            n_2d=args.n_2d,
+            n_3d=args.n_3d,
+            seed=args.seed,
+            size=args.size,
+            ct_size=args.ct_size,
+            depth_range=args.depth,
+            eval_fraction=args.eval_fraction,
+            dicom_fraction=args.dicom_fraction,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+        montage = None
+        if args.montage:
+            # Imported only when asked: matplotlib would slow every 'medvl' command down.
+            from medvl.data.phantom.montage import write_montage
+
+            montage = write_montage(index.parent, args.montage)
+    except (PhantomError, OSError) as exc:
+        print(f"medvl synth: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {index}: {args.n_2d} radiographs, {args.n_3d} CTs"
+        + (f"; montage {montage}" if montage else "")
+    )
+    return 0

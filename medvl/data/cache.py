@@ -1,0 +1,222 @@
+"""The training cache: prepared images in memory-mapped shards, read at memory speed.
+
+Layout of a cache folder (written by :func:`medvl.data.cache_build.build_cache`)::
+
+    cache.json              format, key (manifest hash + settings + label space), settings, label space, counts
+    index.parquet           one row per cached image (see INDEX_COLUMNS)
+    quarantine.csv          images that could not be prepared: study_id, path, reason, error_type
+    images-00000.u8 ...     uint8 slices, (slices, size, size) row-major, appended image after image
+    masks-00000.u8 ...      uint8 mask slices of the images that have one, same layout
+
+Every image of every study is one item; a 2D image is a one-slice volume in the shards. The reader,
+:class:`CachedCohort`, opens each shard once per process as an ``np.memmap`` (never pickled: DataLoader
+workers open their own), so reading an item is a slice of mapped memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from medvl.data.manifest import SPLITS
+
+FORMAT = "medvl-cache/1"
+META_FILE = "cache.json"
+INDEX_FILE = "index.parquet"
+QUARANTINE_FILE = "quarantine.csv"
+INDEX_COLUMNS = (
+    "study_id", "patient_id", "split", "source", "image", "path", "view", "modality", "kind", "shard", "offset",
+    "depth", "mask_offset", "z_mm", "spacing", "content_box", "labels", "report", "findings", "impression",
+)
+"""``image``: position in the study's images; ``offset``/``mask_offset``: first slice in the shard's image/mask
+file (``mask_offset`` -1 without a mask); ``spacing``: output (row, col, slice) mm, NaN when unknown;
+``content_box``: (top, left, bottom, right) of the image inside the padded square; ``labels``: vector in the
+cache's label space, NaN unknown."""
+_TEXT_FIELDS = ("study_id", "patient_id", "view", "report", "findings", "impression", "path")
+
+
+class CacheError(ValueError):
+    """A cache folder that is missing, incomplete, of another format, or built for other settings."""
+
+
+def image_file(cache_dir: Path, shard: int) -> Path:
+    """The image slices of one shard."""
+    return cache_dir / f"images-{shard:05d}.u8"
+
+
+def mask_file(cache_dir: Path, shard: int) -> Path:
+    """The mask slices of one shard."""
+    return cache_dir / f"masks-{shard:05d}.u8"
+
+
+def read_meta(cache_dir: str | Path) -> dict:
+    """The cache's ``cache.json``; raises :class:`CacheError` when absent or of another format."""
+    path = Path(cache_dir) / META_FILE
+    if not path.is_file():
+        raise CacheError(f"{cache_dir}: not a medvl cache (no {META_FILE}); build one with 'medvl cache'")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT:
+        raise CacheError(f"{path}: format {meta.get('format')!r}, this medvl reads {FORMAT!r}")
+    return meta
+
+
+class PackedStrings:
+    """Many strings in one UTF-8 byte array plus offsets: no per-string Python objects, so forked DataLoader
+    workers do not copy them page by page through reference counting."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        encoded = [str(v).encode() for v in values]
+        self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=self.offsets[1:])
+        self.data = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self.data[self.offsets[i]:self.offsets[i + 1]].tobytes().decode()
+
+
+class CachedCohort(Dataset):
+    """A :class:`torch.utils.data.Dataset` over a built cache (one item per cached image).
+
+    Items are dicts:
+
+    - ``image``: float32 in ``[0, 1]``, ``(1, H, W)`` for a 2D image, ``(S, 1, H, W)`` for a volume;
+    - ``mask``: uint8 labels of the same shape (only when the image has a mask);
+    - ``z_mm``: float32 ``(S,)`` physical z of each slice (``[0.]`` for a 2D image);
+    - ``spacing``: float32 ``(3,)`` output (row, col, slice) mm, NaN when unknown;
+    - ``labels``: float32 ``(P,)`` in :attr:`label_space` order (1, 0, -1 uncertain, NaN unknown);
+    - ``study_id``, ``patient_id``, ``view``, ``report``, ``findings``, ``impression``, ``path`` (the source
+      image): strings;
+    - ``is_volume``: bool.
+
+    Args:
+        cache_dir: a folder written by ``medvl cache``.
+        split: ``train``, ``val`` or ``test`` to keep one split (None: all).
+
+    Raises:
+        CacheError: the folder is not a complete cache; ValueError: unknown split.
+    """
+
+    def __init__(self, cache_dir: str | Path, split: str | None = None) -> None:
+        self.cache_dir = Path(cache_dir)
+        meta = read_meta(self.cache_dir)
+        if not meta.get("complete"):
+            raise CacheError(f"{self.cache_dir}: the cache is incomplete; run 'medvl cache' again to finish it")
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split '{split}' is not one of {SPLITS}")
+        index = pd.read_parquet(self.cache_dir / INDEX_FILE)
+        if split is not None:
+            index = index[index["split"] == split].reset_index(drop=True)
+        self.label_space: list[str] = list(meta["label_space"])
+        self.settings: dict = meta["settings"]
+        self.key: str = meta["key"]
+        self.manifest_hash: str = meta["manifest_hash"]
+        self.size = int(self.settings["size"])
+        self.splits = index["split"].to_numpy(dtype=str)
+        self._shard = index["shard"].to_numpy(np.int32)
+        self._offset = index["offset"].to_numpy(np.int64)
+        self._depth = index["depth"].to_numpy(np.int64)
+        self._mask_offset = index["mask_offset"].to_numpy(np.int64)
+        self._volume = (index["kind"] == "3d").to_numpy()
+        self._z = np.concatenate([np.asarray(z, np.float32) for z in index["z_mm"]]) if len(index) else np.zeros(0)
+        self._z_start = np.concatenate([[0], np.cumsum(self._depth)]).astype(np.int64)
+        self._spacing = np.asarray([list(s) for s in index["spacing"]], np.float32).reshape(-1, 3)
+        self._labels = np.asarray([list(v) for v in index["labels"]], np.float32).reshape(
+            len(index), len(self.label_space))
+        self._text = {field: PackedStrings(index[field].tolist()) for field in _TEXT_FIELDS}
+        self._maps: dict[tuple[str, int], np.memmap] = {}
+
+    def __len__(self) -> int:
+        return len(self._offset)
+
+    @property
+    def is_volume(self) -> np.ndarray:
+        """Per item: True for a volume, False for a 2D image."""
+        return self._volume
+
+    @property
+    def depths(self) -> np.ndarray:
+        """Slices per item (for depth-bucketing samplers)."""
+        return self._depth
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} out of range for {len(self)} items")
+        i = int(i) % len(self)
+        start, depth, shard = int(self._offset[i]), int(self._depth[i]), int(self._shard[i])
+        pixels = self._map("images", shard)[start:start + depth]
+        image = torch.from_numpy(np.asarray(pixels, dtype=np.float32)).mul_(1.0 / 255.0)
+        item: dict[str, Any] = {field: self._text[field][i] for field in _TEXT_FIELDS}
+        volume = bool(self._volume[i])
+        item["image"] = image.unsqueeze(1) if volume else image
+        item["is_volume"] = volume
+        item["z_mm"] = torch.from_numpy(self._z[self._z_start[i]:self._z_start[i + 1]].copy())
+        item["spacing"] = torch.from_numpy(self._spacing[i].copy())
+        item["labels"] = torch.from_numpy(self._labels[i].copy())
+        if self._mask_offset[i] >= 0:
+            m_start = int(self._mask_offset[i])
+            mask = torch.from_numpy(np.array(self._map("masks", shard)[m_start:m_start + depth]))
+            item["mask"] = mask.unsqueeze(1) if volume else mask
+        return item
+
+    def _map(self, kind: str, shard: int) -> np.memmap:
+        key = (kind, shard)
+        if key not in self._maps:
+            path = (image_file if kind == "images" else mask_file)(self.cache_dir, shard)
+            self._maps[key] = np.memmap(path, dtype=np.uint8, mode="r").reshape(-1, self.size, self.size)
+        return self._maps[key]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_maps"] = {}  # each process maps the shards itself
+        return state
+
+
+def collate_cohort(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate :class:`CachedCohort` items into a batch.
+
+    All 2D: ``image`` ``(B, 1, H, W)``, ``z_mm`` ``(B, 1)``. Any volume: every item becomes a volume (a 2D
+    image is one slice), padded to the deepest: ``image`` ``(B, S, 1, H, W)``, ``z_mm`` ``(B, S)`` (0 where
+    padded) and ``key_padding_mask`` ``(B, S)`` bool, True at padded slices (the convention of
+    ``torch.nn.MultiheadAttention``). ``mask`` (zeros where absent) and ``has_mask`` ``(B,)`` appear when any
+    item has a mask. ``labels`` ``(B, P)``, ``spacing`` ``(B, 3)``; strings become lists.
+    """
+    out: dict[str, Any] = {field: [item[field] for item in batch] for field in _TEXT_FIELDS}
+    out["labels"] = torch.stack([item["labels"] for item in batch])
+    out["spacing"] = torch.stack([item["spacing"] for item in batch])
+    out["is_volume"] = torch.tensor([item["is_volume"] for item in batch])
+    any_mask = any("mask" in item for item in batch)
+    if not out["is_volume"].any():
+        out["image"] = torch.stack([item["image"] for item in batch])
+        out["z_mm"] = torch.stack([item["z_mm"] for item in batch])
+        if any_mask:
+            out["mask"] = torch.stack([item.get("mask", torch.zeros_like(item["image"], dtype=torch.uint8))
+                                       for item in batch])
+    else:
+        volumes = [item["image"] if item["is_volume"] else item["image"][None] for item in batch]
+        depth = max(v.shape[0] for v in volumes)
+        out["image"] = volumes[0].new_zeros((len(batch), depth, *volumes[0].shape[1:]))
+        out["z_mm"] = torch.zeros((len(batch), depth))
+        out["key_padding_mask"] = torch.ones((len(batch), depth), dtype=torch.bool)
+        for b, (volume, item) in enumerate(zip(volumes, batch, strict=True)):
+            out["image"][b, : volume.shape[0]] = volume
+            out["z_mm"][b, : volume.shape[0]] = item["z_mm"]
+            out["key_padding_mask"][b, : volume.shape[0]] = False
+        if any_mask:
+            out["mask"] = torch.zeros(out["image"].shape, dtype=torch.uint8)
+            for b, item in enumerate(batch):
+                if "mask" in item:
+                    mask = item["mask"] if item["is_volume"] else item["mask"][None]
+                    out["mask"][b, : mask.shape[0]] = mask
+    if any_mask:
+        out["has_mask"] = torch.tensor(["mask" in item for item in batch])
+    return out

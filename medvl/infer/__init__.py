@@ -1,0 +1,1 @@
+"""Inference on trained models: embeddings, retrieval, zero-shot classification, attribution."""

@@ -1,0 +1,69 @@
+"""Zero-shot classification: compare an image with positive and negative prompt ensembles per observation.
+
+For observation ``c`` the positive (negative) class embedding is the normalised mean of its positive
+(negative) prompts' embeddings. The probability of ``c`` is the softmax over the two cosine similarities
+times a scale (the model's learnt logit scale, else ``1 / tau``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from medvl.infer.embed import encode_texts
+
+
+def logit_scale_of(model: Any) -> float:
+    """Similarity scale: ``exp(logit_scale)`` when the model learns one, else ``1 / loss.tau``."""
+    if getattr(model, "logit_scale", None) is not None:
+        return float(model.logit_scale.detach().exp())
+    return 1.0 / float(model.config["loss"]["tau"])
+
+
+def class_embeddings(
+    model: Any, prompts: Mapping[str, tuple[Sequence[str], Sequence[str]]], device: torch.device
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Observation names and their positive / negative ensemble embeddings ``(C, D)`` each."""
+    names = list(prompts)
+    pos = [F.normalize(encode_texts(model, list(prompts[n][0]), device).mean(0), dim=0) for n in names]
+    neg = [F.normalize(encode_texts(model, list(prompts[n][1]), device).mean(0), dim=0) for n in names]
+    return names, torch.stack(pos), torch.stack(neg)
+
+
+def zero_shot_probabilities(image_emb: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, scale: float) -> torch.Tensor:
+    """``(N, C)`` probability that each observation is present."""
+    logits = torch.stack([image_emb @ pos.T, image_emb @ neg.T], dim=-1) * scale
+    return logits.softmax(dim=-1)[..., 0]
+
+
+def prompt_table(prompt_pairs: Mapping[str, Any]) -> dict[str, tuple[list[str], list[str]]]:
+    """``{name: (positives, negatives)}`` from :class:`medvl.text.prompts.PromptPair` objects or tuples."""
+    table = {}
+    for name, pair in prompt_pairs.items():
+        if hasattr(pair, "positive"):
+            table[name] = (list(pair.positive), list(pair.negative))
+        else:
+            positive, negative = pair
+            table[name] = ([positive] if isinstance(positive, str) else list(positive),
+                           [negative] if isinstance(negative, str) else list(negative))  # fmt: skip
+    return table
+
+
+def auroc_per_class(probs: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """AUROC of each observation over the items labelled 1 (positive) or 0 (negative).
+
+    Uncertain (-1) and unknown (NaN) items are left out.
+    Observations without both classes are omitted.
+    """
+    out = {}
+    for j, name in enumerate(names):
+        known = (labels[:, j] == 1) | (labels[:, j] == 0)
+        y = labels[known, j]
+        if len(np.unique(y)) == 2:
+            out[name] = float(roc_auc_score(y, probs[known, j]))
+    return out

@@ -1,0 +1,310 @@
+r"""Contrastive image-text losses, and their combination by config weights.
+
+Notation: ``v_i`` image and ``u_i`` text embeddings of pair ``i`` in a batch of ``N``, compared by cosine
+similarity ``<v, u>`` (every loss L2-normalises its inputs). Each contrastive loss is a mean over rows ``i``,
+so it can be evaluated on a subset ``rows`` of the queries against all keys: that is how a rank computes
+its share with ``local_loss`` (see :mod:`medvl.distributed_gather`). Temperatures given as ``logit_scale``
+are logarithms (the learnable parameters), as in CLIP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medvl import distributed_gather
+from medvl.models.config import ModelConfigError, check_number, merge_section
+
+TERMS = ("convirt", "clip", "siglip", "soft_target", "concept")
+LOSS_DEFAULTS: dict[str, Any] = {
+    "weights": {"convirt": 1.0, "clip": 0.0, "siglip": 0.0, "soft_target": 0.0, "concept": 0.0},
+    "tau": 0.1,
+    "lam": 0.75,
+    "soft_target_tau": 0.1,
+    "target_tau": 0.1,
+    "uncertain_as": 1.0,
+    "max_logit_scale": 100.0,
+}
+
+Rows = slice | None
+CONCEPT_LOG_SCALE = math.log(10.0)
+
+
+def resolve_loss_config(given: Any, where: str) -> dict[str, Any]:
+    """The ``loss`` section of an architecture config with defaults filled in and checked."""
+    cfg = merge_section(LOSS_DEFAULTS, given, where)
+    for name, weight in cfg["weights"].items():
+        check_number(weight, f"{where}.weights.{name}", minimum=0.0)
+    if not any(cfg["weights"].values()):
+        raise ModelConfigError(f"{where}.weights", f"at least one of {', '.join(TERMS)} needs a positive weight")
+    for key in ("tau", "soft_target_tau", "target_tau", "max_logit_scale"):
+        check_number(cfg[key], f"{where}.{key}", minimum=1e-6)
+    check_number(cfg["lam"], f"{where}.lam", minimum=0.0)
+    if cfg["lam"] > 1:
+        raise ModelConfigError(f"{where}.lam", f"must be at most 1, got {cfg['lam']}")
+    check_number(cfg["uncertain_as"], f"{where}.uncertain_as", minimum=0.0)
+    return cfg
+
+
+def _check_pairs(img: torch.Tensor, txt: torch.Tensor) -> None:
+    if img.ndim != 2 or img.shape != txt.shape:
+        raise ValueError(f"image {tuple(img.shape)} and text {tuple(txt.shape)} embeddings must both be (N, D)")
+
+
+def _scale(logit_scale: torch.Tensor | float, max_scale: float) -> torch.Tensor:
+    return torch.as_tensor(logit_scale).clamp(max=math.log(max_scale)).exp()
+
+
+def _bidirectional(logits_i2t: torch.Tensor, logits_t2i: torch.Tensor, targets: torch.Tensor, lam: float) -> torch.Tensor:
+    """``lam * CE(image->text) + (1 - lam) * CE(text->image)``, targets a class index or a distribution."""
+    return lam * F.cross_entropy(logits_i2t, targets) + (1 - lam) * F.cross_entropy(logits_t2i, targets)
+
+
+def _cosine_logits(img: torch.Tensor, txt: torch.Tensor, rows: Rows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Similarities of the query rows to every key, both ways, and the row indices."""
+    _check_pairs(img, txt)
+    img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+    index = torch.arange(img.shape[0], device=img.device)[rows if rows is not None else slice(None)]
+    return img[index] @ txt.T, txt[index] @ img.T, index
+
+
+def convirt_loss(img: torch.Tensor, txt: torch.Tensor, tau: float = 0.1, lam: float = 0.75, rows: Rows = None) -> torch.Tensor:
+    r"""ConVIRT's bidirectional InfoNCE with a fixed temperature.
+
+    .. math::
+        \ell^{v\to u}_i = -\log \frac{e^{\langle v_i,u_i\rangle/\tau}}{\sum_k e^{\langle v_i,u_k\rangle/\tau}},\quad
+        \ell^{u\to v}_i = -\log \frac{e^{\langle u_i,v_i\rangle/\tau}}{\sum_k e^{\langle u_i,v_k\rangle/\tau}},\quad
+        L = \frac{1}{N}\sum_i \lambda\,\ell^{v\to u}_i + (1-\lambda)\,\ell^{u\to v}_i
+
+    Args:
+        img, txt: ``(N, D)`` paired embeddings.
+        tau: temperature (0.1 in ConVIRT).
+        lam: weight of the image-to-text direction (0.75 in ConVIRT).
+        rows: evaluate only these query rows (a rank's share); None = all.
+    """
+    sim_i2t, sim_t2i, index = _cosine_logits(img, txt, rows)
+    return _bidirectional(sim_i2t / tau, sim_t2i / tau, index, lam)
+
+
+def clip_loss(
+    img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor | float, max_scale: float = 100.0, rows: Rows = None
+) -> torch.Tensor:
+    r"""CLIP's symmetric InfoNCE with a learnable temperature.
+
+    With :math:`s = \exp(\min(\text{logit\_scale}, \log s_{max}))` (CLIP caps the scale at 100):
+
+    .. math::
+        L = \frac{1}{2N}\sum_i \Big[-\log \frac{e^{s\langle v_i,u_i\rangle}}{\sum_k e^{s\langle v_i,u_k\rangle}}
+            -\log \frac{e^{s\langle u_i,v_i\rangle}}{\sum_k e^{s\langle u_i,v_k\rangle}}\Big]
+    """
+    sim_i2t, sim_t2i, index = _cosine_logits(img, txt, rows)
+    scale = _scale(logit_scale, max_scale)
+    return _bidirectional(scale * sim_i2t, scale * sim_t2i, index, 0.5)
+
+
+def siglip_loss(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    logit_bias: torch.Tensor | float,
+    max_scale: float = 100.0,
+    rows: Rows = None,
+) -> torch.Tensor:
+    r"""SigLIP's pairwise sigmoid loss: every image-text pair is an independent binary decision.
+
+    .. math::
+        L = -\frac{1}{N}\sum_i\sum_j \log \sigma\big(z_{ij}\,(s\langle v_i,u_j\rangle + b)\big),\quad
+        z_{ij} = 1 \text{ if } i=j \text{ else } -1,\quad s = \exp(\text{logit\_scale})
+
+    (SigLIP initialises ``s = 10``, ``b = -10``.)
+    """
+    sim_i2t, _, index = _cosine_logits(img, txt, rows)
+    logits = _scale(logit_scale, max_scale) * sim_i2t + torch.as_tensor(logit_bias)
+    signs = 2 * F.one_hot(index, img.shape[0]).to(logits.dtype) - 1
+    return -F.logsigmoid(signs * logits).sum() / len(index)
+
+
+def label_similarity_targets(
+    labels: torch.Tensor, target_tau: float = 0.1, uncertain_as: float = 1.0, rows: Rows = None
+) -> torch.Tensor:
+    r"""Soft targets from label agreement (MedCLIP): studies with the same findings are not negatives.
+
+    ``labels`` is ``(N, P)`` with 1 (present), 0 (absent), -1 (uncertain, counted as ``uncertain_as``) and
+    NaN (not mentioned, counted as 0). A "no finding" column (1 when nothing is positive) is appended so
+    that two normal studies match. With :math:`s_{ij}` the cosine similarity of the label vectors,
+
+    .. math:: T_{ij} = \frac{e^{s_{ij}/\tau_t}}{\sum_k e^{s_{ik}/\tau_t}}
+
+    Identical label vectors get equal target mass. A row whose labels are all NaN (unknown study) gets the
+    identity target, and unknown studies count as dissimilar (``s = 0``) to every other study.
+    """
+    if labels.ndim != 2:
+        raise ValueError(f"labels: expected (N, P), got {tuple(labels.shape)}")
+    labels = labels if labels.is_floating_point() else labels.float()
+    known = ~torch.isnan(labels).all(dim=1)
+    values = torch.nan_to_num(labels, nan=0.0)
+    values = torch.where(values < 0, torch.full_like(values, uncertain_as), values)
+    no_finding = (values <= 0).all(dim=1, keepdim=True).to(values.dtype)
+    vectors = F.normalize(torch.cat([values, no_finding], dim=1), dim=1)
+    sim = (vectors @ vectors.T) * (known[:, None] & known[None, :])
+    index = torch.arange(labels.shape[0], device=labels.device)[rows if rows is not None else slice(None)]
+    targets = (sim[index] / target_tau).softmax(dim=1)
+    identity = F.one_hot(index, labels.shape[0]).to(targets.dtype)
+    return torch.where(known[index, None], targets, identity)
+
+
+def soft_target_loss(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    labels: torch.Tensor,
+    tau: float = 0.1,
+    target_tau: float = 0.1,
+    uncertain_as: float = 1.0,
+    lam: float = 0.5,
+    rows: Rows = None,
+) -> torch.Tensor:
+    r"""Bidirectional cross-entropy against label-similarity targets :math:`T` (see :func:`label_similarity_targets`).
+
+    .. math::
+        L = \frac{1}{N}\sum_i \Big[\lambda \sum_j -T_{ij}\log\operatorname{softmax}_j\frac{\langle v_i,u_j\rangle}{\tau}
+            + (1-\lambda) \sum_j -T_{ij}\log\operatorname{softmax}_j\frac{\langle u_i,v_j\rangle}{\tau}\Big]
+
+    :math:`T` is symmetric before row normalisation, so both directions share it.
+    """
+    if labels.shape[0] != img.shape[0]:
+        raise ValueError(f"labels have {labels.shape[0]} rows for {img.shape[0]} embeddings")
+    sim_i2t, sim_t2i, _ = _cosine_logits(img, txt, rows)
+    targets = label_similarity_targets(labels.to(img.device), target_tau, uncertain_as, rows).to(sim_i2t.dtype)
+    return _bidirectional(sim_i2t / tau, sim_t2i / tau, targets, lam)
+
+
+def concept_alignment_loss(
+    patch_emb: torch.Tensor,
+    concept_emb: torch.Tensor,
+    concept_targets: torch.Tensor,
+    logit_scale: torch.Tensor | float = CONCEPT_LOG_SCALE,
+    logit_bias: torch.Tensor | float = -5.0,
+) -> torch.Tensor:
+    r"""ConceptCLIP-style patch-concept alignment: does the image show concept ``c`` somewhere?
+
+    .. math::
+        m_{bc} = \max_n \langle p_{bn}, c_c\rangle,\quad
+        L = \frac{1}{BC}\sum_{(b,c)\in M} \mathrm{BCE}\big(\sigma(s\,m_{bc} + b_0),\ y_{bc}\big),\quad s = e^{\text{logit\_scale}}
+
+    Pairs outside :math:`M` add nothing but still count in :math:`BC`, so the loss is a mean over images and
+    per-rank values average to the global one.
+
+    Args:
+        patch_emb: ``(B, N, D)`` region embeddings.
+        concept_emb: ``(C, D)`` concept embeddings (e.g. the text encoder on the lexicon's concept names).
+        concept_targets: ``(B, C)``: 1 when the report mentions the concept as present, 0 when not; NaN or
+            -1 (uncertain) entries form no pair of ``M`` and are ignored.
+    """
+    if patch_emb.ndim != 3 or concept_emb.ndim != 2 or patch_emb.shape[-1] != concept_emb.shape[-1]:
+        raise ValueError(f"patch_emb {tuple(patch_emb.shape)} must be (B, N, D) and concept_emb {tuple(concept_emb.shape)} (C, D)")
+    if tuple(concept_targets.shape) != (patch_emb.shape[0], concept_emb.shape[0]):
+        raise ValueError(f"concept_targets: expected {(patch_emb.shape[0], concept_emb.shape[0])}, got {tuple(concept_targets.shape)}")
+    sims = torch.einsum("bnd,cd->bnc", F.normalize(patch_emb, dim=-1), F.normalize(concept_emb, dim=-1)).amax(dim=1)
+    logits = torch.as_tensor(logit_scale).exp() * sims + torch.as_tensor(logit_bias)
+    targets = concept_targets.to(logits.dtype)
+    valid = (targets == 0) | (targets == 1)
+    pair_losses = F.binary_cross_entropy_with_logits(logits, torch.where(valid, targets, 0.0), reduction="none")
+    return torch.where(valid, pair_losses, 0.0).sum() / targets.numel()
+
+
+@dataclass
+class LossOutput:
+    """The weighted total and each term's (unweighted) value."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+class ContrastiveLoss(nn.Module):
+    """Weighted sum of the losses above, with features gathered across ranks when running distributed.
+
+    Args:
+        config: a ``loss`` config section (weights per term plus temperatures; see :data:`LOSS_DEFAULTS`).
+        local_loss: each rank scores only its own rows against all gathered keys (less memory); needs
+            ``gather_with_grad``.
+        gather_with_grad: gather with autograd (gradients reach the rank that produced a feature).
+
+    World-size factor: under DDP, which averages gradients over ranks, every allowed combination yields the
+    single-process full-batch gradient. With ``gather_with_grad`` that holds as is; without it, each rank
+    only differentiates through its own features, so the gradient reaching them is multiplied by the world
+    size (values are unchanged). The concept term is per image and needs no gathering.
+    With ``local_loss`` the returned values are this rank's share; average them over ranks to report.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, local_loss: bool = False, gather_with_grad: bool = True) -> None:
+        super().__init__()
+        self.config = resolve_loss_config(config, "loss")
+        self.weights = {name: float(w) for name, w in self.config["weights"].items() if w > 0}
+        if local_loss and not gather_with_grad:
+            raise ValueError("local_loss needs gather_with_grad: without it the gradients miss other ranks' terms")
+        self.local_loss, self.gather_with_grad = local_loss, gather_with_grad
+
+    def forward(
+        self,
+        outputs: Mapping[str, Any],
+        labels: torch.Tensor | None = None,
+        concept_emb: torch.Tensor | None = None,
+        concept_targets: torch.Tensor | None = None,
+    ) -> LossOutput:
+        """Loss of one step from the model's ``forward`` outputs.
+
+        Args:
+            outputs: ``image``, ``text`` and the logit parameters; ``patches`` for the concept term.
+            labels: ``(B, P)`` study labels for ``soft_target``.
+            concept_emb, concept_targets: for ``concept`` (see :func:`concept_alignment_loss`).
+        """
+        cfg = self.config
+        image, text = outputs["image"], outputs["text"]
+        world = distributed_gather.world_size()
+        if world > 1 and not self.gather_with_grad:
+            image, text = distributed_gather.scale_gradient(image, world), distributed_gather.scale_gradient(text, world)
+        gathered = distributed_gather.gather_features(
+            image, text, local_loss=self.local_loss, gather_with_grad=self.gather_with_grad
+        )
+        img, txt, rows = gathered.image, gathered.text, gathered.rows
+        terms: dict[str, torch.Tensor] = {}
+        if "convirt" in self.weights:
+            terms["convirt"] = convirt_loss(img, txt, cfg["tau"], cfg["lam"], rows)
+        if "clip" in self.weights:
+            terms["clip"] = clip_loss(img, txt, _need(outputs, "logit_scale"), cfg["max_logit_scale"], rows)
+        if "siglip" in self.weights:
+            terms["siglip"] = siglip_loss(
+                img, txt, _need(outputs, "logit_scale"), _need(outputs, "logit_bias"), cfg["max_logit_scale"], rows
+            )
+        if "soft_target" in self.weights:
+            if labels is None:
+                raise ValueError("the soft_target term needs labels (B, P)")
+            all_labels = distributed_gather.gather_tensor(labels.to(outputs["image"].device, outputs["image"].dtype))
+            terms["soft_target"] = soft_target_loss(
+                img, txt, all_labels, cfg["soft_target_tau"], cfg["target_tau"], cfg["uncertain_as"], rows=rows
+            )
+        if "concept" in self.weights:
+            if concept_emb is None or concept_targets is None or "patches" not in outputs:
+                raise ValueError("the concept term needs outputs['patches'] (forward(..., return_patches=True)), concept_emb and concept_targets")
+            terms["concept"] = concept_alignment_loss(
+                outputs["patches"],
+                concept_emb,
+                concept_targets,
+                _need(outputs, "concept_logit_scale"),
+                _need(outputs, "concept_logit_bias"),
+            )
+        total = sum(self.weights[name] * value for name, value in terms.items())
+        return LossOutput(total, {name: value.detach() for name, value in terms.items()})
+
+
+def _need(outputs: Mapping[str, Any], key: str) -> torch.Tensor:
+    value = outputs.get(key)
+    if value is None:
+        raise ValueError(f"outputs['{key}'] is missing: build the model with this loss weighted in its config")
+    return value

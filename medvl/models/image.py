@@ -1,0 +1,225 @@
+"""2D image encoders from MONAI for single-channel images, exposing their feature maps.
+
+Every encoder takes channel-first grayscale batches ``(B, 1, H, W)`` and offers
+
+- ``feature_map(images) -> (B, C, h, w)``: the last stage's region features (CNN cells or ViT patch tokens),
+  used for attribution heatmaps and patch-level losses;
+- ``feature_pyramid(images) -> list[Tensor]``: one map per stage, coarsest last (for a segmentation decoder);
+- ``forward(images) -> (B, C)``: the global feature, the spatial mean of ``feature_map``.
+
+Because the global feature is the mean of the region features, a region's feature and the image's feature
+live in the same space, which is what makes patch embeddings comparable with text embeddings.
+
+MONAI is imported when an encoder is built (importing it takes seconds), so configs resolve without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from medvl.models.config import ModelConfigError, check_choice, check_number, merge_section
+
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "resnet18": {"widen_factor": 1.0, "norm": "batch"},
+    "resnet50": {"widen_factor": 1.0, "norm": "batch"},
+    "densenet121": {"init_features": 64, "growth_rate": 32, "norm": "batch"},
+    "vit": {
+        "patch_size": 16,
+        "hidden_size": 768,
+        "mlp_dim": 3072,
+        "num_layers": 12,
+        "num_heads": 12,
+        "dropout": 0.0,
+        "pos_embed_type": "learnable",
+    },
+}
+NORMS = ("batch", "instance", "group")
+
+
+def resolve_image_config(given: Any, where: str) -> dict[str, Any]:
+    """The ``image`` section with the chosen architecture's defaults filled in and checked."""
+    if not isinstance(given, dict) or "arch" not in given:
+        raise ModelConfigError(f"{where}.arch", f"required; one of {', '.join(ARCH_DEFAULTS)}")
+    arch = given["arch"]
+    check_choice(arch, tuple(ARCH_DEFAULTS), f"{where}.arch")
+    cfg = merge_section({"arch": arch, "image_size": 224, **ARCH_DEFAULTS[arch]}, given, where)
+    check_number(cfg["image_size"], f"{where}.image_size", minimum=32, integer=True)
+    if "norm" in cfg:
+        check_choice(cfg["norm"], NORMS, f"{where}.norm")
+    if arch == "vit":
+        for key in ("patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads"):
+            check_number(cfg[key], f"{where}.{key}", minimum=1, integer=True)
+        if cfg["image_size"] % cfg["patch_size"]:
+            raise ModelConfigError(f"{where}.image_size", f"{cfg['image_size']} is not a multiple of patch_size {cfg['patch_size']}")
+        if cfg["hidden_size"] % cfg["num_heads"]:
+            raise ModelConfigError(f"{where}.hidden_size", f"{cfg['hidden_size']} is not divisible by num_heads {cfg['num_heads']}")
+    return cfg
+
+
+def replace_batch_norm(module: nn.Module, norm: str) -> None:
+    """Swap every ``BatchNorm2d`` in ``module`` for ``GroupNorm(8, C)`` or an affine ``InstanceNorm2d`` (in place).
+
+    Done after building because MONAI's ResNet applies its ``norm`` argument to the stem only.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            c = child.num_features
+            setattr(module, name, nn.GroupNorm(8, c) if norm == "group" else nn.InstanceNorm2d(c, affine=True))
+        else:
+            replace_batch_norm(child, norm)
+
+
+def check_images(images: torch.Tensor, name: str = "images") -> None:
+    """Raise ``ValueError`` unless ``images`` is a float ``(B, 1, H, W)`` batch."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 1:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name}: expected a (B, 1, H, W) single-channel batch, got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name}: expected floating-point pixels, got {images.dtype}; convert with .float()")
+
+
+class ImageEncoder(nn.Module):
+    """Base class: subclasses set ``out_channels`` and implement :meth:`feature_pyramid`."""
+
+    out_channels: int
+
+    def feature_pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps ``(B, C_k, h_k, w_k)`` of each stage, the last one being :meth:`feature_map`."""
+        raise NotImplementedError
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """The last stage's region features ``(B, out_channels, h, w)``."""
+        return self.feature_pyramid(images)[-1]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Global features ``(B, out_channels)``: the spatial mean of the feature map."""
+        return self.feature_map(images).mean(dim=(2, 3))
+
+
+class ResNetEncoder(ImageEncoder):
+    """MONAI ResNet-18/50 with the stride-2 stem (``conv1_t_stride=2``); stages at strides 4, 8, 16, 32."""
+
+    def __init__(self, arch: str, widen_factor: float = 1.0, norm: str = "batch") -> None:
+        from monai.networks.nets import resnet18, resnet50
+
+        super().__init__()
+        factory = {"resnet18": resnet18, "resnet50": resnet50}[arch]
+        self.net = factory(
+            spatial_dims=2,
+            n_input_channels=1,
+            conv1_t_stride=2,
+            feed_forward=False,
+            shortcut_type="B",
+            bias_downsample=False,
+            widen_factor=widen_factor,
+        )
+        if norm != "batch":
+            replace_batch_norm(self.net, norm)
+        self.out_channels = self.net.in_planes
+
+    def feature_pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
+        check_images(images)
+        net = self.net
+        x = net.maxpool(net.act(net.bn1(net.conv1(images))))
+        maps = []
+        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+
+class DenseNetEncoder(ImageEncoder):
+    """MONAI DenseNet-121; maps after dense blocks 1-3 (strides 4, 8, 16) and the final normalised block (32)."""
+
+    def __init__(self, init_features: int = 64, growth_rate: int = 32, norm: str = "batch") -> None:
+        from monai.networks.nets import densenet121
+
+        super().__init__()
+        net = densenet121(spatial_dims=2, in_channels=1, out_channels=1, init_features=init_features, growth_rate=growth_rate)
+        self.features = net.features  # the classifier is dropped: unused parameters would stall DDP
+        self.act = nn.ReLU()
+        self.out_channels = self.features.norm5.num_features
+        if norm != "batch":
+            replace_batch_norm(self.features, norm)
+
+    def feature_pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
+        check_images(images)
+        maps = []
+        x = images
+        for name, layer in self.features.named_children():
+            x = layer(x)
+            if name in ("denseblock1", "denseblock2", "denseblock3"):
+                maps.append(x)
+        maps.append(self.act(x))
+        return maps
+
+
+class ViTEncoder(ImageEncoder):
+    """MONAI ViT (``classification=False``, conv patch embedding); patch tokens form the feature map.
+
+    The pyramid holds the tokens after each quarter of the blocks (all at the patch stride), as UNETR does.
+    Inputs must have exactly the configured ``image_size`` (the position embedding is learned per patch).
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        patch_size: int = 16,
+        hidden_size: int = 768,
+        mlp_dim: int = 3072,
+        num_layers: int = 12,
+        num_heads: int = 12,
+        dropout: float = 0.0,
+        pos_embed_type: str = "learnable",
+    ) -> None:
+        from monai.networks.nets import ViT
+
+        super().__init__()
+        self.image_size = image_size
+        self.grid = image_size // patch_size
+        self.net = ViT(
+            in_channels=1,
+            img_size=image_size,
+            patch_size=patch_size,
+            hidden_size=hidden_size,
+            mlp_dim=mlp_dim,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            proj_type="conv",
+            pos_embed_type=pos_embed_type,
+            classification=False,
+            dropout_rate=dropout,
+            spatial_dims=2,
+            qkv_bias=True,
+        )
+        for block in self.net.blocks:  # MONAI builds this norm even without cross-attention; idle under DDP
+            block.norm_cross_attn = nn.Identity()
+        self.out_channels = hidden_size
+        self.pyramid_layers = sorted({max(1, round(num_layers * q / 4)) for q in (1, 2, 3)})
+
+    def _to_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        b, n, c = tokens.shape
+        return tokens.transpose(1, 2).reshape(b, c, self.grid, self.grid)
+
+    def feature_pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
+        check_images(images)
+        if tuple(images.shape[2:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"images: ViT expects {self.image_size}x{self.image_size} pixels, got {tuple(images.shape[2:])}; "
+                "resize the input or build the model with image.image_size set to the input size"
+            )
+        tokens, hidden = self.net(images)
+        return [self._to_map(hidden[i - 1]) for i in self.pyramid_layers] + [self._to_map(tokens)]
+
+
+def build_image_encoder(cfg: dict[str, Any]) -> ImageEncoder:
+    """The encoder described by a resolved ``image`` config section."""
+    params = {k: v for k, v in cfg.items() if k not in ("arch", "image_size")}
+    if cfg["arch"] in ("resnet18", "resnet50"):
+        return ResNetEncoder(cfg["arch"], **params)
+    if cfg["arch"] == "densenet121":
+        return DenseNetEncoder(**params)
+    return ViTEncoder(cfg["image_size"], **params)

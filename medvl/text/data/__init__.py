@@ -1,0 +1,1 @@
+"""Vocabulary files shipped with medvl.text (label space, concept lexicon)."""

@@ -1,0 +1,156 @@
+"""Evaluation of the findings labeller against the manual MeSH terms of the IU X-ray reports.
+
+The mapping from MeSH headings to observations was fixed before the labeller's rules were tuned and is not
+changed to improve scores. A MeSH term ``Heading/qualifier/...`` counts for a class when its heading (the part
+before the first ``/``) is one of the class's headings. The labeller reads FINDINGS + IMPRESSION; a prediction is
+positive when the labeller gives 1 (and, with ``uncertain_positive=True``, also -1) to one of the class's
+observations. Reports indexed ``No Indexing`` and reports with empty FINDINGS and IMPRESSION are left out: they
+have no reference. The archive is split by a hash of the report id into a development half (used while writing
+rules) and a held-out test half.
+
+Run ``python -m medvl.text.iu_eval [ARCHIVE]`` to print the tables of ``docs/labeller.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from medvl.text.iu_xray import IUReport, read_iu_reports
+from medvl.text.labeller import Labeller
+
+
+@dataclass(frozen=True)
+class EvalClass:
+    """One evaluated class: the MeSH headings of the reference and the labeller observations of the prediction."""
+
+    name: str
+    mesh_headings: tuple[str, ...]
+    observations: tuple[str, ...]
+
+
+EVAL_CLASSES: tuple[EvalClass, ...] = (
+    EvalClass("No Finding", ("normal",), ("No Finding",)),
+    EvalClass("Cardiomegaly", ("Cardiomegaly",), ("Cardiomegaly",)),
+    EvalClass("Pleural Effusion", ("Pleural Effusion",), ("Pleural Effusion",)),
+    EvalClass("Pneumothorax", ("Pneumothorax",), ("Pneumothorax",)),
+    EvalClass("Atelectasis", ("Pulmonary Atelectasis",), ("Atelectasis",)),
+    EvalClass(
+        "Consolidation / Lung Opacity",
+        ("Opacity", "Airspace Disease", "Consolidation", "Infiltrate", "Pneumonia"),
+        ("Lung Opacity", "Consolidation", "Pneumonia"),
+    ),
+    EvalClass("Edema", ("Pulmonary Edema", "Pulmonary Congestion", "Heart Failure"), ("Edema",)),
+    EvalClass("Lung Lesion / Nodule", ("Nodule", "Mass"), ("Lung Lesion",)),
+    EvalClass("Fracture", ("Fractures, Bone",), ("Fracture",)),
+)
+
+NO_REFERENCE = "No Indexing"
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """Precision, recall, F1 and support (reference positives) of one class."""
+
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    predicted: int
+
+
+def split_of(report_id: str) -> str:
+    """``dev`` or ``test``: a fixed half of the archive chosen by a hash of the report id."""
+    return "dev" if hashlib.sha256(report_id.encode()).digest()[0] % 2 == 0 else "test"
+
+
+def evaluable(reports: Sequence[IUReport]) -> list[IUReport]:
+    """Reports with a MeSH reference and some FINDINGS or IMPRESSION text."""
+    return [r for r in reports if r.findings_impression.strip() and NO_REFERENCE not in r.mesh_major]
+
+
+def reference_positive(report: IUReport, cls: EvalClass) -> bool:
+    """Whether the report's manual MeSH terms contain one of the class's headings."""
+    return any(term.split("/", 1)[0].strip() in cls.mesh_headings for term in report.mesh_major)
+
+
+def predicted_positive(labels: dict[str, int], cls: EvalClass, uncertain_positive: bool = True) -> bool:
+    """Whether the labeller's output is positive for the class."""
+    accepted = (1, -1) if uncertain_positive else (1,)
+    return any(labels.get(obs) in accepted for obs in cls.observations)
+
+
+def score(
+    reports: Sequence[IUReport],
+    labels: Sequence[dict[str, int]],
+    classes: Sequence[EvalClass] = EVAL_CLASSES,
+    uncertain_positive: bool = True,
+) -> list[ClassScore]:
+    """Per-class scores of ``labels`` (one dict per report, as :meth:`Labeller.label` returns)."""
+    scores = []
+    for cls in classes:
+        tp = fp = fn = 0
+        for report, predicted in zip(reports, labels, strict=True):
+            truth = reference_positive(report, cls)
+            guess = predicted_positive(predicted, cls, uncertain_positive)
+            tp += truth and guess
+            fp += guess and not truth
+            fn += truth and not guess
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores.append(ClassScore(cls.name, precision, recall, f1, tp + fn, tp + fp))
+    return scores
+
+
+def macro_f1(scores: Sequence[ClassScore]) -> float:
+    """Unweighted mean F1 over the classes."""
+    return sum(s.f1 for s in scores) / len(scores)
+
+
+def evaluate(
+    reports: Sequence[IUReport],
+    split: str | None = None,
+    labeller: Labeller | None = None,
+    uncertain_positive: bool = True,
+) -> list[ClassScore]:
+    """Label FINDINGS + IMPRESSION of the evaluable ``reports`` (optionally one split) and score them."""
+    chosen = [r for r in evaluable(reports) if split is None or split_of(r.report_id) == split]
+    labeller = labeller or Labeller()
+    labels = labeller.label_many([r.findings_impression for r in chosen])
+    return score(chosen, labels, uncertain_positive=uncertain_positive)
+
+
+def markdown_table(scores: Sequence[ClassScore]) -> str:
+    """The scores as a Markdown table with a macro-average row."""
+    lines = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {s.name} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | {s.support} |" for s in scores]
+    lines.append(f"| **macro average** | | | **{macro_f1(scores):.3f}** | |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the development, test and whole-archive tables (uncertain counted as positive, then as negative)."""
+    from medvl.data.realdata import realdata_root
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    root = realdata_root()
+    archive = Path(args[0]) if args else (root / "iu_reports" / "NLMCXR_reports.tgz" if root else None)
+    if archive is None:
+        print("no archive given and no real-data bundle found (set MEDVL_REALDATA)", file=sys.stderr)
+        return 2
+    reports = read_iu_reports(archive)
+    labeller = Labeller()
+    for uncertain_positive in (True, False):
+        for split in ("dev", "test", None):
+            print(f"\n### split={split or 'all'} uncertain_positive={uncertain_positive}\n")
+            print(markdown_table(evaluate(reports, split, labeller, uncertain_positive)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Contrastive pretraining: trainer, distributed set-up, checkpoints, sampling, schedules."""

@@ -1,0 +1,68 @@
+"""The end of a pretraining run: the model folder, its MLflow artifacts, the pyfunc model and its registration."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medvl.data.preprocess import PrepSettings
+from medvl.infer.loading import save_preprocess
+
+if TYPE_CHECKING:
+    from medvl.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+MODEL_DIR = "model"
+
+
+def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
+    """Write ``model/`` (the best validated weights when validation ran, else the last), log it; rank 0 only.
+
+    Returns the model folder and the validation metrics of the exported weights.
+    """
+    run_dir = trainer.run_dir
+    model_dir = run_dir / MODEL_DIR
+    best = run_dir / "best"
+    val: dict[str, float] = {}
+    if best.is_dir():
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        shutil.copytree(best, model_dir)
+        val = _best_validation(run_dir, trainer.cfg.train.early_stop_metric)
+    else:
+        trainer.model.save_pretrained(model_dir)
+    save_preprocess(PrepSettings.from_dict(trainer.cohort.settings), model_dir)
+    (model_dir / "lineage.json").write_text(json.dumps({
+        "manifest_hash": trainer.cohort.manifest_hash, "cache_key": trainer.cohort.key,
+        "mlflow_run_id": trainer.state.mlflow_run_id, "steps": trainer.state.step,
+    }, indent=2) + "\n")  # fmt: skip
+    tracker = trainer.tracker
+    tracker.log_artifact(model_dir, "model_files")
+    tracker.log_artifact(run_dir / "metrics.jsonl")
+    if val:
+        tracker.log_metrics({f"final_{k}": v for k, v in val.items()}, step=trainer.state.step)
+    tracking = trainer.cfg.tracking
+    if tracking.log_model and tracker.run_id and not tracker.offline:
+        from medvl.infer.pyfunc import log_pyfunc
+
+        try:
+            uri, version = log_pyfunc(model_dir, tracker.run_id, tracker.uri, tracking.register_as)
+        except Exception as exc:  # noqa: BLE001 - the weights are safe on disk; say what failed
+            log.warning("could not log the pyfunc model to MLflow (%s); the model is in %s", exc, model_dir)
+        else:
+            tracker.set_tags({"medvl.model_uri": uri, "medvl.registered_version": version or ""})
+            log.info("logged %s%s", uri, f" as {tracking.register_as} version {version}" if version else "")
+    return model_dir, val
+
+
+def _best_validation(run_dir: Path, metric: str) -> dict[str, float]:
+    """The validation metrics logged at the step with the best ``metric``."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    evaluated = [r for r in rows if metric in r]
+    if not evaluated:
+        return {}
+    best = max(evaluated, key=lambda r: r[metric])
+    return {k: v for k, v in best.items() if k.startswith("val_")}

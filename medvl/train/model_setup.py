@@ -1,0 +1,62 @@
+"""What a run needs before its first step: the cache (built on rank 0 when missing) and the model."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from medvl.data.cache import META_FILE, CachedCohort
+from medvl.models.config import deep_update
+from medvl.models.registry import build_model, load_pretrained
+from medvl.models.vlm import VisionLanguageModel
+from medvl.train import distributed
+from medvl.train.pairs import report_text
+from medvl.train.settings import DataSettings, PretrainConfig
+
+TOKENIZER_DIR = "tokenizer"
+
+
+def ensure_cache(data: DataSettings, info: distributed.DistInfo) -> CachedCohort:
+    """The training cache; rank 0 builds (or completes) it from ``data.manifest`` first when one is given."""
+    if not data.cache:
+        raise ValueError("data.cache is not set: give the folder of a 'medvl cache' run (and data.manifest to build it)")
+    cache = Path(data.cache)
+    if data.manifest:
+        if info.is_main:
+            from medvl.data.cache_build import build_cache
+            from medvl.data.preprocess import PrepSettings
+
+            build_cache(data.manifest, cache, PrepSettings(size=data.image_size, ct_window=data.ct_window))
+        distributed.barrier()
+    elif not (cache / META_FILE).is_file():
+        raise FileNotFoundError(f"{cache}: no cache here; run 'medvl cache MANIFEST -o {cache}' or set data.manifest")
+    return CachedCohort(cache)
+
+
+def _train_tokenizer(cohort: CachedCohort, split: str, vocab_size: int, out_dir: Path, info: distributed.DistInfo) -> Path:
+    """A WordPiece tokenizer trained on the training split's reports (rank 0; the others wait)."""
+    if info.is_main and not (out_dir / "tokenizer.json").is_file():
+        from medvl.text.tokenizer import train_wordpiece
+
+        texts = [report_text(cohort[i]) for i in range(len(cohort)) if cohort.splits[i] == split]
+        train_wordpiece(texts, vocab_size=vocab_size, out_dir=out_dir)
+    distributed.barrier()
+    return out_dir
+
+
+def model_overrides(config: PretrainConfig, cohort: CachedCohort, run_dir: Path, info: distributed.DistInfo) -> dict[str, Any]:
+    """The architecture overrides of a run: the user's, the cache's image size, a trained tokenizer."""
+    overrides = copy.deepcopy(config.model.overrides)
+    overrides = deep_update({"image": {"image_size": cohort.size}}, overrides)
+    if config.model.tokenizer == "wordpiece":
+        folder = _train_tokenizer(cohort, config.data.train_split, config.model.vocab_size, run_dir / TOKENIZER_DIR, info)
+        overrides = deep_update(overrides, {"text": {"tokenizer": str(folder.resolve())}})
+    return overrides
+
+
+def build_training_model(config: PretrainConfig, cohort: CachedCohort, run_dir: Path, info: distributed.DistInfo) -> VisionLanguageModel:
+    """A fresh model from the registry, or ``model.init_from`` (a saved model) with the run's overrides."""
+    if config.model.init_from:  # a saved model keeps its image size and tokenizer
+        return load_pretrained(config.model.init_from, **copy.deepcopy(config.model.overrides))
+    return build_model(config.model.name, **model_overrides(config, cohort, run_dir, info))

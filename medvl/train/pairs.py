@@ -1,0 +1,114 @@
+"""Image-report training pairs from the cache: augmentation, one sampled sentence, volume sub-sampling.
+
+Items are looked up with ``(index, item_seed)`` keys from :class:`medvl.train.sampling.ResumableSampler`
+(random choices depend only on the item seed) or with a plain index for evaluation (no augmentation, the
+whole FINDINGS + IMPRESSION text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medvl.augment import AugmentStrength, ConvirtAugment
+from medvl.data.cache import CachedCohort, collate_cohort
+from medvl.text.sentences import split_sentences
+
+LIGHT = AugmentStrength(crop_scale=(0.8, 1.0), rotate_degrees=5.0, translate_fraction=0.05, brightness=0.2,
+                        contrast=0.2, blur_sigma=(0.1, 0.8), blur_prob=0.3)  # fmt: skip
+
+
+def report_text(item: dict[str, Any]) -> str:
+    """FINDINGS + IMPRESSION of an item, or its whole report when the sections are unknown."""
+    text = " ".join(t.strip() for t in (item.get("findings", ""), item.get("impression", "")) if t and t.strip())
+    return text or (item.get("report") or "").strip()
+
+
+def sample_sentence(item: dict[str, Any], rng: np.random.Generator) -> str:
+    """One sentence drawn uniformly from FINDINGS + IMPRESSION (ConVIRT's text sampling)."""
+    sentences = split_sentences(report_text(item))
+    if not sentences:
+        return report_text(item)
+    return sentences[int(rng.integers(len(sentences)))]
+
+
+def even_slices(depth: int, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` slices spread evenly over ``depth`` (all of them when it fits)."""
+    if depth <= limit:
+        return np.arange(depth)
+    return np.unique(np.round(np.linspace(0, depth - 1, limit)).astype(int))
+
+
+def make_augment(kind: str, size: int) -> ConvirtAugment | None:
+    """The augmentation for ``kind`` (``convirt``, ``light``, ``none``)."""
+    if kind == "none":
+        return None
+    return ConvirtAugment(size, AugmentStrength() if kind == "convirt" else LIGHT)
+
+
+class PairDataset(Dataset):
+    """Training or evaluation pairs over a subset of a :class:`CachedCohort`.
+
+    Args:
+        cohort: the cache.
+        indices: which cache items take part.
+        augment: image augmentation applied with the item seed (None: none).
+        text: ``sentence`` (one sampled sentence per item seed) or ``report`` (the whole text).
+        max_slices: volumes deeper than this keep evenly spread slices.
+    """
+
+    def __init__(
+        self,
+        cohort: CachedCohort,
+        indices: np.ndarray,
+        augment: Callable | None = None,
+        text: str = "sentence",
+        max_slices: int = 64,
+    ) -> None:
+        self.cohort = cohort
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.augment = augment
+        self.text = text
+        self.max_slices = max_slices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        item = dict(self.cohort[int(self.indices[index])])
+        if item["is_volume"]:
+            keep = torch.from_numpy(even_slices(item["image"].shape[0], self.max_slices))
+            item["image"], item["z_mm"] = item["image"][keep], item["z_mm"][keep]
+            if "mask" in item:
+                item["mask"] = item["mask"][keep]
+        if seed is None:
+            item["text"] = report_text(item)
+            return item
+        if self.augment is not None:
+            item["image"] = self.augment.set_random_state(seed % 2**32)(item["image"])
+            item.pop("mask", None)  # masks are not augmented alongside; pretraining does not use them
+        rng = np.random.default_rng(seed)
+        item["text"] = sample_sentence(item, rng) if self.text == "sentence" else report_text(item)
+        return item
+
+
+def collate_pairs(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`medvl.data.cache.collate_cohort` plus the list of texts."""
+    out = collate_cohort(batch)
+    out["text"] = [item["text"] for item in batch]
+    return out
+
+
+def select_items(cohort: CachedCohort, split: str, kinds: str) -> np.ndarray:
+    """Indices of the cache items of ``split`` whose kind is allowed (``2d``, ``3d`` or ``all``)."""
+    mask = cohort.splits == split
+    if kinds == "2d":
+        mask &= ~cohort.is_volume
+    elif kinds == "3d":
+        mask &= cohort.is_volume
+    return np.flatnonzero(mask)

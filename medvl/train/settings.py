@@ -1,0 +1,101 @@
+"""Run settings of ``medvl pretrain`` (a YAML file plus ``key=value`` overrides, see :mod:`medvl.config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class DataSettings:
+    """Where the training pairs come from and how they are prepared.
+
+    ``cache`` is the folder written by ``medvl cache``; when it does not exist yet and ``manifest`` is given,
+    rank 0 builds it first with ``image_size`` and ``ct_window``.
+    """
+
+    cache: str = ""
+    manifest: str = ""
+    image_size: int = 128
+    ct_window: str = "lung"
+    kinds: Literal["auto", "2d", "3d", "all"] = "auto"
+    max_slices: int = 64
+    train_split: str = "train"
+    val_split: str = "val"
+    workers: int = 0
+    augment: Literal["convirt", "light", "none"] = "convirt"
+    text: Literal["sentence", "report"] = "sentence"
+
+
+@dataclass
+class ModelSettings:
+    """Architecture (a registry name or a config file) and changes to it.
+
+    ``tokenizer: wordpiece`` trains a WordPiece tokenizer on the training reports into the run folder and
+    uses it for a text encoder built from config. ``init_from`` starts from a saved model folder (e.g. the 2D
+    stage of RadCLIP's schedule before the volume stage).
+    """
+
+    name: str = "tiny-resnet18"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Literal["config", "wordpiece"] = "config"
+    vocab_size: int = 4000
+    init_from: str = ""
+
+
+@dataclass
+class OptimSettings:
+    """Optimizer and schedule (ConVIRT: Adam, lr 1e-4, weight decay 1e-6)."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["cosine", "plateau", "constant"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 0.0
+
+
+@dataclass
+class TrainSettings:
+    """Loop, precision, checkpoints, validation and distribution."""
+
+    steps: int = 200
+    batch_size: int = 32
+    grad_accum: int = 1
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: bool = False
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 50
+    checkpoint_every: int = 50
+    early_stop_patience: int = 0
+    early_stop_metric: str = "val_mean_R"
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    local_loss: bool = False
+    gather_with_grad: bool = True
+    sync_batchnorm: bool = True
+
+
+@dataclass
+class TrackingSettings:
+    """MLflow (URI from the setting, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``)."""
+
+    uri: str = ""
+    experiment: str = "medvl-pretrain"
+    register_as: str = ""
+    log_model: bool = True
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a ``medvl pretrain`` run needs; written as ``config.yaml`` into the run folder."""
+
+    output_dir: str = "runs"
+    run_name: str = "pretrain"
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)

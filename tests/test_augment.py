@@ -1,0 +1,121 @@
+"""ConVIRT augmentations: shapes, seeding, per-volume consistency, and each step's effect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medvl.augment import AugmentStrength, ConvirtAugment, ConvirtAugmentd, RandResizedCrop
+from tests.test_models_registry import torch_single_thread  # noqa: F401 (fixture)
+
+OFF = AugmentStrength(
+    crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, affine_prob=0.0, jitter_prob=0.0, blur_prob=0.0
+)
+
+
+def ramp(h: int = 64, w: int = 64) -> torch.Tensor:
+    """An image whose value is its column index: flips and crops are easy to read from it."""
+    return torch.arange(w, dtype=torch.float32).repeat(h, 1)[None]
+
+
+def test_image_and_volume_shapes_and_types():
+    aug = ConvirtAugment(32).set_random_state(0)
+    assert aug(ramp(80, 60)).shape == (1, 32, 32)
+    out = aug(np.random.rand(5, 1, 70, 50).astype(np.float32))
+    assert isinstance(out, torch.Tensor) and type(out) is torch.Tensor and out.shape == (5, 1, 32, 32)
+    with pytest.raises(ValueError, match=r"expects an image \(1, H, W\) or slices \(S, 1, H, W\)"):
+        aug(torch.rand(3, 64, 64))
+
+
+def test_same_seed_same_result_other_seed_other_result():
+    image = torch.rand(1, 64, 64)
+    first = ConvirtAugment(48).set_random_state(7)(image)
+    again = ConvirtAugment(48).set_random_state(7)(image)
+    other = ConvirtAugment(48).set_random_state(8)(image)
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+
+
+def test_volume_slices_share_one_draw():
+    image = torch.rand(1, 64, 64)
+    alone = ConvirtAugment(32).set_random_state(3)(image)
+    stack = ConvirtAugment(32).set_random_state(3)(image.expand(4, 1, 64, 64))
+    for k in range(4):  # every slice gets exactly the crop, flip, affine, jitter and blur the image alone got
+        assert torch.allclose(stack[k], alone, atol=1e-5)
+    assert not torch.allclose(alone, ConvirtAugment(32, OFF)(image), atol=1e-2)
+
+
+def test_everything_off_is_a_plain_resize():
+    image = ramp()
+    assert torch.allclose(ConvirtAugment(64, OFF)(image), image, atol=1e-4)
+
+
+def test_flip_reverses_columns():
+    flip_only = AugmentStrength(**{**OFF.__dict__, "flip_prob": 1.0})
+    assert torch.equal(ConvirtAugment(64, flip_only)(ramp()), ramp().flip(-1))
+
+
+def test_random_resized_crop_covers_the_configured_area():
+    crop = RandResizedCrop(16, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3)).set_random_state(0)
+    fractions, ratios = [], []
+    for _ in range(200):
+        crop.randomize((100, 120))
+        top, left, h, w = crop.box
+        assert 0 <= top and top + h <= 100 and 0 <= left and left + w <= 120
+        fractions.append(h * w / 12000)
+        ratios.append(w / h)
+    assert 0.58 <= min(fractions) and max(fractions) <= 1.0 and np.std(fractions) > 0.05
+    assert 0.7 <= min(ratios) and max(ratios) <= 1.4
+
+
+def test_crop_fallback_on_extreme_aspect():
+    crop = RandResizedCrop(8, scale=(1.0, 1.0), ratio=(1.0, 1.0)).set_random_state(0)
+    crop.randomize((10, 100))  # a square covering the whole area cannot fit: largest centred square
+    assert crop.box == (0, 45, 10, 10)
+
+
+def test_jitter_ranges():
+    jitter = AugmentStrength(**{**OFF.__dict__, "jitter_prob": 1.0, "contrast": 0.0})
+    image = torch.full((1, 16, 16), 10.0)
+    values = [ConvirtAugment(16, jitter).set_random_state(s)(image).mean().item() for s in range(40)]
+    assert 6.0 - 1e-4 <= min(values) and max(values) <= 14.0 + 1e-4 and max(values) - min(values) > 3
+
+
+def test_blur_smooths_and_keeps_the_mean():
+    blur = AugmentStrength(**{**OFF.__dict__, "blur_prob": 1.0, "blur_sigma": (2.0, 2.0)})
+    noise = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = ConvirtAugment(64, blur)(noise)
+    assert out.std() < noise.std() / 2 and abs(out[:, 16:48, 16:48].mean() - noise[:, 16:48, 16:48].mean()) < 0.02
+
+
+def test_dictionary_twin_applies_one_draw_to_all_keys():
+    data = {"image": torch.rand(1, 64, 64), "prior": None}
+    data["prior"] = data["image"].clone()
+    aug = ConvirtAugmentd(["image", "prior"], 32).set_random_state(5)
+    first = aug(data)
+    assert torch.equal(first["image"], first["prior"]) and first["image"].shape == (1, 32, 32)
+    assert not torch.equal(aug(data)["image"], first["image"])  # the next sample gets a new draw
+    again = ConvirtAugmentd(["image", "prior"], 32).set_random_state(5)(data)
+    assert torch.equal(again["image"], first["image"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("crop_scale", (0.0, 1.0)), ("crop_scale", (0.9, 0.6)), ("flip_prob", 1.5), ("brightness", -0.1), ("blur_sigma", (0.0, 1.0))],
+)
+def test_invalid_strengths_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        AugmentStrength(**{field: value})
+
+
+def test_real_chest_xray_keeps_its_intensity_range(realdata):
+    from PIL import Image
+
+    path = sorted((realdata / "cxr_covid" / "images").glob("*.jpg"))[0]
+    pixels = torch.from_numpy(np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0)[None]
+    views = [ConvirtAugment(128).set_random_state(seed)(pixels) for seed in range(3)]
+    for view in views:
+        assert view.shape == (1, 128, 128) and view.std() > 0.05  # anatomy, not an empty crop
+        # brightness x1.4 then contrast x1.4 around a mean m in [0, 1.4]: values stay in [-0.4 m, 1.96]
+        assert -0.57 < view.min() and view.max() < 1.97
+    assert not torch.allclose(views[0], views[1], atol=1e-2)  # two views of one study differ
