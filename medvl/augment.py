@@ -9,6 +9,10 @@ Inputs are channel-first tensors or arrays: an image ``(1, H, W)`` or a volume a
 ``(S, 1, H, W)``. A volume receives one draw of the random parameters for all its slices, so its anatomy
 stays aligned from slice to slice. "Horizontal" means the last axis (columns). Seed with
 ``set_random_state(seed)`` (e.g. the per-item seed of :mod:`medvl.train.sampling`).
+
+The work is done by :func:`draw_params` (one item's random draw) and :func:`augment_batch` (a whole batch in
+one ``grid_sample`` on any device); the MONAI transforms are per-item wrappers around them, and the trainer
+calls them directly on GPU batches.
 """
 
 from __future__ import annotations
@@ -22,14 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.transforms import (
-    Compose,
     MapTransform,
-    RandAffine,
-    RandFlip,
-    RandGaussianSmooth,
     Randomizable,
-    RandScaleIntensity,
-    RandScaleIntensityFixedMean,
     Transform,
 )
 from monai.utils import convert_to_tensor
@@ -108,8 +106,106 @@ class RandResizedCrop(Randomizable, Transform):
         return F.interpolate(crop, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)[0]
 
 
+@dataclass(frozen=True)
+class AugmentParams:
+    """One item's draw: crop box (fractions of height/width), flip, affine, intensity and blur parameters."""
+
+    crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # top, left, height, width (fractions)
+    flip: bool = False
+    angle: float = 0.0  # radians
+    shift: tuple[float, float] = (0.0, 0.0)  # x, y in output pixels
+    scale: tuple[float, float] = (1.0, 1.0)
+    brightness: float = 0.0  # intensity x (1 + brightness)
+    contrast: float = 0.0  # (x - mean) x (1 + contrast) + mean
+    blur_sigma: float = 0.0  # 0: no blur
+
+
+def draw_params(strength: AugmentStrength, rng: np.random.RandomState, height: int, width: int, size: int) -> AugmentParams:
+    """Draw one item's augmentation for an ``height x width`` input resized to ``size``."""
+    s = strength
+    crop = RandResizedCrop(size, s.crop_scale, s.crop_ratio)
+    crop.set_random_state(state=rng)
+    crop.randomize((height, width))
+    top, left, h, w = crop.box
+    flip = bool(rng.uniform() < s.flip_prob)
+    angle, shift, scale = 0.0, (0.0, 0.0), (1.0, 1.0)
+    if rng.uniform() < s.affine_prob:
+        angle = float(rng.uniform(-1, 1) * math.radians(s.rotate_degrees))
+        limit = s.translate_fraction * size
+        shift = (float(rng.uniform(-limit, limit)), float(rng.uniform(-limit, limit)))
+        scale = (float(1 + rng.uniform(-s.scale_delta, s.scale_delta)), float(1 + rng.uniform(-s.scale_delta, s.scale_delta)))
+    brightness = float(rng.uniform(-s.brightness, s.brightness)) if rng.uniform() < s.jitter_prob else 0.0
+    contrast = float(rng.uniform(-s.contrast, s.contrast)) if rng.uniform() < s.jitter_prob else 0.0
+    blur = float(rng.uniform(*s.blur_sigma)) if rng.uniform() < s.blur_prob else 0.0
+    return AugmentParams((top / height, left / width, h / height, w / width), flip, angle, shift, scale, brightness, contrast, blur)
+
+
+def _sampling_grid(params: Sequence[AugmentParams], size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source coordinates ``(B, size, size, 2)`` (normalised, ``align_corners=False``) and a validity mask.
+
+    The output is the crop (flipped) seen through the affine transform; points the affine moves outside the
+    crop are invalid (zero padding, as an affine applied after the crop would give).
+    """
+    base = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size * 2 - 1
+    yy, xx = torch.meshgrid(base, base, indexing="ij")
+    out = torch.stack([xx, yy], dim=-1).expand(len(params), size, size, 2)
+    angle = torch.tensor([p.angle for p in params], device=device)
+    shift = torch.tensor([p.shift for p in params], device=device) * (2 / size)
+    scale = torch.tensor([p.scale for p in params], device=device)
+    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+    px, py = out[..., 0] - shift[:, None, None, 0], out[..., 1] - shift[:, None, None, 1]
+    u = (cos * px + sin * py) / scale[:, None, None, 0]  # rotate back, then undo the scale
+    v = (-sin * px + cos * py) / scale[:, None, None, 1]
+    valid = (u.abs() <= 1) & (v.abs() <= 1)
+    crop = torch.tensor([p.crop for p in params], device=device)  # top, left, h, w as fractions
+    flip = torch.tensor([-1.0 if p.flip else 1.0 for p in params], device=device)[:, None, None]
+    cx = (crop[:, 1] + crop[:, 3] / 2) * 2 - 1
+    cy = (crop[:, 0] + crop[:, 2] / 2) * 2 - 1
+    x = cx[:, None, None] + flip * u * crop[:, 3, None, None]
+    y = cy[:, None, None] + v * crop[:, 2, None, None]
+    return torch.stack([x, y], dim=-1), valid
+
+
+def _gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of ``(B, C, H, W)`` with one sigma per item (0: unchanged), reflect padding."""
+    if not bool((sigmas > 0).any()):
+        return images
+    b, c, h, w = images.shape
+    radius = int(math.ceil(4 * float(sigmas.max())))
+    radius = min(radius, h - 1, w - 1)
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    safe = sigmas.clamp(min=1e-6)[:, None]
+    kernels = torch.exp(-0.5 * (offsets[None] / safe) ** 2)
+    kernels = torch.where(sigmas[:, None] > 0, kernels, (offsets[None] == 0).to(images.dtype))
+    kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (B*C, K)
+    flat = images.reshape(1, b * c, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), kernels[:, None, None, :], groups=b * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), kernels[:, None, :, None], groups=b * c)
+    return flat.reshape(b, c, h, w)
+
+
+def augment_batch(images: torch.Tensor, params: Sequence[AugmentParams], size: int) -> torch.Tensor:
+    """Apply each item's draw to a batch ``(B, C, H, W)`` (C = 1 for images, the slices of a volume), on
+    the batch's device, giving ``(B, C, size, size)``. One ``grid_sample`` does crop, flip and affine."""
+    if images.ndim != 4 or len(params) != images.shape[0]:
+        raise ValueError(f"augment_batch expects (B, C, H, W) images and B draws, got {tuple(images.shape)} and {len(params)}")
+    images = images.float()
+    grid, valid = _sampling_grid(params, size, images.device)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = out * valid[:, None].to(out.dtype)
+    brightness = torch.tensor([1 + p.brightness for p in params], device=out.device)[:, None, None, None]
+    out = out * brightness
+    contrast = torch.tensor([1 + p.contrast for p in params], device=out.device)[:, None, None, None]
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = (out - mean) * contrast + mean
+    return _gaussian_blur(out, torch.tensor([p.blur_sigma for p in params], device=out.device))
+
+
 class ConvirtAugment(Randomizable, Transform):
     """The ConVIRT augmentation chain for an image ``(1, H, W)`` or a slice stack ``(S, 1, H, W)``.
+
+    A MONAI transform over :func:`draw_params` + :func:`augment_batch` (the same code the trainer runs on
+    whole batches on the GPU); all slices of a volume share one draw.
 
     Args:
         size: output height and width.
@@ -119,41 +215,21 @@ class ConvirtAugment(Randomizable, Transform):
     """
 
     def __init__(self, size: int, strength: AugmentStrength = AugmentStrength()) -> None:
-        s = strength
-        shift = s.translate_fraction * size
-        self.pipeline = Compose(
-            [
-                RandResizedCrop(size, s.crop_scale, s.crop_ratio),
-                RandFlip(prob=s.flip_prob, spatial_axis=1),
-                RandAffine(
-                    prob=s.affine_prob,
-                    rotate_range=(math.radians(s.rotate_degrees),),
-                    translate_range=(shift, shift),
-                    scale_range=(s.scale_delta, s.scale_delta),
-                    padding_mode="zeros",
-                ),
-                RandScaleIntensity(factors=s.brightness, prob=s.jitter_prob),
-                RandScaleIntensityFixedMean(prob=s.jitter_prob, factors=s.contrast, fixed_mean=True),
-                RandGaussianSmooth(sigma_x=s.blur_sigma, sigma_y=s.blur_sigma, prob=s.blur_prob),
-            ]
-        )
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> ConvirtAugment:
-        """Seed every step of the chain (reproducible draws)."""
-        super().set_random_state(seed, state)
-        self.pipeline.set_random_state(seed, state)
-        return self
+        self.size, self.strength = size, strength
 
     def randomize(self, data: Any = None) -> None:
-        """The steps draw their own parameters; nothing to draw here."""
+        """Draws happen in :meth:`draw`."""
+
+    def draw(self, height: int, width: int) -> AugmentParams:
+        """The next draw for an ``height x width`` input."""
+        return draw_params(self.strength, self.R, height, width, self.size)
 
     def __call__(self, img: Any) -> torch.Tensor:
-        img = convert_to_tensor(img, dtype=torch.float32)
+        img = convert_to_tensor(img, dtype=torch.float32, track_meta=False)
         if img.ndim == 3 and img.shape[0] == 1:
-            return convert_to_tensor(self.pipeline(img), track_meta=False)
+            return augment_batch(img[None], [self.draw(*img.shape[1:])], self.size)[0]
         if img.ndim == 4 and img.shape[1] == 1:
-            out = convert_to_tensor(self.pipeline(img[:, 0]), track_meta=False)
-            return out.unsqueeze(1)
+            return augment_batch(img[:, 0][None], [self.draw(*img.shape[2:])], self.size)[0].unsqueeze(1)
         raise ValueError(f"ConvirtAugment expects an image (1, H, W) or slices (S, 1, H, W), got shape {tuple(img.shape)}")
 
 

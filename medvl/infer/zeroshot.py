@@ -25,10 +25,12 @@ def logit_scale_of(model: Any) -> float:
     return 1.0 / float(model.config["loss"]["tau"])
 
 
-def class_embeddings(
-    model: Any, prompts: Mapping[str, tuple[Sequence[str], Sequence[str]]], device: torch.device
-) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """Observation names and their positive / negative ensemble embeddings ``(C, D)`` each."""
+def class_embeddings(model: Any, prompts: Mapping[str, Any], device: torch.device) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Observation names and their positive / negative ensemble embeddings ``(C, D)`` each.
+
+    ``prompts`` maps names to :class:`~medvl.text.prompts.PromptPair` objects or ``(positive(s), negative(s))``.
+    """
+    prompts = prompt_table(prompts)
     names = list(prompts)
     pos = [F.normalize(encode_texts(model, list(prompts[n][0]), device).mean(0), dim=0) for n in names]
     neg = [F.normalize(encode_texts(model, list(prompts[n][1]), device).mean(0), dim=0) for n in names]

@@ -5,10 +5,11 @@ Every encoder takes channel-first grayscale batches ``(B, 1, H, W)`` and offers
 - ``feature_map(images) -> (B, C, h, w)``: the last stage's region features (CNN cells or ViT patch tokens),
   used for attribution heatmaps and patch-level losses;
 - ``feature_pyramid(images) -> list[Tensor]``: one map per stage, coarsest last (for a segmentation decoder);
-- ``forward(images) -> (B, C)``: the global feature, the spatial mean of ``feature_map``.
+- ``forward(images) -> (B, C)``: the global feature, the spatial mean (``global_pool: avg``, the default) or
+  maximum (``global_pool: max``, better for small focal findings) of ``feature_map``.
 
-Because the global feature is the mean of the region features, a region's feature and the image's feature
-live in the same space, which is what makes patch embeddings comparable with text embeddings.
+Because the global feature pools the region features channel by channel, a region's feature and the image's
+feature live in the same space, which is what makes patch embeddings comparable with text embeddings.
 
 MONAI is imported when an encoder is built (importing it takes seconds), so configs resolve without it.
 """
@@ -22,6 +23,7 @@ from torch import nn
 
 from medvl.models.config import ModelConfigError, check_choice, check_number, merge_section
 
+GLOBAL_POOLS = ("avg", "max")
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "resnet18": {"widen_factor": 1.0, "norm": "batch"},
     "resnet50": {"widen_factor": 1.0, "norm": "batch"},
@@ -45,8 +47,9 @@ def resolve_image_config(given: Any, where: str) -> dict[str, Any]:
         raise ModelConfigError(f"{where}.arch", f"required; one of {', '.join(ARCH_DEFAULTS)}")
     arch = given["arch"]
     check_choice(arch, tuple(ARCH_DEFAULTS), f"{where}.arch")
-    cfg = merge_section({"arch": arch, "image_size": 224, **ARCH_DEFAULTS[arch]}, given, where)
+    cfg = merge_section({"arch": arch, "image_size": 224, "global_pool": "avg", **ARCH_DEFAULTS[arch]}, given, where)
     check_number(cfg["image_size"], f"{where}.image_size", minimum=32, integer=True)
+    check_choice(cfg["global_pool"], GLOBAL_POOLS, f"{where}.global_pool")
     if "norm" in cfg:
         check_choice(cfg["norm"], NORMS, f"{where}.norm")
     if arch == "vit":
@@ -85,6 +88,11 @@ class ImageEncoder(nn.Module):
     """Base class: subclasses set ``out_channels`` and implement :meth:`feature_pyramid`."""
 
     out_channels: int
+    global_pool: str = "avg"
+
+    def pool_regions(self, regions: torch.Tensor) -> torch.Tensor:
+        """Global features ``(B, C)`` from region features ``(B, N, C)`` (mean or max over regions)."""
+        return regions.amax(dim=1) if self.global_pool == "max" else regions.mean(dim=1)
 
     def feature_pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps ``(B, C_k, h_k, w_k)`` of each stage, the last one being :meth:`feature_map`."""
@@ -95,8 +103,8 @@ class ImageEncoder(nn.Module):
         return self.feature_pyramid(images)[-1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Global features ``(B, out_channels)``: the spatial mean of the feature map."""
-        return self.feature_map(images).mean(dim=(2, 3))
+        """Global features ``(B, out_channels)``: the feature map pooled over space (``global_pool``)."""
+        return self.pool_regions(self.feature_map(images).flatten(2).transpose(1, 2))
 
 
 class ResNetEncoder(ImageEncoder):
@@ -217,9 +225,12 @@ class ViTEncoder(ImageEncoder):
 
 def build_image_encoder(cfg: dict[str, Any]) -> ImageEncoder:
     """The encoder described by a resolved ``image`` config section."""
-    params = {k: v for k, v in cfg.items() if k not in ("arch", "image_size")}
+    params = {k: v for k, v in cfg.items() if k not in ("arch", "image_size", "global_pool")}
     if cfg["arch"] in ("resnet18", "resnet50"):
-        return ResNetEncoder(cfg["arch"], **params)
-    if cfg["arch"] == "densenet121":
-        return DenseNetEncoder(**params)
-    return ViTEncoder(cfg["image_size"], **params)
+        encoder: ImageEncoder = ResNetEncoder(cfg["arch"], **params)
+    elif cfg["arch"] == "densenet121":
+        encoder = DenseNetEncoder(**params)
+    else:
+        encoder = ViTEncoder(cfg["image_size"], **params)
+    encoder.global_pool = cfg["global_pool"]
+    return encoder

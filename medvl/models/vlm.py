@@ -142,12 +142,12 @@ class VisionLanguageModel(nn.Module):
     def image_and_patch_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """Global and region embeddings from one pass: ``(B, D)``, ``(B, h*w, D)`` (normalised) and ``(h, w)``.
 
-        The global embedding projects the mean region feature; each region projects its own feature with
-        the same head, so regions and images (and texts) are comparable.
+        The global embedding projects the pooled region features (mean or max, ``image.global_pool``); each
+        region projects its own feature with the same head, so regions and images (and texts) are comparable.
         """
         fmap = self.image_encoder.feature_map(images)
         regions = fmap.flatten(2).transpose(1, 2)
-        glob = self.image_projection(regions.mean(dim=1))
+        glob = self.image_projection(self.image_encoder.pool_regions(regions))
         return F.normalize(glob, dim=-1), F.normalize(self.image_projection(regions), dim=-1), tuple(fmap.shape[2:])
 
     def patch_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -1,20 +1,20 @@
-"""Image-report training pairs from the cache: augmentation, one sampled sentence, volume sub-sampling.
+"""Image-report training pairs from the cache: one sampled sentence, volume sub-sampling, augmentation.
 
 Items are looked up with ``(index, item_seed)`` keys from :class:`medvl.train.sampling.ResumableSampler`
-(random choices depend only on the item seed) or with a plain index for evaluation (no augmentation, the
-whole FINDINGS + IMPRESSION text).
+(random choices depend only on the item seed) or with a plain index for evaluation (the whole FINDINGS +
+IMPRESSION text, no augmentation). Images are augmented after collation, a batch at a time on the training
+device (:func:`augment_images`), with each item's draw taken from its seed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medvl.augment import AugmentStrength, ConvirtAugment
+from medvl.augment import AugmentStrength, augment_batch, draw_params
 from medvl.data.cache import CachedCohort, collate_cohort
 from medvl.text.sentences import split_sentences
 
@@ -43,11 +43,26 @@ def even_slices(depth: int, limit: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, depth - 1, limit)).astype(int))
 
 
-def make_augment(kind: str, size: int) -> ConvirtAugment | None:
-    """The augmentation for ``kind`` (``convirt``, ``light``, ``none``)."""
-    if kind == "none":
-        return None
-    return ConvirtAugment(size, AugmentStrength() if kind == "convirt" else LIGHT)
+def augment_strength(kind: str) -> AugmentStrength | None:
+    """The augmentation ranges for ``kind`` (``convirt``, ``light``, ``none``)."""
+    return {"convirt": AugmentStrength(), "light": LIGHT, "none": None}[kind]
+
+
+def augment_images(batch: dict[str, Any], strength: AugmentStrength, device: torch.device) -> torch.Tensor:
+    """The batch's images augmented on ``device``, each item with the draw of its seed (same shape).
+
+    A volume's real slices share one draw; padded slices stay zero.
+    """
+    images = batch["image"].to(device)
+    size = images.shape[-1]
+    draws = [draw_params(strength, np.random.RandomState(seed % 2**32), size, size, size) for seed in batch["seed"]]
+    if images.ndim == 4:
+        return augment_batch(images, draws, size)
+    out = torch.zeros_like(images)
+    for b, draw in enumerate(draws):
+        real = ~batch["key_padding_mask"][b]
+        out[b, real] = augment_batch(images[b, real, 0][None], [draw], size)[0].unsqueeze(1)
+    return out
 
 
 class PairDataset(Dataset):
@@ -56,7 +71,6 @@ class PairDataset(Dataset):
     Args:
         cohort: the cache.
         indices: which cache items take part.
-        augment: image augmentation applied with the item seed (None: none).
         text: ``sentence`` (one sampled sentence per item seed) or ``report`` (the whole text).
         max_slices: volumes deeper than this keep evenly spread slices.
     """
@@ -65,13 +79,11 @@ class PairDataset(Dataset):
         self,
         cohort: CachedCohort,
         indices: np.ndarray,
-        augment: Callable | None = None,
         text: str = "sentence",
         max_slices: int = 64,
     ) -> None:
         self.cohort = cohort
         self.indices = np.asarray(indices, dtype=np.int64)
-        self.augment = augment
         self.text = text
         self.max_slices = max_slices
 
@@ -86,21 +98,21 @@ class PairDataset(Dataset):
             item["image"], item["z_mm"] = item["image"][keep], item["z_mm"][keep]
             if "mask" in item:
                 item["mask"] = item["mask"][keep]
+        item["seed"] = seed
         if seed is None:
             item["text"] = report_text(item)
             return item
-        if self.augment is not None:
-            item["image"] = self.augment.set_random_state(seed % 2**32)(item["image"])
-            item.pop("mask", None)  # masks are not augmented alongside; pretraining does not use them
+        item.pop("mask", None)  # pretraining does not use masks (and they are not augmented)
         rng = np.random.default_rng(seed)
         item["text"] = sample_sentence(item, rng) if self.text == "sentence" else report_text(item)
         return item
 
 
 def collate_pairs(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """:func:`medvl.data.cache.collate_cohort` plus the list of texts."""
+    """:func:`medvl.data.cache.collate_cohort` plus the texts and item seeds."""
     out = collate_cohort(batch)
     out["text"] = [item["text"] for item in batch]
+    out["seed"] = [item["seed"] for item in batch]
     return out
 
 

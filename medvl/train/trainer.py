@@ -41,7 +41,7 @@ from medvl.train.checkpoint import (
 )
 from medvl.train.concepts import ConceptVocabulary
 from medvl.train.model_setup import build_training_model, ensure_cache
-from medvl.train.pairs import PairDataset, collate_pairs, make_augment, select_items
+from medvl.train.pairs import PairDataset, augment_images, augment_strength, collate_pairs, select_items
 from medvl.train.sampling import ResumableSampler
 from medvl.train.schedule import cosine_with_warmup, plateau
 from medvl.train.settings import PretrainConfig
@@ -123,9 +123,9 @@ class Trainer:
                 f"{self.cohort.cache_dir}: split '{d.train_split}' has {len(train_idx)} {self.kinds} items, fewer than "
                 f"one global batch ({self.cfg.train.batch_size} x {self.info.world_size} ranks); lower train.batch_size"
             )
-        size = self.cohort.size
-        self.train_set = PairDataset(self.cohort, train_idx, make_augment(d.augment, size), d.text, d.max_slices)
-        self.val_set = PairDataset(self.cohort, val_idx, None, "report", d.max_slices) if len(val_idx) >= 2 else None
+        self.augment = augment_strength(d.augment)
+        self.train_set = PairDataset(self.cohort, train_idx, d.text, d.max_slices)
+        self.val_set = PairDataset(self.cohort, val_idx, "report", d.max_slices) if len(val_idx) >= 2 else None
         self.sampler = ResumableSampler(
             len(train_idx), self.cfg.train.seed, self.info.rank, self.info.world_size,
             shuffle=True, drop_last=True, batch_size=self.cfg.train.batch_size,
@@ -222,6 +222,8 @@ class Trainer:
 
     def _micro_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         tokens = self.model.tokenize(batch["text"])
+        if self.augment is not None:
+            batch = {**batch, "image": augment_images(batch, self.augment, self.device)}
         inputs = image_inputs(self.model, batch, self.device)
         with autocast_for(self.cfg.train.precision, self.device):
             out = self.engine(
