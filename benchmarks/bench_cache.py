@@ -15,7 +15,7 @@ the 241 real ``cxr_covid`` JPEGs. The one-time cache build is timed too, and the
 between baseline and cached 2D images is reported as a check that both do the same work.
 
 Run: .venv/bin/python benchmarks/bench_cache.py [--n-2d 64] [--n-3d 4] [--epochs 3] [--repeats 5]
-     [--size 224] [--markdown docs/_bench_data.md]
+     [--size 224] [--markdown cache-benchmark.md]
 """
 
 from __future__ import annotations

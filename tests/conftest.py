@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,43 @@ def sqlite_tracking(tmp_path, monkeypatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@dataclass(frozen=True)
+class TrainedPhantomModel:
+    """A small model pretrained with ``configs/pretrain/phantom-tiny.yaml`` on a 2D phantom cohort."""
+
+    cohort_dir: Path
+    manifest: Path
+    cache_dir: Path
+    run_dir: Path
+    model_dir: Path
+    tracking_uri: str
+    registered_name: str
+    mlflow_run_id: str
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PHANTOM_RECIPE = REPO_ROOT / "configs" / "pretrain" / "phantom-tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def trained_phantom_model(tmp_path_factory) -> TrainedPhantomModel:
+    """Synthesize 1,200 radiograph phantoms, ingest, cache and pretrain the phantom-tiny recipe once per session
+    (a few CPU minutes), logged to a sqlite MLflow store and registered as ``phantom-tiny``."""
+    from medvl.cli import main
+    from medvl.config import load_config
+    from medvl.train.settings import PretrainConfig
+    from medvl.train.trainer import run_pretrain
+
+    root = tmp_path_factory.mktemp("phantom-model")
+    cohort, manifest, cache = root / "cohort", root / "manifest.parquet", root / "cache"
+    assert main(["synth", "-o", str(cohort), "--n-2d", "1200", "--size", "128", "--seed", "1", "-q"]) == 0
+    assert main(["ingest", "phantom", str(cohort), "-o", str(manifest), "-q"]) == 0
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    overrides = [f"output_dir={root / 'runs'}", f"data.manifest={manifest}", f"data.cache={cache}",
+                 f"tracking.uri={uri}", "tracking.register_as=phantom-tiny"]  # fmt: skip
+    result = run_pretrain(load_config(PretrainConfig, PHANTOM_RECIPE, overrides))
+    assert result.model_dir is not None and result.mlflow_run_id
+    return TrainedPhantomModel(cohort, manifest, cache, result.run_dir, result.model_dir, uri, "phantom-tiny",
+                               result.mlflow_run_id)  # fmt: skip

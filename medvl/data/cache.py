@@ -15,6 +15,7 @@ workers open their own), so reading an item is a slice of mapped memory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,6 +123,7 @@ class CachedCohort(Dataset):
         self.manifest_hash: str = meta["manifest_hash"]
         self.size = int(self.settings["size"])
         self.splits = index["split"].to_numpy(dtype=str)
+        self._study_ids = index["study_id"].to_numpy(dtype=str)
         self._shard = index["shard"].to_numpy(np.int32)
         self._offset = index["offset"].to_numpy(np.int64)
         self._depth = index["depth"].to_numpy(np.int64)
@@ -142,6 +144,18 @@ class CachedCohort(Dataset):
     def is_volume(self) -> np.ndarray:
         """Per item: True for a volume, False for a 2D image."""
         return self._volume
+
+    def text(self, field: str, i: int) -> str:
+        """One text field (``report``, ``findings``, ``impression``, ``study_id``...) of item ``i``, no pixels read."""
+        return self._text[field][int(i)]
+
+    def split_hashes(self) -> dict[str, str]:
+        """Per split present: a SHA-256 of its sorted study ids (for lineage: which studies trained a model)."""
+        hashes = {}
+        for split in sorted(set(self.splits.tolist())):
+            ids = "\n".join(sorted(self._study_ids[self.splits == split].tolist()))
+            hashes[split] = hashlib.sha256(ids.encode()).hexdigest()
+        return hashes
 
     @property
     def depths(self) -> np.ndarray:

@@ -28,6 +28,24 @@ def report_text(item: dict[str, Any]) -> str:
     return text or (item.get("report") or "").strip()
 
 
+def label_reports(cohort: CachedCohort, indices: np.ndarray) -> np.ndarray:
+    """Labels of the items' reports by the medvl labeller, in the cohort's label space (NaN: not mentioned).
+
+    What MedCLIP's label-aware loss uses: labels read from the text, not from any other annotation.
+    """
+    from medvl.text.labeller import Labeller
+
+    labeller = Labeller()
+    out = np.full((len(indices), len(cohort.label_space)), np.nan, dtype=np.float32)
+    column = {name: j for j, name in enumerate(cohort.label_space)}
+    for row, i in enumerate(indices):
+        item = {field: cohort.text(field, i) for field in ("report", "findings", "impression")}
+        for name, value in labeller.label(report_text(item)).items():
+            if name in column:
+                out[row, column[name]] = value
+    return out
+
+
 def sample_sentence(item: dict[str, Any], rng: np.random.Generator) -> str:
     """One sentence drawn uniformly from FINDINGS + IMPRESSION (ConVIRT's text sampling)."""
     sentences = split_sentences(report_text(item))
@@ -73,6 +91,7 @@ class PairDataset(Dataset):
         indices: which cache items take part.
         text: ``sentence`` (one sampled sentence per item seed) or ``report`` (the whole text).
         max_slices: volumes deeper than this keep evenly spread slices.
+        labels: ``(len(indices), P)`` labels replacing the cache's (e.g. :func:`label_reports`), or None.
     """
 
     def __init__(
@@ -81,11 +100,13 @@ class PairDataset(Dataset):
         indices: np.ndarray,
         text: str = "sentence",
         max_slices: int = 64,
+        labels: np.ndarray | None = None,
     ) -> None:
         self.cohort = cohort
         self.indices = np.asarray(indices, dtype=np.int64)
         self.text = text
         self.max_slices = max_slices
+        self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.float32)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -99,6 +120,8 @@ class PairDataset(Dataset):
             if "mask" in item:
                 item["mask"] = item["mask"][keep]
         item["seed"] = seed
+        if self.labels is not None:
+            item["labels"] = self.labels[index]
         if seed is None:
             item["text"] = report_text(item)
             return item

@@ -11,7 +11,9 @@ class DataSettings:
     """Where the training pairs come from and how they are prepared.
 
     ``cache`` is the folder written by ``medvl cache``; when it does not exist yet and ``manifest`` is given,
-    rank 0 builds it first with ``image_size`` and ``ct_window``.
+    rank 0 builds it first with ``image_size`` and ``ct_window``. ``labels`` feed the label-aware losses
+    (soft targets): ``reports`` labels each training report with the medvl labeller (as MedCLIP does),
+    ``manifest`` takes the manifest's labels.
     """
 
     cache: str = ""
@@ -25,6 +27,7 @@ class DataSettings:
     workers: int = 0
     augment: Literal["convirt", "light", "none"] = "convirt"
     text: Literal["sentence", "report"] = "sentence"
+    labels: Literal["reports", "manifest"] = "reports"
 
 
 @dataclass

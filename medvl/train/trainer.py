@@ -41,7 +41,14 @@ from medvl.train.checkpoint import (
 )
 from medvl.train.concepts import ConceptVocabulary
 from medvl.train.model_setup import build_training_model, ensure_cache
-from medvl.train.pairs import PairDataset, augment_images, augment_strength, collate_pairs, select_items
+from medvl.train.pairs import (
+    PairDataset,
+    augment_images,
+    augment_strength,
+    collate_pairs,
+    label_reports,
+    select_items,
+)
 from medvl.train.sampling import ResumableSampler
 from medvl.train.schedule import cosine_with_warmup, plateau
 from medvl.train.settings import PretrainConfig
@@ -124,7 +131,8 @@ class Trainer:
                 f"one global batch ({self.cfg.train.batch_size} x {self.info.world_size} ranks); lower train.batch_size"
             )
         self.augment = augment_strength(d.augment)
-        self.train_set = PairDataset(self.cohort, train_idx, d.text, d.max_slices)
+        labels = label_reports(self.cohort, train_idx) if d.labels == "reports" else None
+        self.train_set = PairDataset(self.cohort, train_idx, d.text, d.max_slices, labels)
         self.val_set = PairDataset(self.cohort, val_idx, "report", d.max_slices) if len(val_idx) >= 2 else None
         self.sampler = ResumableSampler(
             len(train_idx), self.cfg.train.seed, self.info.rank, self.info.world_size,
@@ -310,6 +318,8 @@ class Trainer:
             "medvl.cache_key": self.cohort.key,
             "medvl.manifest_hash": self.cohort.manifest_hash,
             "medvl.model": self.model.config["name"],
+            "medvl.split_hashes": json.dumps(self.cohort.split_hashes(), sort_keys=True),
+            "medvl.environment": json.dumps(environment(), sort_keys=True),
         }
         run_id = self.tracker.start(tags=meta)
         if self.state.step == 0:
