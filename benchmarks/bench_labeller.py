@@ -7,8 +7,10 @@
   relying on ``re``'s cache), i.e. what the labeller would cost without its word index and precompiled
   alternations.
 
-All run on the same FINDINGS + IMPRESSION texts, interleaved, several times; the medians are reported with the
-macro-F1 of each against the IU MeSH reference (uncertain counted as positive; see docs/labeller.md).
+All run on the same FINDINGS + IMPRESSION texts, interleaved, several times, pinned to one core; the medians of
+the CPU time of the process (``time.process_time``, robust to other jobs on a shared machine, unlike wall time)
+are reported with the macro-F1 of each against the IU MeSH reference (uncertain counted as positive; see
+docs/labeller.md).
 
     python benchmarks/bench_labeller.py [--repeats 5] [--archive PATH]
 """
@@ -87,10 +89,10 @@ def naive_vocabulary_labeller():
 
 
 def _time(function, texts: list[str]) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     for text in texts:
         function(text)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def main() -> None:
@@ -117,7 +119,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, pinned to 1 core; "
           f"Python {platform.python_version()}")
     print(f"reports: {len(texts)} (IU X-ray FINDINGS + IMPRESSION), repeats: {args.repeats} (median)")
-    print("| labeller | median time (s) | reports / s | macro-F1 (uncertain = positive) |")
+    print("| labeller | median CPU time (s) | reports / s | macro-F1 (uncertain = positive) |")
     print("|---|---:|---:|---:|")
     for name, function in contenders.items():
         median = statistics.median(times[name])

@@ -9,12 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from medvl.text.iu_eval import EVAL_CLASSES, evaluable, macro_f1, reference_positive, score, split_of
+from medvl.text.iu_eval import (
+    EVAL_CLASSES,
+    ORIGINAL_EVAL_CLASSES,
+    EvalClass,
+    evaluable,
+    macro_f1,
+    reference_positive,
+    score,
+    split_of,
+)
 from medvl.text.iu_xray import IUReport, read_iu_reports
 from medvl.text.labeller import Labeller
 
-MACRO_F1_FLOOR = 0.86
-CLASS_F1_FLOOR = 0.65
+# (macro-F1 floor, per-class F1 floor) per mapping; measured minima over halves and policies: corrected 0.900 /
+# 0.813, original 0.885 / 0.667 (docs/labeller.md).
+FLOORS = {"corrected": (0.88, 0.78), "original": (0.86, 0.64)}
+MAPPINGS = {"corrected": EVAL_CLASSES, "original": ORIGINAL_EVAL_CLASSES}
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +44,41 @@ def test_evaluation_set_and_split(labelled: tuple[list[IUReport], list[dict[str,
     assert support["No Finding"] > 1300 and support["Cardiomegaly"] > 350 and support["Pneumothorax"] >= 20
 
 
+@pytest.mark.parametrize("mapping", ["corrected", "original"])
 @pytest.mark.parametrize("uncertain_positive", [True, False])
 @pytest.mark.parametrize("split", ["dev", "test"])
 def test_macro_f1_floor(
-    labelled: tuple[list[IUReport], list[dict[str, int]]], split: str, uncertain_positive: bool
+    labelled: tuple[list[IUReport], list[dict[str, int]]], split: str, uncertain_positive: bool, mapping: str
 ) -> None:
     reports, labels = labelled
     chosen = [(r, lab) for r, lab in zip(reports, labels, strict=True) if split_of(r.report_id) == split]
-    scores = score([r for r, _ in chosen], [lab for _, lab in chosen], uncertain_positive=uncertain_positive)
-    assert macro_f1(scores) >= MACRO_F1_FLOOR, [(s.name, round(s.f1, 3)) for s in scores]
-    assert all(s.f1 >= CLASS_F1_FLOOR for s in scores), [(s.name, round(s.f1, 3)) for s in scores]
+    scores = score([r for r, _ in chosen], [lab for _, lab in chosen], MAPPINGS[mapping], uncertain_positive)
+    macro_floor, class_floor = FLOORS[mapping]
+    assert macro_f1(scores) >= macro_floor, [(s.name, round(s.f1, 3)) for s in scores]
+    assert all(s.f1 >= class_floor for s in scores), [(s.name, round(s.f1, 3)) for s in scores]
+
+
+@pytest.mark.parametrize(
+    ("term", "class_name"),
+    [
+        ("Cardiac Shadow/enlarged/moderate", "Cardiomegaly"),
+        ("Hydropneumothorax/right", "Pneumothorax"),
+        ("Opacity/lung/upper lobe/right/round", "Lung Lesion / Nodule"),
+        ("Density/lung/base/left/round/small", "Lung Lesion / Nodule"),
+    ],
+)
+def test_corrected_mapping_counts_terms_the_original_missed(term: str, class_name: str) -> None:
+    report = IUReport("CXR1", findings="x", mesh_major=[term])
+    corrected = next(c for c in EVAL_CLASSES if c.name == class_name)
+    original = next(c for c in ORIGINAL_EVAL_CLASSES if c.name == class_name)
+    assert reference_positive(report, corrected) and not reference_positive(report, original)
+
+
+def test_qualifier_must_match() -> None:
+    nodule = EvalClass("Nodule", ("Nodule",), ("Lung Lesion",), (("Opacity", "round"),))
+    assert not reference_positive(IUReport("CXR1", mesh_major=["Opacity/lung/base/patchy"]), nodule)
+    assert not reference_positive(IUReport("CXR1", mesh_major=["Cardiac Shadow/round"]), nodule)
+    assert reference_positive(IUReport("CXR1", mesh_major=["Nodule/lung"]), nodule)
 
 
 def test_score_arithmetic() -> None:

@@ -64,6 +64,33 @@ def labeller() -> Labeller:
         ("Left PICC line tip in the SVC.", "Support Devices", 1),
         ("Pericardial effusion.", "Pleural Effusion", None),
         ("Fractured sternal wire.", "Fracture", None),
+        # negated verbs keep the negation's scope open
+        ("The lungs do not demonstrate focal infiltrate or effusion.", "Pleural Effusion", 0),
+        ("Does not appear to be a hydropneumothorax.", "Pneumothorax", 0),
+        # "to suggest" after a negation keeps the negation (it is no hedge)
+        ("There is no focal airspace opacity to suggest pneumonia.", "Pneumonia", 0),
+        # resolved findings, and ones that have not fully resolved
+        ("Essentially resolved bibasilar atelectasis.", "Atelectasis", 0),
+        ("The right pleural effusion has completely resolved.", "Pleural Effusion", 0),
+        ("The left effusion has partially resolved.", "Pleural Effusion", 1),
+        ("Almost completely resolved right apical pneumothorax.", "Pneumothorax", 1),
+        # historical findings
+        ("Surgical clips in a patient with a history of lung cancer.", "Lung Lesion", 0),
+        ("Known history of CHF.", "Edema", 0),
+        # hedges
+        ("Suspicion for small bilateral pleural effusions.", "Pleural Effusion", -1),
+        ("Bibasilar opacities, favoring atelectasis.", "Atelectasis", -1),
+        ("Features suggest a combination of consolidation and atelectasis.", "Consolidation", -1),
+        ("Opacities may be compatible with subsegmental atelectasis.", "Atelectasis", -1),
+        ("Abnormal interstitial pattern, differential diagnosis including atypical pulmonary edema.", "Edema", -1),
+        ("Consider follow-up radiographs to ensure resolution and exclude an underlying mass.", "Lung Lesion", -1),
+        ("Further evaluation with CT can be performed to identify a small nodule.", "Lung Lesion", -1),
+        ("The previously seen nodular density is not well-seen on today's study.", "Lung Lesion", -1),
+        ("The masslike opacity is not definitely identified on the lateral view.", "Lung Lesion", -1),
+        ("A true pulmonary nodule is a possibility.", "Lung Lesion", -1),
+        # radiology synonyms
+        ("Large masslike opacity in the right lung base.", "Lung Lesion", 1),
+        ("Rounded opacity in the left upper lobe.", "Lung Lesion", 1),
     ],
 )
 def test_hard_sentences(labeller: Labeller, text: str, observation: str, expected: int | None) -> None:
@@ -94,6 +121,9 @@ def test_no_finding_rule(labeller: Labeller) -> None:
     # abnormal findings outside the 14 observations (from the lexicon) also rule it out
     assert labeller.label("Calcified granuloma. Degenerative changes of the spine.") == {}
     assert labeller.label("   ") == {}
+    # low lung volumes in their usual wordings are findings too
+    assert "No Finding" not in labeller.label("The lungs are hypoventilated. No focal consolidation.")
+    assert "No Finding" not in labeller.label("Mildly diminished lung volumes. No effusion.")
 
 
 def test_aggregation_positive_beats_uncertain_beats_negative(labeller: Labeller) -> None:

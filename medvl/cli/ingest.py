@@ -12,6 +12,11 @@ study) and NAME.ingest.json (source, root, options, shard, counts, content hash)
 the run. Patients get train/val/test by a hash of the patient id (stable across runs and shard layouts);
 a split given by the source is kept unless --no-source-splits. Shard manifests keep only source splits;
 --merge checks that all n shards of one run are there and writes what an unsharded run would.
+
+PHI: before anything is written, DICOM headers (names, IDs, birth date, accession number...) and report texts
+(names, dates, record numbers, phone numbers, addresses...) are checked. --phi-policy warn (default) lists the
+files and fields that still carry PHI on stderr and in NAME.ingest.json; refuse exits with status 2 listing
+them and writes nothing; off skips the check. De-identify sources first with 'medvl deid'.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="adapter option, repeatable (dicom-folder: reports=CSV; iu-xray: images=DIR; "
                              "mimic-cxr: reports=DIR)")
+    parser.add_argument("--phi-policy", choices=("warn", "refuse", "off"), default="warn",
+                        help="sources that still carry PHI: warn and list them (default), refuse (exit 2, write "
+                             "nothing) or off (no check)")
     parser.add_argument("--list", action="store_true", help="list the sources and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -65,9 +73,23 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"medvl ingest: {exc.args[0]}", file=sys.stderr)
         return 2
+    _warn_phi(result)
     print(f"wrote {result.manifest}: {result.studies} studies from {result.units} units, "
           f"{result.quarantined} quarantined ({result.quarantine}); hash {result.hash[:16]}")
     return 0
+
+
+def _warn_phi(result: IngestResult, shown: int = 20) -> None:
+    """List the sources that still carry PHI on stderr (the first ``shown``; all are in the ingest record)."""
+    findings = result.phi_findings
+    if not findings:
+        return
+    print(f"medvl ingest: warning: {len(findings)} source(s) still carry PHI (de-identify them with medvl deid):",
+          file=sys.stderr)
+    for finding in findings[:shown]:
+        print(f"  {finding.line()}", file=sys.stderr)
+    if len(findings) > shown:
+        print(f"  ... and {len(findings) - shown} more, all listed in {result.record}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> IngestResult:
@@ -92,6 +114,7 @@ def _run(args: argparse.Namespace) -> IngestResult:
         workers=args.workers,
         options=_options(args.option),
         progress=not args.quiet,
+        phi_policy=args.phi_policy,
     )
 
 

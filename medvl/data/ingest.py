@@ -7,7 +7,12 @@ writes three files side by side::
 
     manifest.parquet              the manifest (medvl.data.manifest)
     manifest.quarantine.csv       path, reason, error_type, unit of every file or unit left out
-    manifest.ingest.json          source, root, options, shard, unit count, split settings, content hash
+    manifest.ingest.json          source, root, options, shard, unit count, split settings, content hash,
+                                  PHI policy and the sources that still carry PHI
+
+Before writing, the rows go through the PHI policy (:mod:`medvl.data.phi_policy`): ``warn`` (default) records
+the DICOM files and report texts that still carry patient identifiers, ``refuse`` raises and writes nothing,
+``off`` skips the check.
 
 With ``shard=(i, n)`` it takes every n-th unit starting at i; a shard manifest keeps only the splits given
 by the source, and :func:`merge_shards` joins the n shards into the manifest an unsharded run writes.
@@ -26,6 +31,7 @@ from tqdm import tqdm
 
 from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult, get_adapter
 from medvl.data.manifest import from_rows, read_manifest, write_manifest
+from medvl.data.phi_policy import PhiFinding, apply_policy, check_policy
 from medvl.data.splits import DEFAULT_FRACTIONS, DEFAULT_SALT, assign_splits, check_fractions
 from medvl.data.workers import process_pool
 from medvl.io.errors import MedvlIOError
@@ -51,6 +57,7 @@ class IngestResult:
     quarantined: int
     hash: str
     shard: tuple[int, int] = (0, 1)
+    phi_findings: tuple[PhiFinding, ...] = ()
 
 
 def sidecar_paths(manifest: str | Path) -> tuple[Path, Path]:
@@ -90,6 +97,7 @@ def ingest(
     workers: int = 0,
     options: Mapping[str, str] | None = None,
     progress: bool = True,
+    phi_policy: str = "warn",
 ) -> IngestResult:
     """Ingest one source tree (or one shard of it) into a manifest.
 
@@ -105,14 +113,18 @@ def ingest(
         workers: worker processes reading units (0: in this process).
         options: adapter options (``reports=...`` for ``dicom-folder``...).
         progress: show a progress bar on stderr.
+        phi_policy: ``warn`` (record the sources that still carry PHI in the result and the ingest record),
+            ``refuse`` (raise, write nothing) or ``off`` (see :mod:`medvl.data.phi_policy`).
 
     Raises:
         KeyError: unknown source.
         IngestError: an unsharded run found no study.
+        PhiPolicyError: ``phi_policy="refuse"`` and a DICOM header or report text carries PHI (nothing written).
         ValueError, OSError, MedvlIOError: the source as a whole cannot be read (missing index CSV...).
     """
     index, count = check_shard(shard)
     check_fractions(split_fractions)
+    check_policy(phi_policy)
     options = dict(options or {})
     root = Path(path).resolve()
     adapter_class = get_adapter(source)
@@ -134,6 +146,7 @@ def ingest(
     df = from_rows(rows)
     if final:
         df = _final_splits(df, split_fractions, salt, source_splits)
+    phi = apply_policy(phi_policy, rows, Path(out).resolve().parent, progress)
     quarantine_path, record_path = sidecar_paths(out)
     write_quarantine(quarantine, quarantine_path)
     if final and df.empty:
@@ -156,10 +169,12 @@ def ingest(
         "salt": salt,
         "source_splits": source_splits,
         "hash": digest,
+        "phi_policy": phi_policy,
+        "phi_findings": [finding.as_dict() for finding in phi],
     }
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     return IngestResult(Path(out), quarantine_path, record_path, len(df), len(mine), len(quarantine), digest,
-                        (index, count))
+                        (index, count), tuple(phi))
 
 
 def merge_shards(shards: Sequence[str | Path], out: str | Path) -> IngestResult:
@@ -198,7 +213,8 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path) -> IngestResult:
     digest = write_manifest(df, out)
     units = sum(r["units"] for r in records)
     record = {**first, "shard": [0, 1], "units": units, "studies": len(df), "quarantined": len(quarantine),
-              "hash": digest, "merged_from": [str(Path(p).resolve()) for p in shards]}
+              "hash": digest, "merged_from": [str(Path(p).resolve()) for p in shards],
+              "phi_findings": [finding for r in records for finding in r.get("phi_findings", [])]}
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     return IngestResult(Path(out), quarantine_path, record_path, len(df), units, len(quarantine), digest)
 

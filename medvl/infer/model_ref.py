@@ -95,8 +95,8 @@ def _resolve_mlflow(uri: str, tracking_uri: str, cache_dir: Path) -> ResolvedMod
                 else client.get_model_version(name, match["version"])
             )
             version = str(mv.version)
-            source = f"models:/{name}/{version}"
-            target = cache_dir / _cache_name(f"{name}-v{version}", tracking_uri, source)
+            source = client.get_model_version_download_uri(name, version)
+            target = cache_dir / _cache_name(f"{name}-v{version}", tracking_uri, f"models:/{name}/{version}")
         elif uri.startswith("runs:/"):
             source = uri
             target = cache_dir / _cache_name("run", tracking_uri, source)

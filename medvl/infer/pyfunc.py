@@ -2,6 +2,8 @@
 
 Input: a DataFrame with a ``text`` column and/or a ``path`` column (an image file, a DICOM file or series
 folder, a NIfTI/NRRD volume); each row is a text when ``text`` is non-empty, else the image at ``path``.
+An optional ``modality`` column (e.g. ``CT``) picks the intensity rule for files that do not record it
+(NIfTI, NRRD); DICOM files say it themselves.
 Output: a DataFrame with ``kind`` (text / image / volume), ``embedding`` (list of floats, L2-normalised, in
 the joint space) and ``slice_weights`` (the slice-pooling attention for volumes, else empty).
 """
@@ -15,7 +17,16 @@ import pandas as pd
 import torch
 
 MODEL_ARTIFACT = "medvl_model"
-PIP_REQUIREMENTS = ["medvl", "torch", "monai", "transformers", "tokenizers", "safetensors", "pydicom", "nibabel"]
+PIP_REQUIREMENTS = [
+    "medvl",
+    "torch",
+    "monai",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "pydicom",
+    "nibabel",
+]
 
 try:
     from mlflow.pyfunc import PythonModel
@@ -46,7 +57,10 @@ class MedvlEmbedder(PythonModel):
             path = row.get("path")
             if not isinstance(path, str) or not path:
                 raise ValueError("each row needs a non-empty 'text' or 'path'")
-            item = prepare_input(Path(path), self.settings)
+            modality = row.get("modality")
+            item = prepare_input(
+                Path(path), self.settings, modality if isinstance(modality, str) and modality else "OT"
+            )
             if item.is_volume and self.model.slice_pooling is not None:
                 slices, z_mm = item.volume_tensors()
                 out = self.model.encode_volume(slices, z_mm)
@@ -58,7 +72,9 @@ class MedvlEmbedder(PythonModel):
         return pd.DataFrame(rows)
 
 
-def log_pyfunc(model_dir: str | Path, run_id: str, tracking_uri: str, registered_name: str = "") -> tuple[str, str | None]:
+def log_pyfunc(
+    model_dir: str | Path, run_id: str, tracking_uri: str, registered_name: str = ""
+) -> tuple[str, str | None]:
     """Log the saved model folder as a pyfunc model of ``run_id``; register it when a name is given.
 
     Returns the logged model's URI and the registered version (None when not registered).

@@ -4,11 +4,15 @@ A NegEx-style rule set working on character spans, built once per text:
 
 - *pre* cues (``no``, ``without``, ``free of``, ``negative for``, ``no evidence of``; ``may``, ``possible``,
   ``suggestive of``, ``cannot exclude``...) act on mentions after them (or inside them: ``heart is not enlarged``);
+  negated verbs (``does not demonstrate``, ``does not appear to be``) are pre cues, so their verb ends no scope;
+- *historical* pre cues (``history of``) mark a mention as absent from the current study;
 - *post* cues (``has resolved``, ``is not seen``; ``cannot be excluded``, ``is suspected``...) act on mentions
   before them;
-- *two-sided* cues (``versus``, ``vs``, ``and/or``, ``?``, ``suspected``; ``unlikely``) act on both sides;
+- *two-sided* cues (``versus``, ``vs``, ``and/or``, ``?``, ``suspected``; ``unlikely``, ``essentially resolved``)
+  act on both sides;
 - *pseudo* cues (``no change in``, ``no increase in``, ``not only``...) look like cues but assert nothing, so
-  ``no change in the effusion`` leaves the effusion present;
+  ``no change in the effusion`` leaves the effusion present, ``partially resolved`` keeps it present, and
+  ``consistent with`` / ``compatible with`` / ``to suggest`` keep an earlier cue's scope open;
 - a scope ends at the sentence end, at a terminator (``but``, ``however``, ``although``, ``except``, ``aside
   from``, ``other than``, ``;``...) and at a finite verb outside any mention or cue (``No pneumothorax is seen
   and the effusion is larger``: ``is`` closes the scope of ``no``);
@@ -56,10 +60,11 @@ CUES: dict[str, tuple[str, ...]] = {
         r"no (?:definite|convincing|visible|significant|suspicious|focal|acute|other|additional)",
         r"without (?:\w+ )?(?:evidence|signs?|findings?) of",
         r"no longer",
+        r"(?:does|do|did) not (?:appear to (?:be|have)|appear|demonstrate|show|reveal|suggest|indicate)",
     ),
     "post_neg": (
         r"(?:resolved|cleared|absent|gone|removed|withdrawn|excluded|ruled out)",
-        r"(?:not|no longer) (?:be )?(?:\w+ly )?" + _SEEN,
+        r"(?:not|no longer) (?:be )?(?:(?!definitely|clearly)\w+ly )?" + _SEEN,
         r"negative",
         r"within (?:the )?(?:normal limits|limits of normal)",
     ),
@@ -80,17 +85,22 @@ CUES: dict[str, tuple[str, ...]] = {
         r"perhaps",
         r"questionable",
         r"question of",
+        r"suspicion (?:for|of)",
+        r"favor(?:s|ed|ing)?",
+        r"favour(?:s|ed|ing)?",
         r"borderline",
         r"suggestive of",
         r"suggesting",
         r"suggests",
+        r"suggest",
         r"suggestion of",
         r"(?:suspicious|concerning|worrisome) for",
         r"concern for",
-        r"differential (?:diagnosis |considerations? )?(?:includes?|is)",
+        r"differential(?: diagnosis| diagnoses| considerations?)?(?: (?:includes?|including|is|are|of))?",
         r"(?:cannot|can not|can't|could not|unable to) (?:entirely |completely |totally )?(?:exclude|rule out)",
         r"rule out",
-        r"to (?:rule out|evaluate for|assess for|exclude)",
+        r"to (?:rule out|evaluate for|assess for|exclude|identify|detect|look for)",
+        r"exclude",
         r"evaluate for",
         r"evaluation (?:for|of)",
         r"assess for",
@@ -102,10 +112,11 @@ CUES: dict[str, tuple[str, ...]] = {
         r"(?:cannot|can not|can't|could not) (?:be )?(?:entirely |completely |totally )?(?:excluded|ruled out)",
         r"not (?:entirely |completely |totally |definitely )?(?:excluded|ruled out)",
         r"difficult to exclude",
-        r"(?:is|are|was|were) (?:\w+ly )?(?:possible|questioned|probable|likely|a consideration|considered)",
-        r"not (?:definitely|well|clearly) (?:seen|identified|visualized|excluded)",
+        r"(?:is|are|was|were) (?:\w+ly )?(?:possible|questioned|probable|likely|a consideration|a possibility|considered)",
+        r"not (?:definitely|well|clearly)[ -](?:seen|identified|visualized|excluded)",
     ),
-    "both_neg": (r"unlikely", r"less likely"),
+    "both_neg": (r"unlikely", r"less likely", r"(?:essentially|completely) (?:resolved|cleared)"),
+    "pre_hist": (r"(?:history|hx) of", r"(?:known|prior|remote) (?:history|hx) of", r"h/o"),
     "both_unc": (r"versus", r"vs\.?", r"and/or", r"\?", r"suspected", r"equivocal"),
     "pseudo": (
         r"no (?:significant |appreciable |substantial )?(?:interval )?(?:change|increase|decrease|enlargement)"
@@ -117,6 +128,10 @@ CUES: dict[str, tuple[str, ...]] = {
         r"no further",
         r"not necessarily",
         r"not been",
+        r"(?:partially|partly|incompletely|not completely|not entirely|not fully) (?:resolved|cleared)",
+        r"(?:almost|nearly|largely) (?:completely )?(?:resolved|cleared)",
+        r"to suggest",
+        r"(?:compatible|consistent|in keeping) with",
     ),
     "term": (
         r";",
@@ -146,8 +161,8 @@ _AUXILIARY_BEFORE = re.compile(
 )
 _NEGATION = frozenset({"pre_neg", "post_neg", "both_neg"})
 _POST_KINDS = frozenset({"post_neg", "post_unc", "both_neg", "both_unc"})
-_PRE_KINDS = frozenset({"pre_neg", "pre_unc", "both_neg", "both_unc"})
-_STATUS = {"neg": ABSENT, "unc": UNCERTAIN}
+_PRE_KINDS = frozenset({"pre_neg", "pre_unc", "pre_hist", "both_neg", "both_unc"})
+_STATUS = {"neg": ABSENT, "unc": UNCERTAIN, "hist": ABSENT}
 
 
 def _cue_matcher() -> tuple[Alternation, list[tuple[str, str]]]:
