@@ -1,0 +1,140 @@
+"""The ``benchx`` command line: list datasets and models, evaluate a model on a suite, report, compare.
+
+Examples::
+
+    benchx list
+    benchx evaluate --model random:tiny-resnet18 --suite quick -o results/random
+    benchx evaluate --model models:/demo@candidate --suite phantom --tasks linear_probe zero_shot --seeds 0 1 2
+    benchx report results/random/results.json results/demo/results.json -o report/
+    benchx compare results/demo/results.json results/random/results.json
+
+Bad input (unknown suite, dataset, task or model, missing data, label-space mismatch, changed split) exits
+with status 2 and one line on stderr saying what exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from benchx.cards import TASKS
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``benchx`` parser with its subcommands."""
+    parser = argparse.ArgumentParser(prog="benchx", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("list", help="datasets (and whether their data is here), suites, tasks, model references")
+
+    ev = sub.add_parser("evaluate", help="evaluate a model on a suite (MLflow parent run + results.json/csv)",
+                        description="Evaluate a model on a suite: every dataset, task, fraction and seed, with an "
+                        "MLflow parent run and nested runs, and results.json / results.csv / bootstrap.npz in -o.")
+    ev.add_argument("--model", required=True, help="model folder, run folder, models:/NAME@ALIAS, models:/NAME/VERSION, "
+                    "runs:/RUN_ID/model, random:ARCH (random-initialised baseline) or hf:PATH (local Hugging Face model)")
+    ev.add_argument("--suite", required=True, help="suite name (see 'benchx list') or suite YAML path")
+    ev.add_argument("--datasets", nargs="+", help="only these datasets of the suite")
+    ev.add_argument("--tasks", nargs="+", metavar="TASK", help=f"only these tasks ({', '.join(TASKS)})")
+    ev.add_argument("--fractions", nargs="+", type=float, help="training fractions (default: each card's, e.g. 0.01 0.1 1.0)")
+    ev.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0 1 2)")
+    ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (default 1000)")
+    ev.add_argument("-o", "--out", default="benchx-results", help="output folder (default: benchx-results)")
+    ev.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    ev.add_argument("--data-dir", help="benchx data dir: generated data, frozen splits, caches (default: $BENCHX_DATA, "
+                    "else $MEDVL_CACHE/benchx, else ~/.cache/medvl/benchx)")
+
+    rep = sub.add_parser("report", help="Markdown + HTML report with tables and plots from results files",
+                         description="Write report.md, report.html and PNG plots (metric vs fraction with 95%% CI "
+                         "bands, leaderboard across models) from one or more results.json files.")
+    rep.add_argument("results", nargs="+", help="results.json files (one per model)")
+    rep.add_argument("-o", "--out", required=True, help="output folder")
+
+    cmp_ = sub.add_parser("compare", help="paired bootstrap comparison of two results files (A - B)",
+                          description="Compare two evaluations on the same test sets: difference of means, its 95%% "
+                          "CI and the two-sided paired bootstrap p-value for every shared result row.")
+    cmp_.add_argument("a", help="results.json of model A")
+    cmp_.add_argument("b", help="results.json of model B")
+    cmp_.add_argument("--all-groups", action="store_true", help="include subgroup rows")
+    return parser
+
+
+def run_list() -> int:
+    """Print datasets, suites, tasks and model references."""
+    from benchx.cards import card_files, find_card
+    from benchx.errors import BenchxError
+    from benchx.models.medvl_models import MODEL_REFS_HELP
+    from benchx.suites import data_present, load_suite, suite_names
+    from medvl.models.registry import list_models
+
+    print("datasets:")
+    for name, path in card_files().items():
+        try:
+            card = find_card(name)
+            status = "present" if data_present(name) else f"missing ({card.path})"
+            tasks = ", ".join(card.tasks)
+        except BenchxError as exc:
+            status, tasks = f"invalid card ({exc})", ""
+        print(f"  {name:18s} {status:12s} {tasks}  [{path}]")
+    print("suites:")
+    for name in suite_names():
+        suite = load_suite(name)
+        print(f"  {name:18s} {', '.join(suite.available_datasets())}  - {suite.description}")
+    print(f"tasks: {', '.join(TASKS)}")
+    print(f"models: {MODEL_REFS_HELP}")
+    print(f"  random baselines: {', '.join(f'random:{m}' for m in list_models())}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run an evaluation and print where the results went."""
+    from benchx.api import evaluate
+
+    results = evaluate(args.model, args.suite, tasks=args.tasks, fractions=args.fractions, seeds=args.seeds,
+                       out_dir=args.out, tracking_uri=args.tracking_uri, datasets=args.datasets,
+                       data_dir=args.data_dir, bootstrap=args.bootstrap)
+    print(f"results: {results.path} (MLflow run {results.mlflow_run_id}); "
+          f"{len(results.results)} rows, {len(results.failures)} failed task runs")
+    for failure in results.failures:
+        print(f"failed: {failure.dataset}/{failure.task} f={failure.fraction:g} seed={failure.seed}: {failure.error}",
+              file=sys.stderr)
+    return 1 if results.failures and not results.results else 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Write the report."""
+    from benchx.report import write_report
+
+    paths = write_report(args.results, args.out)
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Print the paired comparison table."""
+    from benchx.compare import compare, format_table
+    from benchx.results import BenchResults
+
+    rows = compare(BenchResults.from_json(args.a), BenchResults.from_json(args.b), all_groups=args.all_groups)
+    print(format_table(rows))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``benchx`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from benchx.errors import BenchxError
+
+    commands = {"list": lambda: run_list(), "evaluate": lambda: run_evaluate(args),
+                "report": lambda: run_report(args), "compare": lambda: run_compare(args)}
+    try:
+        return commands[args.command]()
+    except BenchxError as exc:
+        print(f"benchx {args.command}: " + " ".join(str(exc).splitlines()), file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

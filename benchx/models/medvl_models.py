@@ -1,0 +1,94 @@
+"""Adapters for medvl models: saved folders, ``medvl pretrain`` runs, MLflow URIs, random-initialised baselines."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from benchx.errors import BenchxError, UnknownNameError
+from benchx.models.base import DEFAULT_SCHEME, ModelInfo, register_adapter, slice_mean
+
+RANDOM_SEED = 0
+MODEL_REFS_HELP = ("a model folder, a medvl pretrain run folder, models:/NAME@ALIAS, models:/NAME/VERSION, "
+                   "runs:/RUN_ID/model, random:ARCH or hf:PATH")
+
+
+class MedvlAdapter:
+    """A :class:`medvl.models.vlm.VisionLanguageModel` as a benchx model (eval mode, on the CPU)."""
+
+    has_text = True
+
+    def __init__(self, model: nn.Module, info: ModelInfo) -> None:
+        self.model = model.eval()
+        self.info = info
+
+    @property
+    def logit_scale(self) -> float:
+        """The similarity scale zero-shot classification uses (the model's own)."""
+        from medvl.infer.zeroshot import logit_scale_of
+
+        return logit_scale_of(self.model)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised image embeddings."""
+        return self.model.encode_image(images)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Normalised text embeddings (64 texts at a time)."""
+        from medvl.infer.embed import encode_texts
+
+        return encode_texts(self.model, list(texts), torch.device("cpu"))
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The image encoder's feature pyramid."""
+        return self.model.feature_pyramid(images)
+
+    def encode_volume(self, slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """The model's slice pooling when it has one, else the normalised mean of its slice embeddings."""
+        if self.model.slice_pooling is not None:
+            return self.model.encode_volume(slices, z_mm, pad_mask).embedding
+        return slice_mean(self.model.encode_image, slices, pad_mask)
+
+    def trainable(self) -> nn.Module:
+        """The whole model (full fine-tuning trains the image encoder through it)."""
+        return self.model
+
+
+@register_adapter(DEFAULT_SCHEME)
+def load_medvl(ref: str, tracking_uri: str | None = None) -> MedvlAdapter:
+    """A saved medvl model from a folder, run folder or MLflow URI (:func:`medvl.infer.model_ref.resolve_model`)."""
+    from medvl.infer.loading import load_for_inference
+    from medvl.infer.model_ref import ModelRefError, model_fingerprint, resolve_model
+
+    try:
+        resolved = resolve_model(ref, tracking_uri)
+    except ModelRefError as exc:
+        raise BenchxError(f"model {exc}; a model reference is {MODEL_REFS_HELP}") from exc
+    model, _ = load_for_inference(resolved.model_dir)
+    info = ModelInfo(ref, resolved.name, resolved.version, model_fingerprint(resolved.model_dir))
+    return MedvlAdapter(model, info)
+
+
+@register_adapter("random")
+def load_random(arch: str, tracking_uri: str | None = None) -> MedvlAdapter:
+    """A registry architecture with random weights (seed 0): the floor a pretrained model must beat."""
+    from medvl.models.registry import build_model, list_models
+
+    if arch not in list_models():
+        raise UnknownNameError("architecture", arch, [f"random:{name}" for name in list_models()])
+    torch.manual_seed(RANDOM_SEED)
+    model = build_model(arch)
+    return MedvlAdapter(model, ModelInfo(f"random:{arch}", f"random:{arch}", "", state_fingerprint(model)))
+
+
+def state_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers (names, shapes, values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
