@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
@@ -28,7 +30,7 @@ def _zero_shot_aurocs(model, cohort, emb) -> dict[str, float]:
     prompts = build_prompts()
     names, pos, neg = class_embeddings(model, {k: prompts[k] for k in PLANTED}, CPU)
     probs = zero_shot_probabilities(emb.image, pos, neg, logit_scale_of(model)).numpy()
-    labels = emb.labels[:, [cohort.label_space.index(n) for n in names]].numpy()
+    labels = emb.labels[:, [cohort.label_space.index(n) for n in names]]
     return auroc_per_class(probs, (labels == 1).astype(float), names)
 
 
@@ -53,3 +55,17 @@ def test_untrained_twin_stays_near_chance(trained_phantom_model):
     cohort, emb = _test_embeddings(untrained, trained_phantom_model.cache_dir)
     aurocs = _zero_shot_aurocs(untrained, cohort, emb)
     assert 0.3 < np.mean(list(aurocs.values())) < 0.7, aurocs
+
+
+def test_embed_command_scores_retrieval_and_writes_embeddings(trained_phantom_model, tmp_path, capsys):
+    from medvl.cli import main
+
+    out = tmp_path / "emb.npz"
+    args = ["embed", str(trained_phantom_model.run_dir), str(trained_phantom_model.cache_dir), "--split", "test"]
+    assert main([*args, "--json", "-o", str(out)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    saved = np.load(out)
+    assert saved["image"].shape == saved["text"].shape == (metrics["n"], saved["image"].shape[1])
+    assert metrics["i2t_R5"] > 5 / metrics["n"]
+    assert main(["embed", str(tmp_path / "nothing"), str(trained_phantom_model.cache_dir)]) == 2
+    assert "no such model folder" in capsys.readouterr().err

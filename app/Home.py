@@ -1,0 +1,57 @@
+"""medvl clinician review: open a study, see findings with concept attribution, record agreement.
+
+Run with ``medvl review serve`` (or ``streamlit run app/Home.py``); settings come from ``MEDVL_REVIEW_*``
+environment variables (see :mod:`app.settings`).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.analysis import AnalysisError, study_analysis
+from app.feedback_form import feedback_form
+from app.findings_panel import findings_panel
+from app.login import login_gate, logout_button
+from app.model_choice import choose_model
+from app.open_study import open_study_panel
+from app.settings import settings_from_env
+from app.state import audit_log, feedback_store, user_store
+from app.viewer_panel import viewer_panel
+
+st.set_page_config(page_title="medvl review", layout="wide")
+st.title("medvl clinician review")
+
+try:
+    settings = settings_from_env()
+    store, audit, users = feedback_store(settings.db_url), audit_log(settings), user_store(settings)
+except ValueError as exc:  # bad settings, unreadable users file, unreachable database
+    st.error(f"The review app is misconfigured: {exc}")
+    st.stop()
+
+user = login_gate(users, audit)
+if user is None:
+    st.stop()
+st.sidebar.write(f"Logged in as **{user.name}** ({user.role})")
+logout_button(audit)
+
+loaded = choose_model(settings)
+if loaded is None:
+    st.stop()
+
+study = open_study_panel(settings, user, audit)
+if study is None:
+    st.info("Open a study to see the model's findings.")
+    st.stop()
+
+try:
+    analysis = study_analysis(loaded, study)
+except AnalysisError as exc:
+    st.error(str(exc))
+    st.stop()
+
+left, right = st.columns([3, 2])
+with right:
+    scores, query = findings_panel(loaded, analysis)
+    feedback_form(user, loaded, study, scores, store, audit)
+with left:
+    viewer_panel(study, loaded, analysis, query)

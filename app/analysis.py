@@ -1,0 +1,34 @@
+"""The model's reading of the open study, computed once per (model, study) and kept in the session."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.model_choice import LoadedModel
+from app.state import ANALYSES
+from app.study import Study
+from medvl.infer.attribution import ImageAnalysis, analyse
+from medvl.infer.loading import prepare_input
+from medvl.io import MedvlIOError
+
+
+class AnalysisError(ValueError):
+    """The study cannot be prepared for the model; the message says why."""
+
+
+def study_analysis(loaded: LoadedModel, study: Study) -> ImageAnalysis:
+    """:func:`medvl.infer.attribution.analyse` of the study with this model (cached in the session).
+
+    Raises:
+        AnalysisError: the image cannot be prepared as the model's training data was (constant image...).
+    """
+    cache: dict[tuple[str, str], ImageAnalysis] = st.session_state.setdefault(ANALYSES, {})
+    key = (loaded.fingerprint, study.study_hash)
+    if key not in cache:
+        try:
+            model_input = prepare_input(study.path, loaded.prep, modality=study.modality)
+        except (MedvlIOError, ValueError) as exc:
+            raise AnalysisError(f"{study.name}: cannot prepare the image for the model ({exc})") from exc
+        cache.clear()  # one study at a time: keep the memory of a session bounded
+        cache[key] = analyse(loaded.model, model_input)
+    return cache[key]

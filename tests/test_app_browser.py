@@ -1,0 +1,155 @@
+"""End to end in a real browser: `streamlit run app/Home.py` headless on 127.0.0.1, driven by Debian's chromium.
+
+Logs in, uploads a phantom radiograph and a phantom CT volume through the file input, waits for the findings and
+the heatmap, and saves screenshots to docs/screenshots/ (home, findings with heatmap, volume slice relevance).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medvl.data.phantom import read_index, synthesize
+from tests.app_support import PASSWORD, app_env, save_small_model
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+START_TIMEOUT, PAGE_TIMEOUT = 300, 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(port: int, process: subprocess.Popen, timeout: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer on port {port} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    env = {**os.environ, **app_env(tmp, save_small_model(tmp / "model"))}
+    port = _free_port()
+    log = open(tmp / "streamlit.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "Home.py"), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_http(port, process, START_TIMEOUT)
+        yield f"http://127.0.0.1:{port}", tmp
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1500,1300",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, css: str, text: str | None = None, timeout: float = PAGE_TIMEOUT):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def found(d):
+        for element in d.find_elements(By.CSS_SELECTOR, css):
+            if text is None or text in element.text:
+                return element
+        return False
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.5).until(found)
+
+
+def _wait_text(driver, text: str, timeout: float = PAGE_TIMEOUT):
+    return _wait_xpath(driver, f"//*[contains(text(), {text!r})]", timeout)
+
+
+def _wait_xpath(driver, xpath: str, timeout: float = PAGE_TIMEOUT):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.5).until(
+        lambda d: next(iter(d.find_elements(By.XPATH, xpath)), False))
+
+
+def _upload(driver, path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(path))
+
+
+def test_login_upload_findings_heatmap_and_volume_in_chromium(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    cohort = synthesize(tmp_path / "cohort", n_2d=1, n_3d=1, seed=3, size=256, ct_size=96, depth_range=(32, 32))
+    rows = {r["kind"]: r for r in read_index(cohort.parent)}
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    browser.get(url)
+    _wait(browser, "input[aria-label='User name']").send_keys("ann")
+    browser.find_element(By.CSS_SELECTOR, "input[type='password']").send_keys(PASSWORD)
+    _wait(browser, "button", "Log in").click()
+    _wait(browser, "[data-testid='stFileUploader']")
+    _wait_text(browser, "Logged in as")
+    browser.save_screenshot(str(SCREENSHOTS / "home.png"))
+
+    _upload(browser, cohort.parent / rows["2d"]["image"])
+    caption = _wait_text(browser, "Attribution: ")
+    assert caption.text.startswith("Attribution: ")
+    assert _wait(browser, "[data-testid='stDataFrame']")
+    heatmap = _wait(browser, "[data-testid='stImage'] img, [data-testid='stFullScreenFrame'] img, img")
+    assert heatmap.size["width"] > 100
+    _wait_text(browser, "Findings")
+    browser.save_screenshot(str(SCREENSHOTS / "findings_heatmap.png"))
+
+    _upload(browser, cohort.parent / rows["3d"]["image"])
+    _wait_text(browser, "Per-slice relevance")
+    _wait(browser, "button", "Top slice").click()
+    _wait_text(browser, " · slice ")
+    _wait_text(browser, "Top: A")
+    browser.save_screenshot(str(SCREENSHOTS / "volume_relevance.png"))
+    assert all((SCREENSHOTS / n).stat().st_size > 10_000 for n in ("home.png", "findings_heatmap.png",
+                                                                   "volume_relevance.png"))  # fmt: skip

@@ -1,0 +1,50 @@
+"""`medvl review`: help, refusals with exit status 2 and one line on stderr, and the similar-case index."""
+
+from __future__ import annotations
+
+import pytest
+
+from medvl.cli import main
+from medvl.infer.model_ref import model_fingerprint
+from medvl.infer.similar import EmbeddingIndex, SimilarIndexError
+from tests.app_support import PASSWORD, app_env, save_small_model
+
+
+def test_help_explains_the_subcommands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["review", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "serve" in out and "add-user" in out and "index" in out and "127.0.0.1" in out
+
+
+def test_serve_refuses_bad_input_with_one_line(tmp_path, capsys):
+    assert main(["review", "serve", "--users", str(tmp_path / "none.yaml")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("add a reviewer first with 'medvl review add-user NAME'")
+    env = app_env(tmp_path, tmp_path)
+    assert main(["review", "serve", "--users", env["MEDVL_REVIEW_USERS"], "--manifest", str(tmp_path / "x.parquet")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"medvl review: {tmp_path / 'x.parquet'}: no such manifest"
+    assert main(["review", "serve", "--users", env["MEDVL_REVIEW_USERS"], "--max-upload-mb", "0"]) == 2
+    assert "MAX_UPLOAD_MB" in capsys.readouterr().err
+    assert PASSWORD not in (tmp_path / "users.yaml").read_text()
+
+
+def test_index_builds_searches_and_refuses_another_model(tmp_path, capsys):
+    model_dir = save_small_model(tmp_path / "model")
+    assert main(["synth", "-o", str(tmp_path / "cohort"), "--n-2d", "8", "--size", "64", "-q"]) == 0
+    assert main(["ingest", "phantom", str(tmp_path / "cohort"), "-o", str(tmp_path / "m.parquet"), "-q"]) == 0
+    assert main(["cache", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "cache"), "--size", "128", "-q"]) == 0
+    assert main(["review", "index", "--model", str(model_dir), "--cache", str(tmp_path / "cache"),
+                 "-o", str(tmp_path / "index")]) == 0  # fmt: skip
+    index = EmbeddingIndex.load(tmp_path / "index", model_fingerprint(model_dir))
+    assert len(index) == 8 and index.embeddings.shape[1] == 128
+    assert set(index.table.columns) == {"study_id", "split", "path", "impression"}
+    first = index.table["study_id"][0]
+    hits = index.nearest(index.embeddings[0], k=3)
+    assert hits[0].study_id == first and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert first not in [h.study_id for h in index.nearest(index.embeddings[0], k=3, exclude=first)]
+    with pytest.raises(SimilarIndexError, match="another model"):
+        EmbeddingIndex.load(tmp_path / "index", "0" * 64)
+    assert main(["review", "index", "--model", str(tmp_path / "nowhere"), "--cache", str(tmp_path / "cache"),
+                 "-o", str(tmp_path / "i2")]) == 2  # fmt: skip
+    assert "no such model folder" in capsys.readouterr().err

@@ -1,0 +1,114 @@
+"""Attribution library: one pass gives the model's own embeddings; heatmaps line up with the image; helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medvl.data.phantom import ZERO_SHOT_PROMPTS
+from medvl.infer import attribution as A
+from medvl.infer.loading import ModelInput, load_for_inference
+from medvl.text.lexicon import Lexicon
+from tests.app_support import save_small_model
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    model, _ = load_for_inference(save_small_model(tmp_path_factory.mktemp("attr") / "model"))
+    lexicon = Lexicon([c for c in Lexicon.default() if c.category == "finding"][:12])
+    return model, A.build_text_bank(model, ZERO_SHOT_PROMPTS, lexicon)
+
+
+def _volume(depth: int = 5, size: int = 128) -> ModelInput:
+    rng = np.random.default_rng(0)
+    return ModelInput(rng.random((depth, size, size), dtype=np.float32), np.arange(depth, dtype=np.float32) * 3.0,
+                      (16, 0, 112, 128))  # fmt: skip
+
+
+def test_analysis_embeddings_are_the_models_own(loaded):
+    model, _ = loaded
+    volume = _volume()
+    analysis = A.analyse(model, volume)
+    slices, z = volume.volume_tensors()
+    with torch.no_grad():
+        expected = model.encode_volume(slices, z)
+        image = A.analyse(model, ModelInput(volume.pixels[:1], volume.z_mm[:1], volume.content_box))
+        glob, patches, grid = model.image_and_patch_embeddings(volume.image_tensor())
+    assert analysis.pooling == "attention" and analysis.grid == grid == (4, 4)
+    torch.testing.assert_close(analysis.embedding, expected.embedding[0], atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(analysis.slice_weights, expected.slice_weights[0].numpy(), atol=1e-6)
+    torch.testing.assert_close(image.embedding, glob[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(image.patches[0], patches[0], atol=1e-5, rtol=1e-4)
+    assert image.pooling == "image" and image.slice_weights.tolist() == [1.0]
+
+
+def test_findings_match_zero_shot_and_carry_their_prompts(loaded):
+    model, bank = loaded
+    analysis = A.analyse(model, _volume(1))
+    scores = A.finding_scores(analysis, bank)
+    assert [s.name for s in scores] == list(ZERO_SHOT_PROMPTS)
+    effusion = scores[list(ZERO_SHOT_PROMPTS).index("Pleural Effusion")]
+    assert effusion.positive_prompts == ["Pleural effusion is present."]
+    pos, neg = bank.positive[list(ZERO_SHOT_PROMPTS).index("Pleural Effusion")], bank.negative[
+        list(ZERO_SHOT_PROMPTS).index("Pleural Effusion")]
+    logits = torch.stack([analysis.embedding @ pos, analysis.embedding @ neg]) * bank.scale
+    assert effusion.probability == pytest.approx(float(logits.softmax(0)[0]), abs=1e-6)
+    query = A.query_score(model, analysis, "  pleural   effusion ")
+    assert (query.text, query.negative_prompt) == ("pleural effusion", "no pleural effusion")
+    assert 0 < query.probability < 1
+    with pytest.raises(ValueError, match="empty"):
+        A.query_score(model, analysis, "   ")
+
+
+def test_heatmap_is_the_region_scores_cropped_to_the_content_box(loaded):
+    model, bank = loaded
+    analysis = A.analyse(model, _volume(2))
+    direction = bank.direction("Cardiomegaly")
+    grid = A.patch_scores(analysis, direction, bank.scale)
+    assert grid.shape == (2, 4, 4)
+    heat = A.heatmap(analysis, direction, bank.scale, slice_index=1)
+    assert heat.shape == (96, 128)  # the content box, padding cropped
+    peak_cell = np.unravel_index(int(np.argmax(grid[1])), (4, 4))
+    peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    assert (peak[0] + 16) // 32 == peak_cell[0] and peak[1] // 32 == peak_cell[1]
+    assert A.heatmap(analysis, direction, bank.scale, 1, out_shape=(300, 400)).shape == (300, 400)
+    with pytest.raises(IndexError):
+        A.heatmap(analysis, direction, bank.scale, slice_index=2)
+    np.testing.assert_allclose(A.slice_scores(analysis, direction, bank.scale),
+                               (analysis.slice_embeddings @ direction).numpy() * bank.scale, rtol=1e-6)  # fmt: skip
+
+
+def test_targets_and_concepts(loaded):
+    model, bank = loaded
+    analysis = A.analyse(model, _volume(1))
+    concepts = A.top_concepts(analysis, bank, k=5)
+    assert len(concepts) == 5 and [c.score for c in concepts] == sorted((c.score for c in concepts), reverse=True)
+    torch.testing.assert_close(bank.direction(concepts[0].name), bank.concept_embeddings[
+        [c.name for c in bank.concepts].index(concepts[0].name)])
+    with pytest.raises(KeyError, match="neither an observation"):
+        bank.direction("no such thing")
+    assert A.top_concepts(analysis, bank, categories=["device"]) == []
+
+
+def test_slice_helpers():
+    assert A.top_slices([0.1, 0.5, 0.3, 0.5], k=3) == [1, 3, 2]
+    assert A.nearest_slice(np.array([0.0, 3.0, 6.0]), 4.0) == 1
+
+
+def test_pointing_game_and_deletion_helpers():
+    heat = np.zeros((20, 20))
+    heat[5, 6] = 1.0
+    mask = np.zeros((20, 20), bool)
+    mask[10:12, 10:12] = True
+    assert not A.pointing_hit(heat, mask)
+    assert A.pointing_hit(heat, mask, tolerance_px=np.hypot(5, 4) + 0.01)
+    with pytest.raises(ValueError, match="empty"):
+        A.pointing_hit(heat, np.zeros_like(mask))
+    region = A.top_region(np.arange(100.0).reshape(10, 10), 0.05)
+    assert region.sum() == 5 and region[9, 5:].all()
+    pixels = np.ones((2, 10, 10), np.float32)
+    pixels[:, 0, 0] = 3.0
+    deleted = A.delete_region(pixels, region)
+    np.testing.assert_allclose(deleted[:, region], 97 / 95, rtol=1e-6)  # mean of the 95 pixels left
+    assert pixels[0, 9, 0] == 1.0 and deleted[0, 0, 0] == 3.0
