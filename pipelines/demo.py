@@ -1,8 +1,18 @@
-"""Run medvl end to end on the embedded synthetic phantom cohort (and the real chest X-rays when present).
+"""Run medvl end to end on a synthetic phantom cohort (and the real chest X-rays when present), on CPU.
 
-Steps: synthesize a small phantom cohort, ingest it into a manifest (plus ``cxr_covid`` from the shared real-data
-bundle when ``MEDVL_REALDATA`` or ``../shared/data`` exists), build the training cache, and write a summary with a
-montage of sample images captioned by the first line of their report.
+  medvl demo                       the full loop on CPU (aimed at well under 15 minutes), into ./medvl-demo
+  medvl demo --quick               a smoke version with tiny sizes (1-2 minutes)
+  medvl demo -o DIR --no-realdata  another folder; leave out $MEDVL_REALDATA/cxr_covid
+
+Steps: synthesize a phantom cohort (DIR/phantom), then the pretrain-evaluate-register pipeline in DIR/pipeline:
+ingest it (plus cxr_covid from the shared real-data bundle when $MEDVL_REALDATA or ../shared/data exists), check
+it for identifiers, build the training cache, print a summary and write DIR/montage.png (sample images captioned by
+their report's first line); pretrain a small model, register it as models:/medvl-demo/N, evaluate it and a
+random-init baseline with benchx (comparison table), write the model card, apply the promotion gate (@champion),
+and print how to open the review app on the model. MLflow: $MLFLOW_TRACKING_URI, else sqlite in DIR/mlflow.db.
+Re-running reuses what is done; a killed demo resumes where it stopped.
+
+Exit status: 0 done (gate passed), 1 a step failed or the gate refused the model, 2 bad input.
 """
 
 from __future__ import annotations
@@ -10,18 +20,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "run the end-to-end demo on a synthetic phantom cohort"
+HELP = "run the whole loop on a synthetic phantom cohort: data, pretraining, benchx, card, gate, registry"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``medvl demo`` arguments to ``parser``."""
     parser.add_argument("-o", "--out", type=Path, default=Path("medvl-demo"), help="output folder (default: medvl-demo)")
-    parser.add_argument("--n-2d", type=int, default=400, help="2D phantom studies to synthesize (default: 400)")
-    parser.add_argument("--n-3d", type=int, default=24, help="3D phantom CT studies to synthesize (default: 24)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--n-2d", type=int, default=None,
+                        help="phantom radiographs to synthesize (default: 1200; 80 with --quick)")
+    parser.add_argument("--n-3d", type=int, default=0, help="phantom CT studies to synthesize (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the cohort (default: 0)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke version: tiny cohort and model, few steps, one benchx seed, no real data")
     parser.add_argument("--no-realdata", action="store_true", help="skip the real chest X-rays even when present")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns the exit status."""
     from pipelines.demo_steps import run_demo
 
     return run_demo(args)

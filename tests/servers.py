@@ -55,7 +55,8 @@ class MlflowServer:
             "--default-artifact-root", (self.root / "artifacts").as_uri(),
         ]  # fmt: skip
         log = (self.root / "server.log").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy())
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         wait_http(f"{self.uri}/health", proc=self.proc)
         return self
 
