@@ -7,24 +7,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from medvl.data.adapters.base import Rejected
+from medvl.text.labels import CHEXPERT_14
 from medvl.text.sections import split_sections
 
-CHEXPERT_LABELS = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
+CHEXPERT_LABELS: tuple[str, ...] = CHEXPERT_14
 """The 14 observations of the CheXpert labeller, used by CheXpert and MIMIC-CXR."""
 
 XRAY_MODALITY = "DX"

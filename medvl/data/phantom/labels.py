@@ -15,22 +15,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-CHEXPERT_OBSERVATIONS: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
+from medvl.text.labels import CHEXPERT_14
+
+CHEXPERT_OBSERVATIONS: tuple[str, ...] = CHEXPERT_14
 LIVER_LESION = "Liver Lesion"
 
 LABELS_2D: tuple[str, ...] = CHEXPERT_OBSERVATIONS
