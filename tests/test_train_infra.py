@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from medvl.infer.retrieval import precision_at_k, recall_at_k, retrieval_metrics
-from medvl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from medvl.train.checkpoint import (
+    discard_partial_writes,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from medvl.train.distributed import env_info, first_slurm_host
 from medvl.train.sampling import ResumableSampler, sample_seed
 from medvl.train.schedule import cosine_with_warmup
@@ -50,6 +59,19 @@ def test_checkpoint_is_atomic_and_restores_rng(tmp_path):
     assert loaded["step"] == 7
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_dead_writers_temporary_file_is_removed_by_the_next_save(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".last.pt.{int(dead.stdout)}.tmp"
+    live = tmp_path / f".last.pt.{os.getppid()}.tmp"  # a writer that still runs keeps its file
+    stale.write_bytes(b"half a checkpoint")
+    live.write_bytes(b"being written")
+    assert discard_partial_writes(tmp_path / "last.pt") == [stale]
+    stale.write_bytes(b"half a checkpoint")
+    save_checkpoint(tmp_path / "last.pt", {"step": 1})
+    assert not stale.exists() and live.exists()
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
 
 
 def test_cosine_warmup_schedule():

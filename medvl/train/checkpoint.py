@@ -3,7 +3,7 @@
 A checkpoint holds the model, optimizer and scheduler states, the RNG states (Python, NumPy, torch CPU and
 CUDA), the data position (epoch and items consumed), the step, the best validation metric, the resolved
 config and the MLflow run id. It is written to a temporary file in the same folder and renamed into place,
-so a crash mid-write never leaves a truncated ``last.pt``.
+so a crash mid-write never leaves a truncated ``last.pt``; the next save removes what such a crash left behind.
 """
 
 from __future__ import annotations
@@ -50,10 +50,34 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def discard_partial_writes(path: str | Path) -> list[Path]:
+    """Delete temporary files of ``path`` whose writer died mid-write (killed, out of memory); return them."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` with ``torch.save`` to a temporary file, fsync it, and rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    discard_partial_writes(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as fh:
         torch.save(payload, fh)
