@@ -69,3 +69,26 @@ def auroc_per_class(probs: np.ndarray, labels: np.ndarray, names: Sequence[str])
         if len(np.unique(y)) == 2:
             out[name] = float(roc_auc_score(y, probs[known, j]))
     return out
+
+
+def prompt_ensemble_aurocs(
+    model: Any,
+    image_emb: torch.Tensor,
+    labels: np.ndarray,
+    label_space: Sequence[str],
+    prompts: Mapping[str, Any],
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Zero-shot AUROC per observation of ``prompts`` for images with known labels.
+
+    Args:
+        model: the model whose text encoder embeds the prompts.
+        image_emb: ``(N, D)`` normalised image embeddings.
+        labels: ``(N, len(label_space))`` study labels (1 positive; anything else counts as negative).
+        label_space: the label columns' observation names.
+        prompts: ``{observation: PromptPair or (positive(s), negative(s))}``.
+    """
+    names, pos, neg = class_embeddings(model, prompts, torch.device(device))
+    probs = zero_shot_probabilities(image_emb, pos, neg, logit_scale_of(model)).numpy()
+    columns = labels[:, [list(label_space).index(n) for n in names]]
+    return auroc_per_class(probs, (columns == 1).astype(float), names)
