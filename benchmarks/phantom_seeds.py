@@ -5,7 +5,8 @@
 
 Synthesizes the test session's phantom cohort (1,200 radiographs at 128 px, seed 1) unless ``--work`` already
 holds it, trains ``--recipe`` once per seed (``train.seed=N`` plus any ``--set`` overrides) and prints, per seed:
-zero-shot AUROC per planted finding on the test split (the app's prompt ensembles, positive vs negative),
+zero-shot AUROC per planted finding on the test split (the app's prompt ensembles, positive vs negative) and
+the mean patch-concept zero-shot AUROC (:func:`medvl.infer.zeroshot.cohort_concept_aurocs`),
 validation retrieval at the last evaluation, and the pointing game and deletion test of
 :mod:`medvl.infer.faithfulness`. Results go to ``WORK/seeds.jsonl`` as well. Each seed is a full training run
 (about 5 CPU minutes for phantom-tiny on 2 cores).
@@ -26,7 +27,7 @@ from medvl.data.cache import CachedCohort
 from medvl.infer.embed import embed_pairs
 from medvl.infer.faithfulness import FINDINGS_2D, measure
 from medvl.infer.loading import load_for_inference
-from medvl.infer.zeroshot import prompt_ensemble_aurocs
+from medvl.infer.zeroshot import cohort_concept_aurocs, prompt_ensemble_aurocs
 from medvl.text.prompts import build_prompts
 from medvl.train.pairs import PairDataset, collate_pairs, select_items
 from medvl.train.settings import PretrainConfig
@@ -48,15 +49,17 @@ def prepare_cohort(work: Path) -> tuple[Path, Path]:
     return manifest, work / "cache"
 
 
-def zero_shot(model_dir: Path, cache: Path) -> dict[str, float]:
-    """Test-split zero-shot AUROC per planted finding with the default prompt ensembles."""
+def zero_shot(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Test-split zero-shot AUROC per planted finding: default prompt ensembles, and patch-concept scores."""
     model, _ = load_for_inference(model_dir)
     cohort = CachedCohort(cache)
     emb = embed_pairs(
         model, PairDataset(cohort, select_items(cohort, "test", "2d"), "report"), collate_pairs, CPU
     )
     prompts = build_prompts()
-    return prompt_ensemble_aurocs(model, emb.image, emb.labels, cohort.label_space, {f: prompts[f] for f in FINDINGS_2D})
+    findings = {f: prompts[f] for f in FINDINGS_2D}
+    ensembles = prompt_ensemble_aurocs(model, emb.image, emb.labels, cohort.label_space, findings)
+    return ensembles, cohort_concept_aurocs(model, cohort, FINDINGS_2D)
 
 
 def last_validation(run_dir: Path) -> dict[str, float]:
@@ -75,7 +78,7 @@ def run_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest
         f"tracking.uri=sqlite:///{out / 'mlflow.db'}", f"train.seed={seed}", *overrides,
     ])  # fmt: skip
     result = run_pretrain(config)
-    aurocs = zero_shot(result.model_dir, cache)
+    aurocs, concept_aurocs = zero_shot(result.model_dir, cache)
     faith = measure(result.model_dir, cache)
     val = last_validation(result.run_dir)
     return {
@@ -83,6 +86,7 @@ def run_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest
         "overrides": overrides,
         "zero_shot": {k: round(v, 3) for k, v in aurocs.items()},
         "zero_shot_mean": round(float(np.mean(list(aurocs.values()))), 3),
+        "patch_concept_mean": round(float(np.mean(list(concept_aurocs.values()))), 3),
         "val_i2t_R5": round(val.get("val_i2t_R5", float("nan")), 3),
         "val_t2i_R5": round(val.get("val_t2i_R5", float("nan")), 3),
         "pointing": round(faith.pointing, 3),

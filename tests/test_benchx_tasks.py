@@ -129,3 +129,31 @@ def test_hugging_face_vision_model_from_local_folder(env, tmp_path):
     assert maps[-1].shape == (1, 32, 4, 4)
     outcome = get_task("linear_probe")(ctx_hf, 1.0, 0)
     assert 0 <= outcome.metrics["auroc_macro"].point() <= 1
+
+
+def test_a_trained_medvl_model_sees_images_at_its_training_size(tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    from medvl.data.preprocess import PrepSettings
+    from medvl.infer.loading import save_preprocess
+    from medvl.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny-radclip-resnet18")
+    folder = model.save_pretrained(tmp_path / "model")
+    untrained = load_adapter(str(folder))
+    save_preprocess(PrepSettings(size=96), folder)  # what `medvl pretrain` saves next to its model
+    trained = load_adapter(str(folder))
+    assert (untrained.input_size, trained.input_size) == (None, 96)
+    images = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        at_96 = model.eval().encode_image(F.interpolate(images, size=(96, 96), mode="bilinear", align_corners=False))
+        torch.testing.assert_close(trained.encode_image(images), at_96)
+        torch.testing.assert_close(untrained.encode_image(images), model.encode_image(images))
+        assert trained.feature_maps(images)[-1].shape[-1] == 3  # 96 px at stride 32
+        slices, z_mm = images[:, None].expand(2, 3, 1, 64, 64), torch.arange(3.0).expand(2, 3)
+        pad = torch.zeros(2, 3, dtype=torch.bool)
+        expected = model.encode_volume(F.interpolate(slices.reshape(6, 1, 64, 64), size=(96, 96), mode="bilinear",
+                                                     align_corners=False).reshape(2, 3, 1, 96, 96), z_mm, pad)
+        torch.testing.assert_close(trained.encode_volume(slices, z_mm, pad), expected.embedding)

@@ -21,7 +21,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from medvl.data.adapters.base import get_adapter
+from medvl.data.adapters.base import SourceAdapter, UnitResult, get_adapter
 from medvl.data.adapters.common import CHEXPERT_LABELS, normalise_view, parse_age, probe_file
 from medvl.data.adapters.covid_cxr import LABEL_SPACE, finding_labels
 from medvl.data.adapters.ct_rate import ABNORMALITIES
@@ -81,6 +81,26 @@ def build_mimic(root: Path) -> None:
         report = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}.txt"
         report.write_text("FINAL REPORT\n EXAMINATION: CHEST (PA AND LAT)\n\n FINDINGS: No focal consolidation.\n\n"
                           " IMPRESSION: No acute cardiopulmonary process.\n")
+
+
+def test_an_adapter_implements_rows_or_read_unit():
+    class RowsOnly(SourceAdapter):
+        def units(self):
+            return ["a"]
+
+        def rows(self, unit):
+            return [{"unit": unit}]
+
+    class ReadUnitOnly(RowsOnly):
+        rows = SourceAdapter.rows
+
+        def read_unit(self, unit):
+            return UnitResult([{"unit": unit, "partial": True}])
+
+    assert RowsOnly(".").read_unit("a") == UnitResult([{"unit": "a"}])
+    assert ReadUnitOnly(".").rows("a") == [{"unit": "a", "partial": True}]
+    with pytest.raises(TypeError, match="Neither: implement rows"):
+        type("Neither", (SourceAdapter,), {"units": lambda self: []})
 
 
 def test_mimic_cxr_tree(tmp_path):

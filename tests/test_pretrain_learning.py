@@ -1,4 +1,10 @@
-"""Learning is real: the phantom-tiny recipe, trained once per session, aligns images with held-out phrasings."""
+"""Learning is real: the phantom-tiny recipe, trained once per session, aligns images with held-out phrasings.
+
+Two zero-shot readings of the same model: the patch-concept scores (the best-matching region against a
+concept's text, what the recipe's concept alignment term trains) carry the floor; the prompt-ensemble softmax
+(positive vs negative prompts on the global embedding) is printed only, because its polarity on a finding flips
+from run to run of this small recipe (docs/pretraining.md has the runs).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +17,12 @@ from medvl.data.cache import CachedCohort
 from medvl.infer.embed import embed_pairs
 from medvl.infer.loading import load_for_inference
 from medvl.infer.retrieval import retrieval_metrics
-from medvl.infer.zeroshot import prompt_ensemble_aurocs
+from medvl.infer.zeroshot import cohort_concept_aurocs, prompt_ensemble_aurocs
 from medvl.models.registry import build_model
 from medvl.text.prompts import build_prompts
 from medvl.train.pairs import PairDataset, collate_pairs, select_items
 
 PLANTED = ("Cardiomegaly", "Pleural Effusion", "Consolidation", "Lung Lesion", "Pneumothorax")
-GLOBAL_FINDINGS = ("Cardiomegaly", "Pleural Effusion")
-"""Findings that change the whole silhouette. The three small ones (consolidation, nodule, pneumothorax) come out
-with inverted prompt polarity in about one run in four of this recipe (docs/pretraining.md), so only these two
-carry the zero-shot floor; all five are printed."""
 CPU = torch.device("cpu")
 
 
@@ -40,9 +42,10 @@ def test_zero_shot_and_retrieval_beat_chance_on_held_out_phrasings(trained_phant
     cohort, emb = _test_embeddings(model, trained_phantom_model.cache_dir)
     n = emb.image.shape[0]
     assert n >= 200, "the test split should hold the held-out-phrasing patients"
-    aurocs = _zero_shot_aurocs(model, cohort, emb)
-    print("zero-shot AUROC on held-out phrasings:", {k: round(v, 3) for k, v in aurocs.items()})
-    assert np.mean([aurocs[f] for f in GLOBAL_FINDINGS]) >= 0.70, aurocs
+    print("prompt-ensemble zero-shot AUROC:", {k: round(v, 3) for k, v in _zero_shot_aurocs(model, cohort, emb).items()})
+    aurocs = cohort_concept_aurocs(model, cohort, PLANTED)
+    print("patch-concept zero-shot AUROC:", {k: round(v, 3) for k, v in aurocs.items()})
+    assert len(aurocs) == len(PLANTED) and np.mean(list(aurocs.values())) >= 0.75, aurocs
     retrieval = retrieval_metrics(emb.image, emb.text)
     print("test retrieval:", {k: round(v, 3) for k, v in retrieval.items()})
     chance_r5 = 5 / n
@@ -56,6 +59,8 @@ def test_untrained_twin_stays_near_chance(trained_phantom_model):
     cohort, emb = _test_embeddings(untrained, trained_phantom_model.cache_dir)
     aurocs = _zero_shot_aurocs(untrained, cohort, emb)
     assert 0.3 < np.mean(list(aurocs.values())) < 0.7, aurocs
+    concept_aurocs = cohort_concept_aurocs(untrained, cohort, PLANTED)
+    assert 0.3 < np.mean(list(concept_aurocs.values())) < 0.7, concept_aurocs
 
 
 def test_embed_command_scores_retrieval_and_writes_embeddings(trained_phantom_model, tmp_path, capsys):

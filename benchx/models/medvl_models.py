@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchx.errors import BenchxError, UnknownNameError
@@ -17,13 +18,27 @@ MODEL_REFS_HELP = ("a model folder, a medvl pretrain run folder, models:/NAME@AL
 
 
 class MedvlAdapter:
-    """A :class:`medvl.models.vlm.VisionLanguageModel` as a benchx model (eval mode, on the CPU)."""
+    """A :class:`medvl.models.vlm.VisionLanguageModel` as a benchx model (eval mode, on the CPU).
+
+    ``input_size``: the side the model was trained at (the ``preprocess.json`` that ``medvl pretrain`` saves);
+    images of a dataset prepared at another size are resized to it, so a CNN sees anatomy at the pixel scale it
+    learnt. None (a random baseline, a model saved without it) takes images as the dataset prepares them.
+    """
 
     has_text = True
 
-    def __init__(self, model: nn.Module, info: ModelInfo) -> None:
+    def __init__(self, model: nn.Module, info: ModelInfo, input_size: int | None = None) -> None:
         self.model = model.eval()
         self.info = info
+        self.input_size = input_size
+
+    def _pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """``(..., 1, H, W)`` images at the model's input size."""
+        if not self.input_size or tuple(images.shape[-2:]) == (self.input_size, self.input_size):
+            return images
+        flat = images.reshape(-1, *images.shape[-3:])
+        resized = F.interpolate(flat, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return resized.reshape(*images.shape[:-2], self.input_size, self.input_size)
 
     @property
     def logit_scale(self) -> float:
@@ -34,7 +49,7 @@ class MedvlAdapter:
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised image embeddings."""
-        return self.model.encode_image(images)
+        return self.model.encode_image(self._pixels(images))
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Normalised text embeddings (64 texts at a time)."""
@@ -44,10 +59,11 @@ class MedvlAdapter:
 
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The image encoder's feature pyramid."""
-        return self.model.feature_pyramid(images)
+        return self.model.feature_pyramid(self._pixels(images))
 
     def encode_volume(self, slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         """The model's slice pooling when it has one, else the normalised mean of its slice embeddings."""
+        slices = self._pixels(slices)
         if self.model.slice_pooling is not None:
             return self.model.encode_volume(slices, z_mm, pad_mask).embedding
         return slice_mean(self.model.encode_image, slices, pad_mask)
@@ -60,16 +76,17 @@ class MedvlAdapter:
 @register_adapter(DEFAULT_SCHEME)
 def load_medvl(ref: str, tracking_uri: str | None = None) -> MedvlAdapter:
     """A saved medvl model from a folder, run folder or MLflow URI (:func:`medvl.infer.model_ref.resolve_model`)."""
-    from medvl.infer.loading import load_for_inference
+    from medvl.infer.loading import PREPROCESS_FILE, load_for_inference
     from medvl.infer.model_ref import ModelRefError, model_fingerprint, resolve_model
 
     try:
         resolved = resolve_model(ref, tracking_uri)
     except ModelRefError as exc:
         raise BenchxError(f"model {exc}; a model reference is {MODEL_REFS_HELP}") from exc
-    model, _ = load_for_inference(resolved.model_dir)
+    model, prep = load_for_inference(resolved.model_dir)
     info = ModelInfo(ref, resolved.name, resolved.version, model_fingerprint(resolved.model_dir))
-    return MedvlAdapter(model, info)
+    trained_size = prep.size if (resolved.model_dir / PREPROCESS_FILE).is_file() else None
+    return MedvlAdapter(model, info, input_size=trained_size)
 
 
 @register_adapter("random")

@@ -92,3 +92,45 @@ def prompt_ensemble_aurocs(
     probs = zero_shot_probabilities(image_emb, pos, neg, logit_scale_of(model)).numpy()
     columns = labels[:, [list(label_space).index(n) for n in names]]
     return auroc_per_class(probs, (columns == 1).astype(float), names)
+
+
+@torch.no_grad()
+def concept_scores(model: Any, images: torch.Tensor, concepts: Sequence[str], device: str | torch.device = "cpu") -> torch.Tensor:
+    """``(B, C)`` patch-concept scores: the best-matching region's cosine similarity with each concept's text.
+
+    This is the quantity the patch-concept alignment loss (``loss.weights.concept``) trains to tell whether an
+    image shows a concept, so for such a model it is a zero-shot detector that needs no negative prompt.
+    """
+    device = torch.device(device)
+    _, patches, _ = model.image_and_patch_embeddings(images.to(device))
+    texts = F.normalize(encode_texts(model, list(concepts), device), dim=-1)
+    return torch.einsum("bnd,cd->bnc", F.normalize(patches, dim=-1), texts).amax(dim=1).cpu()
+
+
+def cohort_concept_aurocs(model: Any, cohort: Any, observations: Sequence[str], split: str = "test") -> dict[str, float]:
+    """AUROC of :func:`concept_scores` per observation on a cache split's 2D images.
+
+    Each observation is read through its most often asserted lexicon concept in the cohort's training reports
+    (:meth:`medvl.train.concepts.ConceptVocabulary.for_observation`), e.g. "pleural effusion".
+
+    Args:
+        model: a model trained with the concept term (any model works; an untrained one scores near 0.5).
+        cohort: a :class:`medvl.data.cache.CachedCohort` opened on all splits.
+        observations: label-space names to score.
+        split: the split whose images are scored.
+    """
+    from medvl.train.concepts import ConceptVocabulary
+    from medvl.train.pairs import select_items
+
+    reports = [cohort.text("report", i) for i in select_items(cohort, "train", "2d")]
+    vocabulary = ConceptVocabulary.from_reports(reports)
+    concepts = [vocabulary.for_observation(o) for o in observations]
+    missing = [o for o, c in zip(observations, concepts, strict=True) if c is None]
+    if missing:
+        raise ValueError(f"no lexicon concept of {missing} is asserted in the training reports")
+    items = select_items(cohort, split, "2d")
+    images = torch.stack([cohort[int(i)]["image"] for i in items])
+    labels = np.stack([cohort[int(i)]["labels"].numpy() for i in items])
+    columns = labels[:, [list(cohort.label_space).index(o) for o in observations]]
+    scores = concept_scores(model, images, concepts).numpy()
+    return auroc_per_class(scores, (columns == 1).astype(float), list(observations))

@@ -34,6 +34,11 @@ class ConceptVocabulary:
             raise ValueError("no lexicon concept is asserted in the training reports; drop the concept loss term")
         return cls([name for name, _ in counts.most_common(max_concepts)], lexicon)
 
+    def for_observation(self, observation: str) -> str | None:
+        """The most often asserted concept whose parent observation is ``observation`` (None when there is none)."""
+        children = {c.name for c in self.lexicon.children(observation)}
+        return next((name for name in self.names if name in children), None)
+
     def targets(self, reports: Sequence[str]) -> torch.Tensor:
         """``(B, C)`` float targets: 1 asserted, 0 absent or negated, NaN uncertain-only."""
         index = {name: j for j, name in enumerate(self.names)}

@@ -56,9 +56,17 @@ class SourceAdapter(ABC):
     def units(self) -> list[str]:
         """Independent units of work in a deterministic order."""
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.rows is SourceAdapter.rows and cls.read_unit is SourceAdapter.read_unit:
+            raise TypeError(f"{cls.__name__}: implement rows(unit) or read_unit(unit)")
+
     def rows(self, unit: str) -> list[dict]:
-        """Manifest rows for one unit; raise ``MedvlIOError``/``ValueError`` to quarantine it."""
+        """Manifest rows for one unit; raise ``MedvlIOError``/``ValueError`` to quarantine it.
+
+        Implement this, or :meth:`read_unit` when a unit can be partly unreadable (then ``rows`` is its rows).
+        """
+        return self.read_unit(unit).rows
 
     def read_unit(self, unit: str) -> UnitResult:
         """Rows of one unit plus the files left out of it; override when a unit can be partly unreadable."""

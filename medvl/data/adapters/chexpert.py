@@ -64,10 +64,6 @@ class CheXpertAdapter(SourceAdapter):
         """Study keys ``<split folder>/<patient>/<study>``, sorted."""
         return sorted(self._studies)
 
-    def rows(self, unit: str) -> list[dict]:
-        """The study's row (files that fail the cheap check are left out)."""
-        return self.read_unit(unit).rows
-
     def read_unit(self, unit: str) -> UnitResult:
         """One study: its readable views, labels, sex, age and split."""
         records = self._studies[unit]

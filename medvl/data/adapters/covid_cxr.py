@@ -127,10 +127,6 @@ class CovidCxrAdapter(SourceAdapter):
         """Study ids (patient id + first image name), sorted."""
         return sorted(self._studies)
 
-    def rows(self, unit: str) -> list[dict]:
-        """The study's row (files that fail the cheap check are left out)."""
-        return self.read_unit(unit).rows
-
     def read_unit(self, unit: str) -> UnitResult:
         """One study: its readable images, the notes as report, the finding as labels."""
         records = self._studies[unit]

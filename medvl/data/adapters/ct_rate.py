@@ -115,10 +115,6 @@ class CtRateAdapter(SourceAdapter):
         """Scan ids (``train_1_a``), sorted."""
         return sorted(self._scans)
 
-    def rows(self, unit: str) -> list[dict]:
-        """The scan's row (volumes that fail the checks are left out)."""
-        return self.read_unit(unit).rows
-
     def read_unit(self, unit: str) -> UnitResult:
         """One scan: its reconstructions, the report of the first one, labels, sex, age, split."""
         paths = self._scans[unit]

@@ -77,10 +77,6 @@ class DicomFolderAdapter(SourceAdapter):
             raise ValueError(f"{path}: {key} '{duplicated.iloc[0]}' has more than one report row")
         return key, {r[key]: r for r in table.to_dict("records") if r[key]}
 
-    def rows(self, unit: str) -> list[dict]:
-        """One row per study found in the directory (unusable files left out)."""
-        return self.read_unit(unit).rows
-
     def read_unit(self, unit: str) -> UnitResult:
         """Read the headers of one directory's files and group them into study rows."""
         folder = self.root / unit

@@ -83,10 +83,6 @@ class IuXrayAdapter(SourceAdapter):
         """Report ids in the collection's numeric order."""
         return list(self._reports)
 
-    def rows(self, unit: str) -> list[dict]:
-        """The report's row (image files that are missing are left out)."""
-        return self.read_unit(unit).rows
-
     def read_unit(self, unit: str) -> UnitResult:
         """One report: sections, MeSH labels and, when the image folder exists, its images."""
         report = self._reports[unit]

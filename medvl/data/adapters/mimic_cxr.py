@@ -81,10 +81,6 @@ class MimicCxrAdapter(SourceAdapter):
         """Study paths ``pXX/pSUBJECT/sSTUDY``, sorted."""
         return sorted(self._studies)
 
-    def rows(self, unit: str) -> list[dict]:
-        """The study's row (files that fail the cheap check are left out)."""
-        return self.read_unit(unit).rows
-
     def read_unit(self, unit: str) -> UnitResult:
         """One study: its readable images with views, report and sections, CheXpert labels, split."""
         records = sorted(self._studies[unit], key=lambda r: r["dicom_id"])

@@ -66,10 +66,6 @@ class PhantomAdapter(SourceAdapter):
         """Study ids in index order (2D studies, then 3D)."""
         return list(self._studies)
 
-    def rows(self, unit: str) -> list[dict]:
-        """The study's row (empty when its image is missing)."""
-        return self.read_unit(unit).rows
-
     def _image(self, study: dict[str, str]) -> tuple[dict, Rejected | None]:
         use_dicom = self.images == "dicom" and bool(study["dicom"])
         path = self.root / (study["dicom"] if use_dicom else study["image"])
