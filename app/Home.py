@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.analysis import AnalysisError, study_analysis
+from app.analysis import analysis_or_stop
 from app.feedback_form import feedback_form
 from app.findings_panel import findings_panel
 from app.login import login_gate, logout_button
@@ -43,11 +43,7 @@ if study is None:
     st.info("Open a study to see the model's findings.")
     st.stop()
 
-try:
-    analysis = study_analysis(loaded, study)
-except AnalysisError as exc:
-    st.error(str(exc))
-    st.stop()
+analysis = analysis_or_stop(loaded, study)
 
 left, right = st.columns([3, 2])
 with right:

@@ -32,3 +32,13 @@ def study_analysis(loaded: LoadedModel, study: Study) -> ImageAnalysis:
         cache.clear()  # one study at a time: keep the memory of a session bounded
         cache[key] = analyse(loaded.model, model_input)
     return cache[key]
+
+
+def analysis_or_stop(loaded: LoadedModel, study: Study) -> ImageAnalysis:
+    """:func:`study_analysis`, or the reason in the page and the page stopped when the study cannot be read."""
+    try:
+        return study_analysis(loaded, study)
+    except AnalysisError as exc:
+        st.error(str(exc))
+        st.stop()
+        raise  # st.stop() ends a Streamlit run; outside one, the error goes on to the caller

@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     from medvl.config import ConfigError
     from pipelines import pretrain_evaluate_register as pipeline
     from pipelines.config import load_pipeline_config
-    from pipelines.runner import StageError
+    from pipelines.runner import StageError, failure_status
     from pipelines.state import StateError
 
     if args.pipeline not in PIPELINES:
@@ -72,12 +72,8 @@ def _run(args: argparse.Namespace) -> int:
         config = load_pipeline_config(args.config, args.overrides)
         work_dir = args.work_dir or Path("work") / config.name
         ctx = pipeline.run(config, work_dir, from_stage=args.from_stage, until=args.until, progress=not args.quiet)
-    except (ConfigError, StateError) as exc:
-        print(f"pipelines: {exc}", file=sys.stderr)
-        return 2
-    except StageError as exc:
-        print(f"pipelines: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, StateError, StageError) as exc:
+        return failure_status("pipelines", exc)
     if args.until is not None and args.until != STAGES[-1].name:
         print(f"stopped after stage '{args.until}'; run again without --until to finish")
         return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from medvl.config import ConfigError
 from pipelines.config import PipelineConfig, load_pipeline_config
-from pipelines.runner import Context, StageError
+from pipelines.runner import Context, StageError, failure_status
 from pipelines.state import STATE_FILE, StateError
 
 CONFIG = Path(__file__).with_name("configs") / "demo.yaml"
@@ -128,12 +128,8 @@ def run_demo(args: argparse.Namespace) -> int:
         montage = write_montage(ctx.state.outputs("cache")["cache"], out / MONTAGE)
         print(f"montage: {montage}\n", flush=True)
         ctx = pipeline.run(config, work)
-    except (ConfigError, StateError) as exc:
-        print(f"medvl demo: {exc}", file=sys.stderr)
-        return 2
-    except StageError as exc:
-        print(f"medvl demo: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, StateError, StageError) as exc:
+        return failure_status("medvl demo", exc)
     print_evaluation(ctx)
     print_next_steps(ctx)
     return 0 if ctx.state.outputs("gate")["passed"] else 1

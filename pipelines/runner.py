@@ -26,6 +26,13 @@ class StageError(RuntimeError):
     """A stage cannot finish; the message says why and what to do. Finished stages are kept."""
 
 
+def failure_status(prog: str, exc: Exception) -> int:
+    """Print a pipeline's failure as ``prog: message`` on stderr; the exit status: 1 for a failed stage, 2 for
+    bad input (config, state)."""
+    print(f"{prog}: {exc}", file=sys.stderr)
+    return 1 if isinstance(exc, StageError) else 2
+
+
 EXPECTED_ERRORS = (MedvlIOError, ValueError, KeyError, OSError)
 """Errors of bad input or data (medvl's typed errors): reported as a failed stage with their message."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.analysis import AnalysisError, study_analysis
+from app.analysis import analysis_or_stop
 from app.model_choice import choose_model
 from app.settings import settings_from_env
 from app.state import current_study, require_user
@@ -46,11 +46,7 @@ study = current_study()
 if study is None:
     st.info("Open a study on the Home page to see its nearest cases.")
     st.stop()
-try:
-    analysis = study_analysis(loaded, study)
-except AnalysisError as exc:
-    st.error(str(exc))
-    st.stop()
+analysis = analysis_or_stop(loaded, study)
 st.subheader(f"Nearest to {study.name}")
 exclude = study.name if study.source == "manifest" else None
 st.dataframe(_table(index.nearest(analysis.embedding, NEIGHBOURS, exclude=exclude)), hide_index=True, key="nearest")
