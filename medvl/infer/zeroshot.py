@@ -120,9 +120,9 @@ def cohort_concept_aurocs(model: Any, cohort: Any, observations: Sequence[str], 
         split: the split whose images are scored.
     """
     from medvl.train.concepts import ConceptVocabulary
-    from medvl.train.pairs import select_items
+    from medvl.train.pairs import cached_report_text, select_items
 
-    reports = [cohort.text("report", i) for i in select_items(cohort, "train", "2d")]
+    reports = [cached_report_text(cohort, i) for i in select_items(cohort, "train", "2d")]
     vocabulary = ConceptVocabulary.from_reports(reports)
     concepts = [vocabulary.for_observation(o) for o in observations]
     missing = [o for o, c in zip(observations, concepts, strict=True) if c is None]

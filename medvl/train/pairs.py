@@ -28,6 +28,11 @@ def report_text(item: dict[str, Any]) -> str:
     return text or (item.get("report") or "").strip()
 
 
+def cached_report_text(cohort: CachedCohort, i: int) -> str:
+    """:func:`report_text` of cache item ``i``, read from the cache's text columns (no pixels loaded)."""
+    return report_text({field: cohort.text(field, i) for field in ("report", "findings", "impression")})
+
+
 def label_reports(cohort: CachedCohort, indices: np.ndarray) -> np.ndarray:
     """Labels of the items' reports by the medvl labeller, in the cohort's label space (NaN: not mentioned).
 
@@ -39,8 +44,7 @@ def label_reports(cohort: CachedCohort, indices: np.ndarray) -> np.ndarray:
     out = np.full((len(indices), len(cohort.label_space)), np.nan, dtype=np.float32)
     column = {name: j for j, name in enumerate(cohort.label_space)}
     for row, i in enumerate(indices):
-        item = {field: cohort.text(field, i) for field in ("report", "findings", "impression")}
-        for name, value in labeller.label(report_text(item)).items():
+        for name, value in labeller.label(cached_report_text(cohort, i)).items():
             if name in column:
                 out[row, column[name]] = value
     return out

@@ -45,6 +45,7 @@ from medvl.train.pairs import (
     PairDataset,
     augment_images,
     augment_strength,
+    cached_report_text,
     collate_pairs,
     label_reports,
     select_items,
@@ -142,7 +143,7 @@ class Trainer:
     def _concept_vocabulary(self) -> ConceptVocabulary | None:
         if self.model.config["loss"]["weights"].get("concept", 0) <= 0:
             return None
-        reports = [self.train_set[i]["text"] for i in range(min(len(self.train_set), 2000))]
+        reports = [cached_report_text(self.cohort, i) for i in self.train_set.indices[:2000]]
         return ConceptVocabulary.from_reports(reports)
 
     def _optimizer(self) -> torch.optim.Optimizer:
