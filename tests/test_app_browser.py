@@ -89,17 +89,38 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def _wait(driver, css: str, text: str | None = None, timeout: float = PAGE_TIMEOUT):
-    from selenium.webdriver.common.by import By
+def _until(driver, condition, timeout: float = PAGE_TIMEOUT):
+    """Poll `condition(driver)` until truthy; an element Streamlit re-rendered meanwhile (stale) means poll again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def found(d):
-        for element in d.find_elements(By.CSS_SELECTOR, css):
-            if text is None or text in element.text:
-                return element
-        return False
+    return WebDriverWait(driver, timeout, poll_frequency=0.5,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)  # fmt: skip
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.5).until(found)
+
+def _find(driver, css: str, text: str | None):
+    from selenium.webdriver.common.by import By
+
+    for element in driver.find_elements(By.CSS_SELECTOR, css):
+        if text is None or text in element.text:
+            return element
+    return False
+
+
+def _wait(driver, css: str, text: str | None = None, timeout: float = PAGE_TIMEOUT):
+    return _until(driver, lambda d: _find(d, css, text), timeout)
+
+
+def _click(driver, css: str, text: str | None = None, timeout: float = PAGE_TIMEOUT) -> None:
+    """Find and click in one polled step, so a rerun between finding and clicking does not fail the test."""
+
+    def clicked(d):
+        element = _find(d, css, text)
+        if element:
+            element.click()
+        return bool(element)
+
+    _until(driver, clicked, timeout)
 
 
 def _wait_text(driver, text: str, timeout: float = PAGE_TIMEOUT):
@@ -108,10 +129,8 @@ def _wait_text(driver, text: str, timeout: float = PAGE_TIMEOUT):
 
 def _wait_xpath(driver, xpath: str, timeout: float = PAGE_TIMEOUT):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.5).until(
-        lambda d: next(iter(d.find_elements(By.XPATH, xpath)), False))
+    return _until(driver, lambda d: next(iter(d.find_elements(By.XPATH, xpath)), False), timeout)
 
 
 def _upload(driver, path: Path) -> None:
@@ -131,23 +150,22 @@ def test_login_upload_findings_heatmap_and_volume_in_chromium(server, browser, t
     browser.get(url)
     _wait(browser, "input[aria-label='User name']").send_keys("ann")
     browser.find_element(By.CSS_SELECTOR, "input[type='password']").send_keys(PASSWORD)
-    _wait(browser, "button", "Log in").click()
+    _click(browser, "button", "Log in")
     _wait(browser, "[data-testid='stFileUploader']")
     _wait_text(browser, "Logged in as")
     browser.save_screenshot(str(SCREENSHOTS / "home.png"))
 
     _upload(browser, cohort.parent / rows["2d"]["image"])
-    caption = _wait_text(browser, "Attribution: ")
-    assert caption.text.startswith("Attribution: ")
+    assert _wait_xpath(browser, "//*[starts-with(text(), 'Attribution: ')]")
     assert _wait(browser, "[data-testid='stDataFrame']")
-    heatmap = _wait(browser, "[data-testid='stImage'] img, [data-testid='stFullScreenFrame'] img, img")
-    assert heatmap.size["width"] > 100
+    heatmap_css = "[data-testid='stImage'] img, [data-testid='stFullScreenFrame'] img, img"
+    assert _until(browser, lambda d: (img := _find(d, heatmap_css, None)) and img.size["width"] > 100, 60)
     _wait_text(browser, "Findings")
     browser.save_screenshot(str(SCREENSHOTS / "findings_heatmap.png"))
 
     _upload(browser, cohort.parent / rows["3d"]["image"])
     _wait_text(browser, "Per-slice relevance")
-    _wait(browser, "button", "Top slice").click()
+    _click(browser, "button", "Top slice")
     _wait_text(browser, " · slice ")
     _wait_text(browser, "Top: A")
     browser.save_screenshot(str(SCREENSHOTS / "volume_relevance.png"))
