@@ -16,7 +16,7 @@ from app.settings import AppSettings
 from medvl.data.phantom import ZERO_SHOT_PROMPTS
 from medvl.data.preprocess import PrepSettings
 from medvl.infer.attribution import TextBank, build_text_bank
-from medvl.infer.loading import load_for_inference
+from medvl.infer.loading import load_for_inference, read_concepts
 from medvl.infer.model_ref import ModelRefError, model_fingerprint, resolve_model
 from medvl.text.prompts import build_prompts
 
@@ -56,7 +56,7 @@ def load_model(ref: str, tracking_uri: str | None, prompts: str) -> LoadedModel:
     """
     resolved = resolve_model(ref, tracking_uri=tracking_uri)
     model, prep = load_for_inference(resolved.model_dir)
-    bank = build_text_bank(model, prompt_set(prompts))
+    bank = build_text_bank(model, prompt_set(prompts), trained_concepts=read_concepts(resolved.model_dir))
     return LoadedModel(ref, resolved.name, resolved.version, resolved.model_dir,
                        model_fingerprint(resolved.model_dir), model, prep, bank)  # fmt: skip
 

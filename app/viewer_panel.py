@@ -95,7 +95,7 @@ def viewer_panel(study: Study, loaded: LoadedModel, analysis: ImageAnalysis, que
         model_slice = nearest_slice(analysis.z_mm, float(study.z_mm[index])) if study.is_volume else 0
         plane = study.slices[index]
         heat = heatmap(analysis, direction, scale, model_slice, out_shape=plane.shape)
-        caption = f"Attribution: {target}" + (f" · slice {index + 1}/{study.slices.shape[0]}" if study.is_volume else "")
+        caption = f"Attribution: {loaded.bank.describe(target)}" + (f" · slice {index + 1}/{study.slices.shape[0]}" if study.is_volume else "")
         st.image(overlay(to_grey(plane, center, width), heat, opacity), caption=caption, width="stretch")
         st.caption(edge_caption(study.orientation))
     with controls:

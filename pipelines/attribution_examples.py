@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from medvl.data.cache import CachedCohort
 from medvl.infer.attribution import analyse, build_text_bank, finding_scores, heatmap
-from medvl.infer.loading import load_for_inference, prepare_input
+from medvl.infer.loading import load_for_inference, prepare_input, read_concepts
 
 OBSERVATIONS = ("Cardiomegaly", "Pleural Effusion", "Pneumothorax", "Consolidation")
 
@@ -34,7 +34,7 @@ def write_attribution_examples(model_dir: str | Path, cache_dir: str | Path, out
         CacheError: ``cache_dir`` is not a complete cache; MedvlIOError: a source image cannot be read.
     """
     model, settings = load_for_inference(model_dir)
-    bank = build_text_bank(model)
+    bank = build_text_bank(model, trained_concepts=read_concepts(model_dir))
     cohort = CachedCohort(cache_dir, split="test")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,8 @@ import torch
 
 from medvl.data.phantom import ZERO_SHOT_PROMPTS
 from medvl.infer import attribution as A
-from medvl.infer.loading import ModelInput, load_for_inference
+from medvl.infer.embed import encode_texts
+from medvl.infer.loading import ModelInput, load_for_inference, read_concepts, save_concepts
 from medvl.text.lexicon import Lexicon
 from tests.app_support import save_small_model
 
@@ -31,16 +32,34 @@ def test_analysis_embeddings_are_the_models_own(loaded):
     volume = _volume()
     analysis = A.analyse(model, volume)
     slices, z = volume.volume_tensors()
+    first = ModelInput(volume.pixels[:1], volume.z_mm[:1], volume.content_box)
     with torch.no_grad():
         expected = model.encode_volume(slices, z)
-        image = A.analyse(model, ModelInput(volume.pixels[:1], volume.z_mm[:1], volume.content_box))
+        image = A.analyse(model, first, dense=False)
         glob, patches, grid = model.image_and_patch_embeddings(volume.image_tensor())
-    assert analysis.pooling == "attention" and analysis.grid == grid == (4, 4)
+    assert analysis.pooling == "attention" and grid == (4, 4) and analysis.grid == (8, 8)
     torch.testing.assert_close(analysis.embedding, expected.embedding[0], atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(analysis.slice_weights, expected.slice_weights[0].numpy(), atol=1e-6)
     torch.testing.assert_close(image.embedding, glob[0], atol=1e-5, rtol=1e-4)
+    assert image.grid == (4, 4)
     torch.testing.assert_close(image.patches[0], patches[0], atol=1e-5, rtol=1e-4)
     assert image.pooling == "image" and image.slice_weights.tolist() == [1.0]
+
+
+def test_dense_regions_are_the_encoder_on_quarter_stride_shifted_inputs(loaded):
+    model, _ = loaded
+    volume = _volume(1)
+    dense = A.analyse(model, volume).patches[0].reshape(8, 8, -1)
+    image = volume.pixels[0]
+    for a, dy in enumerate((8, -8)):  # stride 32: a quarter is 8 px; + moves the content down / right
+        for b, dx in enumerate((8, -8)):
+            pad = ((8, 0) if dy > 0 else (0, 8), (8, 0) if dx > 0 else (0, 8))
+            moved = np.pad(image, pad, mode="edge")[slice(None, 128) if dy > 0 else slice(8, None),
+                                                    slice(None, 128) if dx > 0 else slice(8, None)]  # fmt: skip
+            with torch.no_grad():
+                _, patches, _ = model.image_and_patch_embeddings(torch.from_numpy(moved)[None, None])
+            cells = dense[a::2, b::2].reshape(16, -1)
+            torch.testing.assert_close(cells, patches[0], atol=1e-5, rtol=1e-4)
 
 
 def test_findings_match_zero_shot_and_carry_their_prompts(loaded):
@@ -66,12 +85,12 @@ def test_heatmap_is_the_region_scores_cropped_to_the_content_box(loaded):
     analysis = A.analyse(model, _volume(2))
     direction = bank.direction("Cardiomegaly")
     grid = A.patch_scores(analysis, direction, bank.scale)
-    assert grid.shape == (2, 4, 4)
+    assert grid.shape == (2, 8, 8)
     heat = A.heatmap(analysis, direction, bank.scale, slice_index=1)
     assert heat.shape == (96, 128)  # the content box, padding cropped
-    peak_cell = np.unravel_index(int(np.argmax(grid[1])), (4, 4))
+    peak_cell = np.unravel_index(int(np.argmax(grid[1][1:7])), (6, 8))  # rows 1-6: the content box's cells
     peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    assert (peak[0] + 16) // 32 == peak_cell[0] and peak[1] // 32 == peak_cell[1]
+    assert (peak[0] + 16) // 16 == peak_cell[0] + 1 and peak[1] // 16 == peak_cell[1]
     assert A.heatmap(analysis, direction, bank.scale, 1, out_shape=(300, 400)).shape == (300, 400)
     with pytest.raises(IndexError):
         A.heatmap(analysis, direction, bank.scale, slice_index=2)
@@ -89,6 +108,26 @@ def test_targets_and_concepts(loaded):
     with pytest.raises(KeyError, match="neither an observation"):
         bank.direction("no such thing")
     assert A.top_concepts(analysis, bank, categories=["device"]) == []
+
+
+def test_observations_point_at_their_trained_concept(loaded, tmp_path):
+    model, plain = loaded
+    assert read_concepts(tmp_path) == []  # a model trained without the concept term
+    save_concepts(["normal", "pleural effusion", "lung mass", "cardiomegaly", "lung nodule"], tmp_path)
+    trained = read_concepts(tmp_path)
+    bank = A.build_text_bank(model, ZERO_SHOT_PROMPTS, [], trained_concepts=trained)
+    assert bank.region_concepts["Lung Lesion"][0] == "lung mass"  # the observation's most frequent trained one
+    assert set(bank.region_concepts) == {"Pleural Effusion", "Lung Lesion", "Cardiomegaly"}
+    with torch.no_grad():
+        expected = encode_texts(model, ["pleural effusion"], torch.device("cpu"))[0]
+    torch.testing.assert_close(bank.direction("Pleural Effusion"), expected / expected.norm())
+    j = plain.observations.index("Pneumothorax")  # no trained concept: positive minus negative prompts
+    torch.testing.assert_close(bank.direction("Pneumothorax"), plain.positive[j] - plain.negative[j])
+    assert "concept 'pleural effusion'" in bank.describe("Pleural Effusion")
+    assert "prompts" in bank.describe("Pneumothorax") and bank.describe("lung nodule") == "lung nodule"
+    (tmp_path / "concepts.json").write_text('["not", "an", "object"]')
+    with pytest.raises(ValueError, match="concepts.json"):
+        read_concepts(tmp_path)
 
 
 def test_slice_helpers():

@@ -4,15 +4,17 @@ One pass of the 2D image encoder over the study's slices (:func:`analyse`) gives
 
 - the study embedding (the image's, or the slice-pooled volume's) for zero-shot **findings**
   (:func:`finding_scores`, the prompts used included) and a **free-text query** (:func:`query_score`);
-- the **region (patch) embeddings** of every slice: their similarity with a target direction in the joint space
-  is the **heatmap** (:func:`heatmap`), upsampled from the encoder's feature grid to the image;
+- the **region (patch) embeddings** of every slice, on twice the encoder's grid (shift-and-stitch): their
+  similarity with a target direction in the joint space is the **heatmap** (:func:`heatmap`), upsampled to the image;
 - the **slice relevance** of a volume: the slice-pooling attention weights (:attr:`ImageAnalysis.slice_weights`)
   and each slice's own score for the target (:func:`slice_scores`);
 - the **lexicon concepts** closest to the study (:func:`top_concepts`).
 
-A target is a direction in the joint space: for an observation, its positive minus its negative prompt-ensemble
-embedding (a region's score is then its own zero-shot logit, in the model's logit units); for a lexicon concept
-or a free text, its text embedding. Text embeddings are computed once per model (:func:`build_text_bank`).
+A target is a direction in the joint space: for an observation, the text embedding of the concept the model's
+patch-concept term aligned regions with (e.g. "pleural effusion"; :attr:`TextBank.region_concepts`), or, for a
+model trained without that term, its positive minus its negative prompt-ensemble embedding (a region's score is
+then its own zero-shot logit); for a lexicon concept, its text embedding; for a free text, its embedding minus its
+negation's. Text embeddings are computed once per model (:func:`build_text_bank`).
 
 The faithfulness helpers (:func:`pointing_hit`, :func:`top_region`, :func:`delete_region`) implement the
 pointing game and the deletion test used to check the heatmaps against known lesion masks.
@@ -21,7 +23,7 @@ pointing game and the deletion test used to check the heatmaps against known les
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from medvl.infer.loading import ModelInput
 from medvl.infer.zeroshot import logit_scale_of, prompt_table, zero_shot_probabilities
 from medvl.text.lexicon import Concept, Lexicon
 from medvl.text.prompts import build_prompts
+from medvl.train.concepts import ConceptVocabulary
 
 SLICE_CHUNK = 16
 """Slices encoded per forward pass (bounds memory on long volumes)."""
@@ -49,6 +52,9 @@ class TextBank:
         positive, negative: ``(C, D)`` normalised mean embeddings of each side's prompts.
         concepts: the lexicon concepts, row-aligned with ``concept_embeddings`` ``(K, D)``.
         scale: the model's similarity scale (learnt logit scale or ``1 / tau``).
+        region_concepts: ``{observation: (concept name, (D,) normalised embedding)}``: the concept the model's
+            patch-concept term aligned regions with, for the observations that have one (empty for a model trained
+            without the term).
     """
 
     prompts: dict[str, tuple[list[str], list[str]]]
@@ -57,6 +63,7 @@ class TextBank:
     concepts: tuple[Concept, ...]
     concept_embeddings: torch.Tensor
     scale: float
+    region_concepts: dict[str, tuple[str, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def observations(self) -> list[str]:
@@ -64,11 +71,17 @@ class TextBank:
         return list(self.prompts)
 
     def direction(self, target: str) -> torch.Tensor:
-        """The joint-space direction of an observation (positive minus negative) or a lexicon concept (by name).
+        """The joint-space direction of an observation or a lexicon concept (by name).
+
+        An observation's direction is the text embedding of its trained region concept when the model has one
+        (what the patch-concept term aligned regions with, e.g. "pleural effusion"), else its positive minus its
+        negative prompt-ensemble embedding.
 
         Raises:
             KeyError: ``target`` is neither an observation nor a concept name.
         """
+        if target in self.region_concepts:
+            return self.region_concepts[target][1]
         if target in self.prompts:
             j = self.observations.index(target)
             return self.positive[j] - self.negative[j]
@@ -77,6 +90,26 @@ class TextBank:
                 return embedding
         raise KeyError(f"'{target}' is neither an observation ({', '.join(self.prompts)}) nor a lexicon concept")
 
+    def describe(self, target: str) -> str:
+        """What a heatmap of ``target`` shows, in words (for captions)."""
+        if target in self.region_concepts:
+            return f"{target}: region similarity with the concept '{self.region_concepts[target][0]}'"
+        if target in self.prompts:
+            return f"{target}: region score of the positive vs negative prompts"
+        return target
+
+
+def _region_concepts(
+    model: Any, observations: Sequence[str], trained_concepts: Sequence[str], device: torch.device
+) -> dict[str, tuple[str, torch.Tensor]]:
+    """Each observation's most frequent trained concept (see :class:`ConceptVocabulary`) and its embedding."""
+    vocabulary = ConceptVocabulary(list(trained_concepts), Lexicon.default())
+    chosen = {o: name for o in observations if (name := vocabulary.for_observation(o)) is not None}
+    if not chosen:
+        return {}
+    embeddings = encode_texts(model, list(chosen.values()), device)  # the names alone, as in training
+    return {o: (name, F.normalize(e, dim=0)) for (o, name), e in zip(chosen.items(), embeddings, strict=True)}
+
 
 @torch.no_grad()
 def build_text_bank(
@@ -84,6 +117,7 @@ def build_text_bank(
     prompts: Mapping[str, Any] | None = None,
     lexicon: Iterable[Concept] | None = None,
     device: str | torch.device = "cpu",
+    trained_concepts: Sequence[str] = (),
 ) -> TextBank:
     """Embed the prompt ensembles and lexicon concepts for ``model`` (do it once per model).
 
@@ -92,6 +126,8 @@ def build_text_bank(
         prompts: ``{observation: PromptPair or (positive(s), negative(s))}``; default :func:`build_prompts`.
         lexicon: concepts to rank (a :class:`Lexicon` or any concepts); default :meth:`Lexicon.default`.
         device: where the model runs.
+        trained_concepts: the concept vocabulary the model's patch-concept term was trained on
+            (:func:`medvl.infer.loading.read_concepts`); observations with one of them get it as heatmap target.
     """
     table = prompt_table(prompts if prompts is not None else build_prompts())
     if not table:
@@ -106,7 +142,8 @@ def build_text_bank(
     concept_embeddings = torch.stack(
         [F.normalize(flat[a:b].mean(0), dim=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     ) if concepts else torch.zeros(0, positive.shape[1])  # fmt: skip
-    return TextBank(table, positive, negative, concepts, concept_embeddings, logit_scale_of(model))
+    regions = _region_concepts(model, list(table), trained_concepts, device)
+    return TextBank(table, positive, negative, concepts, concept_embeddings, logit_scale_of(model), regions)
 
 
 @dataclass
@@ -117,7 +154,7 @@ class ImageAnalysis:
         embedding: ``(D,)`` normalised study embedding (image, or slice-pooled volume).
         slice_embeddings: ``(S, D)`` normalised embedding of each slice.
         patches: ``(S, h*w, D)`` normalised region embeddings of each slice, row-major over the grid.
-        grid: the feature grid ``(h, w)``.
+        grid: the region grid ``(h, w)``: the encoder's feature grid, or twice as fine (``analyse(dense=True)``).
         slice_weights: ``(S,)`` share of each slice in the volume embedding (sums to 1).
         pooling: ``image`` (one slice), ``attention`` (the model's slice pooling) or ``mean`` (the model has no
             slice pooling: slices are averaged).
@@ -142,34 +179,70 @@ class ImageAnalysis:
         return int(self.patches.shape[0])
 
 
-def _encode_slices(model: Any, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+def _shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``images`` with their content moved ``dy`` rows down and ``dx`` columns right (edges replicated)."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), mode="replicate")
+    top, left = max(-dy, 0), max(-dx, 0)
+    return padded[..., top : top + height, left : left + width]
+
+
+def _dense_feature_map(model: Any, pixels: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
+    """The feature map at twice the encoder's grid resolution, by shift-and-stitch.
+
+    Cell ``(2i + a, 2j + b)`` is the encoder's cell ``(i, j)`` on the input shifted by a quarter of the stride
+    (``+`` for ``a = 0``, ``-`` for ``a = 1``), so the cells' centres fall on the regular grid of half the stride and
+    bilinear upsampling places them exactly. Works for any encoder; returns ``fmap`` when the stride is not a
+    multiple of 4.
+    """
+    stride = pixels.shape[-1] // fmap.shape[-1]
+    if stride % 4 or stride * fmap.shape[-1] != pixels.shape[-1]:
+        return fmap
+    quarter = stride // 4
+    batch, channels, h, w = fmap.shape
+    dense = fmap.new_empty(batch, channels, 2 * h, 2 * w)
+    for a, dy in enumerate((quarter, -quarter)):
+        for b, dx in enumerate((quarter, -quarter)):
+            dense[:, :, a::2, b::2] = model.image_encoder.feature_map(_shifted(pixels, dy, dx))
+    return dense
+
+
+def _encode_slices(
+    model: Any, pixels: torch.Tensor, dense: bool
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Per-slice projected features ``(S, D)`` (not normalised, as slice pooling takes them), normalised
-    region embeddings ``(S, h*w, D)`` and the grid, from one encoder pass per chunk of slices."""
+    region embeddings ``(S, h*w, D)`` and their grid, one chunk of slices at a time."""
     projected, patches, grid = [], [], (0, 0)
     for start in range(0, pixels.shape[0], SLICE_CHUNK):
-        fmap = model.image_encoder.feature_map(pixels[start : start + SLICE_CHUNK])
-        regions = fmap.flatten(2).transpose(1, 2)
-        projected.append(model.image_projection(model.image_encoder.pool_regions(regions)))
-        patches.append(F.normalize(model.image_projection(regions), dim=-1))
+        chunk = pixels[start : start + SLICE_CHUNK]
+        fmap = model.image_encoder.feature_map(chunk)
+        projected.append(model.image_projection(model.image_encoder.pool_regions(fmap.flatten(2).transpose(1, 2))))
+        if dense:
+            fmap = _dense_feature_map(model, chunk, fmap)
+        patches.append(F.normalize(model.image_projection(fmap.flatten(2).transpose(1, 2)), dim=-1))
         grid = (int(fmap.shape[2]), int(fmap.shape[3]))
     return torch.cat(projected), torch.cat(patches), grid
 
 
 @torch.no_grad()
-def analyse(model: Any, model_input: ModelInput, device: str | torch.device = "cpu") -> ImageAnalysis:
+def analyse(
+    model: Any, model_input: ModelInput, device: str | torch.device = "cpu", dense: bool = True
+) -> ImageAnalysis:
     """Encode a prepared image or volume once for findings, heatmaps and slice relevance.
 
     Args:
         model: the model in eval mode (see :func:`medvl.infer.loading.load_for_inference`).
         model_input: from :func:`medvl.infer.loading.prepare_input`.
         device: where the model runs.
+        dense: region embeddings on twice the encoder's grid (shift-and-stitch, four more encoder passes): a
+            finer heatmap; False gives the encoder's own regions.
 
     The study embedding equals ``model.encode_image`` for a 2D image and ``model.encode_volume(...).embedding``
     for a volume (a model without slice pooling averages its slices).
     """
     device = torch.device(device)
     pixels = torch.from_numpy(model_input.pixels).to(device).unsqueeze(1)
-    projected, patches, grid = _encode_slices(model, pixels)
+    projected, patches, grid = _encode_slices(model, pixels, dense)
     n = projected.shape[0]
     if n == 1:
         pooled, weights, pooling = projected[0], torch.ones(1), "image"

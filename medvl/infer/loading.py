@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from medvl.models.registry import load_pretrained
 from medvl.models.vlm import VisionLanguageModel
 
 PREPROCESS_FILE = "preprocess.json"
+CONCEPTS_FILE = "concepts.json"
 
 
 def save_preprocess(settings: PrepSettings, model_dir: str | Path) -> Path:
@@ -30,6 +32,32 @@ def read_preprocess(model_dir: str | Path) -> PrepSettings:
         return PrepSettings.from_dict(json.loads(path.read_text()))
     config = json.loads((Path(model_dir) / "config.json").read_text())
     return PrepSettings(size=int(config["image"]["image_size"]))
+
+
+def save_concepts(names: Sequence[str], model_dir: str | Path) -> Path:
+    """Store the concept vocabulary a model's patch-concept term was trained on, next to the model."""
+    path = Path(model_dir) / CONCEPTS_FILE
+    path.write_text(json.dumps({"concepts": list(names)}, indent=2) + "\n")
+    return path
+
+
+def read_concepts(model_dir: str | Path) -> list[str]:
+    """The trained concept vocabulary of a saved model, most frequent first (empty for a model without one).
+
+    Raises:
+        ValueError: the file exists but is not a ``{"concepts": [names]}`` object.
+    """
+    path = Path(model_dir) / CONCEPTS_FILE
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from exc
+    names = data.get("concepts") if isinstance(data, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path}: expected {{\"concepts\": [concept names]}}")
+    return names
 
 
 def load_for_inference(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[VisionLanguageModel, PrepSettings]:

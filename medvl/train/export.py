@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medvl.data.preprocess import PrepSettings
-from medvl.infer.loading import save_preprocess
+from medvl.infer.loading import save_concepts, save_preprocess
 
 if TYPE_CHECKING:
     from medvl.train.trainer import Trainer
@@ -35,6 +35,8 @@ def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
     else:
         trainer.model.save_pretrained(model_dir)
     save_preprocess(PrepSettings.from_dict(trainer.cohort.settings), model_dir)
+    if trainer.concepts is not None:
+        save_concepts(trainer.concepts.names, model_dir)
     (model_dir / "lineage.json").write_text(json.dumps({
         "manifest_hash": trainer.cohort.manifest_hash, "cache_key": trainer.cohort.key,
         "mlflow_run_id": trainer.state.mlflow_run_id, "steps": trainer.state.step,
