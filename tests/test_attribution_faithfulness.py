@@ -3,7 +3,7 @@
 Uses the session's pretrained phantom model (``trained_phantom_model``, the phantom-tiny recipe with its
 patch-concept term) and its cache, whose masks are aligned with the model input. The heatmap is the app's: the
 similarity of each region (dense grid) with the finding's trained concept. Floors (docs/app.md): pointing-game
-accuracy above the chance rate of a random point (measured 0.16-0.46 against 0.09 on five trained models);
+accuracy above the chance rate of a random point (measured 0.16-0.46 against 0.09 on six trained models);
 deleting the top-attributed region lowers the finding's region score more, on average, than deleting the same
 region moved to a random place.
 """
