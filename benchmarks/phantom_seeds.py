@@ -26,7 +26,7 @@ from medvl.config import load_config
 from medvl.data.cache import CachedCohort
 from medvl.infer.embed import embed_pairs
 from medvl.infer.faithfulness import FINDINGS_2D, measure
-from medvl.infer.loading import load_for_inference
+from medvl.infer.loading import load_for_inference, read_concepts
 from medvl.infer.zeroshot import cohort_concept_aurocs, prompt_ensemble_aurocs
 from medvl.text.prompts import build_prompts
 from medvl.train.pairs import PairDataset, collate_pairs, select_items
@@ -59,7 +59,7 @@ def zero_shot(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str,
     prompts = build_prompts()
     findings = {f: prompts[f] for f in FINDINGS_2D}
     ensembles = prompt_ensemble_aurocs(model, emb.image, emb.labels, cohort.label_space, findings)
-    return ensembles, cohort_concept_aurocs(model, cohort, FINDINGS_2D)
+    return ensembles, cohort_concept_aurocs(model, cohort, FINDINGS_2D, read_concepts(model_dir))
 
 
 def last_validation(run_dir: Path) -> dict[str, float]:

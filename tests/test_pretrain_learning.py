@@ -15,7 +15,7 @@ import torch
 
 from medvl.data.cache import CachedCohort
 from medvl.infer.embed import embed_pairs
-from medvl.infer.loading import load_for_inference
+from medvl.infer.loading import load_for_inference, read_concepts
 from medvl.infer.retrieval import retrieval_metrics
 from medvl.infer.zeroshot import cohort_concept_aurocs, prompt_ensemble_aurocs
 from medvl.models.registry import build_model
@@ -43,7 +43,7 @@ def test_zero_shot_and_retrieval_beat_chance_on_held_out_phrasings(trained_phant
     n = emb.image.shape[0]
     assert n >= 200, "the test split should hold the held-out-phrasing patients"
     print("prompt-ensemble zero-shot AUROC:", {k: round(v, 3) for k, v in _zero_shot_aurocs(model, cohort, emb).items()})
-    aurocs = cohort_concept_aurocs(model, cohort, PLANTED)
+    aurocs = cohort_concept_aurocs(model, cohort, PLANTED, read_concepts(trained_phantom_model.model_dir))
     print("patch-concept zero-shot AUROC:", {k: round(v, 3) for k, v in aurocs.items()})
     assert len(aurocs) == len(PLANTED) and np.mean(list(aurocs.values())) >= 0.75, aurocs
     retrieval = retrieval_metrics(emb.image, emb.text)
@@ -59,7 +59,7 @@ def test_untrained_twin_stays_near_chance(trained_phantom_model):
     cohort, emb = _test_embeddings(untrained, trained_phantom_model.cache_dir)
     aurocs = _zero_shot_aurocs(untrained, cohort, emb)
     assert 0.3 < np.mean(list(aurocs.values())) < 0.7, aurocs
-    concept_aurocs = cohort_concept_aurocs(untrained, cohort, PLANTED)
+    concept_aurocs = cohort_concept_aurocs(untrained, cohort, PLANTED, read_concepts(trained_phantom_model.model_dir))
     assert 0.3 < np.mean(list(concept_aurocs.values())) < 0.7, concept_aurocs
 
 

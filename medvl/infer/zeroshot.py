@@ -107,27 +107,33 @@ def concept_scores(model: Any, images: torch.Tensor, concepts: Sequence[str], de
     return torch.einsum("bnd,cd->bnc", F.normalize(patches, dim=-1), texts).amax(dim=1).cpu()
 
 
-def cohort_concept_aurocs(model: Any, cohort: Any, observations: Sequence[str], split: str = "test") -> dict[str, float]:
+def cohort_concept_aurocs(
+    model: Any, cohort: Any, observations: Sequence[str], trained_concepts: Sequence[str], split: str = "test"
+) -> dict[str, float]:
     """AUROC of :func:`concept_scores` per observation on a cache split's 2D images.
 
-    Each observation is read through its most often asserted lexicon concept in the cohort's training reports
+    Each observation is read through its most frequent concept in the model's trained vocabulary
     (:meth:`medvl.train.concepts.ConceptVocabulary.for_observation`), e.g. "pleural effusion".
 
     Args:
         model: a model trained with the concept term (any model works; an untrained one scores near 0.5).
         cohort: a :class:`medvl.data.cache.CachedCohort` opened on all splits.
         observations: label-space names to score.
+        trained_concepts: the concept vocabulary of the patch-concept term (:func:`medvl.infer.loading.read_concepts`).
         split: the split whose images are scored.
-    """
-    from medvl.train.concepts import ConceptVocabulary
-    from medvl.train.pairs import cached_report_text, select_items
 
-    reports = [cached_report_text(cohort, i) for i in select_items(cohort, "train", "2d")]
-    vocabulary = ConceptVocabulary.from_reports(reports)
+    Raises:
+        ValueError: an observation has no concept in ``trained_concepts``.
+    """
+    from medvl.text.lexicon import Lexicon
+    from medvl.train.concepts import ConceptVocabulary
+    from medvl.train.pairs import select_items
+
+    vocabulary = ConceptVocabulary(list(trained_concepts), Lexicon.default())
     concepts = [vocabulary.for_observation(o) for o in observations]
     missing = [o for o, c in zip(observations, concepts, strict=True) if c is None]
     if missing:
-        raise ValueError(f"no lexicon concept of {missing} is asserted in the training reports")
+        raise ValueError(f"no concept of {missing} is in the model's trained vocabulary (concepts.json)")
     items = select_items(cohort, split, "2d")
     images = torch.stack([cohort[int(i)]["image"] for i in items])
     labels = np.stack([cohort[int(i)]["labels"].numpy() for i in items])
