@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from medvl.infer.retrieval import precision_at_k, recall_at_k, retrieval_metrics
+from medvl.infer.retrieval import mean_rank, precision_at_k, recall_at_k, retrieval_metrics
 from medvl.train.checkpoint import (
     discard_partial_writes,
     load_checkpoint,
@@ -107,6 +107,8 @@ def test_recall_at_k_by_hand():
     assert m["i2t_R1"] == 1.0 and m["t2i_R1"] == 1.0
     with pytest.raises(ValueError, match="paired"):
         recall_at_k(torch.zeros(2, 3), torch.zeros(3, 3))
+    assert mean_rank(img, txt) == pytest.approx((1 + 2 + 2) / 3)  # item 0 first, items 1 and 2 second
+    assert mean_rank(img, img) == 1.0
 
 
 def test_precision_at_k_by_hand():

@@ -6,18 +6,26 @@ import numpy as np
 import torch
 
 
-def recall_at_k(query: torch.Tensor, gallery: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[int, float]:
-    """Fraction of queries whose paired gallery item (same row index) ranks in the top k by cosine similarity.
+def paired_ranks(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` rank of each query's paired gallery item (same row index) by cosine similarity, 0 = best.
 
-    Ties are broken against the query: a paired item only counts as rank r if fewer than r items score
-    strictly higher.
+    Ties are broken in the query's favour: the rank is the number of items scoring strictly higher.
     """
     if query.shape != gallery.shape:
         raise ValueError(f"query {tuple(query.shape)} and gallery {tuple(gallery.shape)} must be paired row by row")
     sims = query.float() @ gallery.float().T
-    positives = sims.diagonal().unsqueeze(1)
-    rank = (sims > positives).sum(dim=1)  # 0 = best
+    return (sims > sims.diagonal().unsqueeze(1)).sum(dim=1)
+
+
+def recall_at_k(query: torch.Tensor, gallery: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[int, float]:
+    """Fraction of queries whose paired gallery item ranks in the top k (:func:`paired_ranks`)."""
+    rank = paired_ranks(query, gallery)
     return {k: float((rank < k).float().mean()) for k in ks}
+
+
+def mean_rank(query: torch.Tensor, gallery: torch.Tensor) -> float:
+    """Mean 1-based rank of the paired gallery items; ``(N + 1) / 2`` by chance. Steadier than R@k on small sets."""
+    return float(paired_ranks(query, gallery).float().mean()) + 1.0
 
 
 def retrieval_metrics(image_emb: torch.Tensor, text_emb: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
