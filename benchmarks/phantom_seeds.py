@@ -54,7 +54,7 @@ def zero_shot(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str,
     model, _ = load_for_inference(model_dir)
     cohort = CachedCohort(cache)
     emb = embed_pairs(
-        model, PairDataset(cohort, select_items(cohort, "test", "2d"), "report"), collate_pairs, CPU
+        model, PairDataset(cohort, select_items(cohort, "test", "2d")), collate_pairs, CPU
     )
     prompts = build_prompts()
     findings = {f: prompts[f] for f in FINDINGS_2D}

@@ -25,6 +25,18 @@ def _restore_main_module():
 
 
 @pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A cached 2D phantom cohort of 80 studies at 64 px."""
+    from medvl.cli import main
+
+    root = tmp_path_factory.mktemp("tiny")
+    assert main(["synth", "-o", str(root / "cohort"), "--n-2d", "80", "--size", "64", "--seed", "3", "-q"]) == 0
+    assert main(["ingest", "phantom", str(root / "cohort"), "-o", str(root / "m.parquet"), "-q"]) == 0
+    assert main(["cache", str(root / "m.parquet"), "-o", str(root / "cache"), "--size", "64", "-q"]) == 0
+    return root / "cache"
+
+
+@pytest.fixture(scope="session")
 def realdata() -> Path:
     """The shared real-data bundle (``MEDVL_REALDATA``, default ``../shared/data``); skips when absent."""
     from medvl.data.realdata import realdata_root

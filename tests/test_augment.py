@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from medvl.augment import AugmentStrength, ConvirtAugment, ConvirtAugmentd, RandResizedCrop
+from medvl.augment import (
+    CROP_TRIES,
+    AugmentStrength,
+    ConvirtAugment,
+    ConvirtAugmentd,
+    augment_batch,
+    crop_boxes,
+    draw_batch,
+    seed_uniforms,
+)
 from tests.test_models_registry import torch_single_thread  # noqa: F401 (fixture)
 
 OFF = AugmentStrength(
@@ -56,22 +65,46 @@ def test_flip_reverses_columns():
 
 
 def test_random_resized_crop_covers_the_configured_area():
-    crop = RandResizedCrop(16, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3)).set_random_state(0)
-    fractions, ratios = [], []
-    for _ in range(200):
-        crop.randomize((100, 120))
-        top, left, h, w = crop.box
-        assert 0 <= top and top + h <= 100 and 0 <= left and left + w <= 120
-        fractions.append(h * w / 12000)
-        ratios.append(w / h)
-    assert 0.58 <= min(fractions) and max(fractions) <= 1.0 and np.std(fractions) > 0.05
-    assert 0.7 <= min(ratios) and max(ratios) <= 1.4
+    u = seed_uniforms(np.arange(400), 4 * CROP_TRIES)
+    boxes = crop_boxes(AugmentStrength(crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3)), u, 100, 120)
+    top, left, h, w = boxes.T
+    assert (top >= 0).all() and (top + h <= 100).all() and (left >= 0).all() and (left + w <= 120).all()
+    fractions, ratios = h * w / 12000, w / h
+    assert 0.58 <= fractions.min() and fractions.max() <= 1.0 and np.std(fractions) > 0.05
+    assert 0.7 <= ratios.min() and ratios.max() <= 1.4
+    assert len({tuple(b) for b in boxes}) > 300  # positions vary too
 
 
 def test_crop_fallback_on_extreme_aspect():
-    crop = RandResizedCrop(8, scale=(1.0, 1.0), ratio=(1.0, 1.0)).set_random_state(0)
-    crop.randomize((10, 100))  # a square covering the whole area cannot fit: largest centred square
-    assert crop.box == (0, 45, 10, 10)
+    u = seed_uniforms([0, 1], 4 * CROP_TRIES)
+    boxes = crop_boxes(AugmentStrength(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)), u, 10, 100)
+    assert [tuple(b) for b in boxes] == [(0, 45, 10, 10)] * 2  # a whole-area square cannot fit: largest centred one
+
+
+def test_seed_uniforms_depend_on_the_seed_alone():
+    a = seed_uniforms([5, 6, 7], 8)
+    assert np.array_equal(a[1:2], seed_uniforms([6], 8)) and np.array_equal(a, seed_uniforms([5, 6, 7], 8))
+    assert ((a >= 0) & (a < 1)).all() and not np.allclose(a[0], a[1])
+    assert not np.allclose(seed_uniforms([5], 8, stream=1), a[:1])  # streams are independent
+    big = seed_uniforms(np.arange(20000), 2)
+    assert abs(big.mean() - 0.5) < 0.01 and abs(np.corrcoef(big[:, 0], big[:, 1])[0, 1]) < 0.03
+
+
+def test_batch_draws_equal_one_item_draws_and_padded_slices_stay_zero():
+    strength = AugmentStrength()
+    seeds = [11, 12, 13]
+    images = torch.rand(3, 1, 40, 40, generator=torch.Generator().manual_seed(0))
+    batch = augment_batch(images, draw_batch(strength, seeds, 40, 40, 32), 32)
+    for b, seed in enumerate(seeds):
+        alone = augment_batch(images[b : b + 1], draw_batch(strength, [seed], 40, 40, 32), 32)
+        assert torch.allclose(batch[b], alone[0], atol=1e-5)
+    volumes = torch.rand(2, 5, 40, 40, generator=torch.Generator().manual_seed(1))
+    real = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    volumes[1, 3:] = 0
+    out = augment_batch(volumes, draw_batch(strength, [1, 2], 40, 40, 32), 32, channel_mask=real)
+    assert out[1, 3:].abs().max() == 0
+    short = augment_batch(volumes[1:, :3], draw_batch(strength, [2], 40, 40, 32), 32)  # the real slices alone
+    assert torch.allclose(out[1, :3], short[0], atol=1e-5)
 
 
 def test_jitter_ranges():

@@ -28,7 +28,7 @@ CPU = torch.device("cpu")
 
 def _test_embeddings(model, cache_dir):
     cohort = CachedCohort(cache_dir)
-    pairs = PairDataset(cohort, select_items(cohort, "test", "2d"), "report")
+    pairs = PairDataset(cohort, select_items(cohort, "test", "2d"))
     return cohort, embed_pairs(model, pairs, collate_pairs, CPU)
 
 

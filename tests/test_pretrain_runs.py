@@ -12,23 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from medvl.cli import main
 from tests.servers import free_port
 
 STEPS = 16
 # Group norm and no dropout make a 2-process run the same computation as one process with the full batch.
 DETERMINISTIC = ("model.overrides.image.norm=group", "model.overrides.text.hf_config.hidden_dropout_prob=0.0",
                  "model.overrides.text.hf_config.attention_probs_dropout_prob=0.0")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory) -> Path:
-    """A cached 2D phantom cohort of 80 studies at 64 px."""
-    root = tmp_path_factory.mktemp("tiny")
-    assert main(["synth", "-o", str(root / "cohort"), "--n-2d", "80", "--size", "64", "--seed", "3", "-q"]) == 0
-    assert main(["ingest", "phantom", str(root / "cohort"), "-o", str(root / "m.parquet"), "-q"]) == 0
-    assert main(["cache", str(root / "m.parquet"), "-o", str(root / "cache"), "--size", "64", "-q"]) == 0
-    return root / "cache"
 
 
 def _command(out: Path, cache: Path, *extra: str) -> list[str]:

@@ -43,7 +43,7 @@ def volume_run(tmp_path_factory):
 
 def _retrieval(model, cohort, splits):
     indices = np.flatnonzero(np.isin(cohort.splits, splits) & cohort.is_volume)
-    pairs = PairDataset(cohort, indices, "report", 48)
+    pairs = PairDataset(cohort, indices, 48)
     emb = embed_pairs(model, pairs, collate_pairs, torch.device("cpu"), batch_size=8)
     return len(indices), emb, retrieval_metrics(emb.image, emb.text)
 

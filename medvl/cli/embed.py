@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if len(indices) < 2:
         print(f"medvl embed: {args.cache}: fewer than 2 {kinds} items in split(s) {', '.join(args.split)}", file=sys.stderr)
         return 2
-    emb = embed_pairs(model, PairDataset(cohort, indices, "report"), collate_pairs, torch.device("cpu"))
+    emb = embed_pairs(model, PairDataset(cohort, indices), collate_pairs, torch.device("cpu"))
     metrics = retrieval_metrics(emb.image, emb.text)
     if args.out:
         np.savez(args.out, image=emb.image.numpy(), text=emb.text.numpy(), study_id=np.asarray(emb.study_ids),

@@ -2,7 +2,8 @@
 
 Layout of a cache folder (written by :func:`medvl.data.cache_build.build_cache`)::
 
-    cache.json              format, key (manifest hash + settings + label space), settings, label space, counts
+    cache.json              format, key (manifest hash + settings + label space), settings, label space, part,
+                            counts
     index.parquet           one row per cached image (see INDEX_COLUMNS)
     quarantine.csv          images that could not be prepared: study_id, path, reason, error_type
     images-00000.u8 ...     uint8 slices, (slices, size, size) row-major, appended image after image
@@ -57,6 +58,11 @@ def mask_file(cache_dir: Path, shard: int) -> Path:
     return cache_dir / f"masks-{shard:05d}.u8"
 
 
+def part_of(meta: dict) -> list[int]:
+    """``[i, n]``: the part of a sharded build a cache folder holds (``[0, 1]``: the whole cache)."""
+    return list(meta.get("part", [0, 1]))
+
+
 def read_meta(cache_dir: str | Path) -> dict:
     """The cache's ``cache.json``; raises :class:`CacheError` when absent or of another format."""
     path = Path(cache_dir) / META_FILE
@@ -83,6 +89,13 @@ class PackedStrings:
 
     def __getitem__(self, i: int) -> str:
         return self.data[self.offsets[i]:self.offsets[i + 1]].tobytes().decode()
+
+
+def even_slices(depth: int, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` slices spread evenly over ``depth`` (all of them when it fits)."""
+    if depth <= limit:
+        return np.arange(depth)
+    return np.unique(np.round(np.linspace(0, depth - 1, limit)).astype(int))
 
 
 class CachedCohort(Dataset):
@@ -112,6 +125,10 @@ class CachedCohort(Dataset):
         meta = read_meta(self.cache_dir)
         if not meta.get("complete"):
             raise CacheError(f"{self.cache_dir}: the cache is incomplete; run 'medvl cache' again to finish it")
+        part = part_of(meta)
+        if part[1] > 1:
+            raise CacheError(f"{self.cache_dir}: holds only part {part[0]}/{part[1]} of a sharded build; join the "
+                             "parts with 'medvl cache --merge PART... -o CACHE' and read that")
         if split is not None and split not in SPLITS:
             raise ValueError(f"split '{split}' is not one of {SPLITS}")
         index = pd.read_parquet(self.cache_dir / INDEX_FILE)
@@ -181,6 +198,39 @@ class CachedCohort(Dataset):
             mask = torch.from_numpy(np.array(self._map("masks", shard)[m_start:m_start + depth]))
             item["mask"] = mask.unsqueeze(1) if volume else mask
         return item
+
+    def item_labels(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``(len(indices), P)`` float32 labels of items in :attr:`label_space` order (NaN unknown)."""
+        return self._labels[np.asarray(indices, dtype=np.int64)]
+
+    def read_batch(self, indices: Sequence[int] | np.ndarray, max_slices: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw uint8 pixels of many items at once, for the training loop's host path.
+
+        Returns ``pixels`` ``(B, S, H, W)`` uint8 (volumes keep at most ``max_slices`` evenly spread slices,
+        zero-padded to the deepest; a 2D image is one slice), ``depth`` ``(B,)`` real slices per item and
+        ``z_mm`` ``(B, S)`` float32. One fancy-index read per shard: no per-item float conversion.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if (self._depth[indices] == 1).all():  # 2D: one slice per item
+            depth = np.ones(len(indices), dtype=np.int64)
+            rows, zs, slot = self._offset[indices], self._z_start[indices], np.arange(len(indices))
+            s = 1
+        else:
+            picks = [even_slices(int(self._depth[i]), max_slices) for i in indices]
+            depth = np.array([len(p) for p in picks], dtype=np.int64)
+            s = int(depth.max())
+            rows = np.concatenate([self._offset[i] + p for i, p in zip(indices, picks, strict=True)])
+            zs = np.concatenate([self._z_start[i] + p for i, p in zip(indices, picks, strict=True)])
+            slot = np.concatenate([b * s + np.arange(len(p)) for b, p in enumerate(picks)])
+        alloc = np.empty if s == 1 else np.zeros  # 2D fills every row; volumes need zero padding
+        pixels = alloc((len(indices) * s, self.size, self.size), dtype=np.uint8)
+        z = np.zeros(len(indices) * s, dtype=np.float32)
+        shards = np.repeat(self._shard[indices], depth)
+        for shard in np.unique(shards):
+            mine = shards == shard
+            pixels[slot[mine]] = self._map("images", int(shard))[rows[mine]]
+        z[slot] = self._z[zs]
+        return pixels.reshape(len(indices), s, self.size, self.size), depth, z.reshape(len(indices), s)
 
     def _map(self, kind: str, shard: int) -> np.memmap:
         key = (kind, shard)

@@ -5,15 +5,21 @@ The build is idempotent and resumable. Its key is the SHA-256 of the manifest's 
 as it is; an interrupted one continues after its last finished shard (a shard counts once its
 ``part-NNNNN.parquet`` index exists); a cache with another key is refused unless ``overwrite``. Images that
 cannot be prepared (undecodable, constant, misaligned mask...) go to ``quarantine.csv`` and the build goes on.
+
+On a cluster, ``part=(i, n)`` builds only the i-th of n contiguous blocks of the studies (in study id order)
+into a folder of its own, so n tasks run at once; :func:`merge_parts` then links the parts' shards into one
+folder that reads exactly as an unsharded build (same items, order and key).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +38,10 @@ from medvl.data.cache import (
     CacheError,
     image_file,
     mask_file,
+    part_of,
     read_meta,
 )
+from medvl.data.ingest import check_shard
 from medvl.data.manifest import labels_matrix, read_manifest, resolve_path
 from medvl.data.preprocess import Prepared, PrepSettings, prepare
 from medvl.data.workers import process_pool
@@ -74,12 +82,28 @@ def cache_key(manifest_hash: str, settings: PrepSettings, label_space: list[str]
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def manifest_cache_key(manifest: str | Path, settings: PrepSettings, label_space: list[str] | None = None) -> str:
+    """The key a cache of ``manifest`` built with ``settings`` has (reads the manifest, writes nothing)."""
+    return _keyed_manifest(manifest, settings, label_space)[2]
+
+
+def whole_cache_key(cache_dir: str | Path) -> str | None:
+    """The key of the complete, whole cache in ``cache_dir``; None when there is none (no cache, an unfinished
+    build or merge, or one part of a sharded build)."""
+    folder = Path(cache_dir)
+    if not (folder / META_FILE).is_file():
+        return None
+    meta = read_meta(folder)
+    return meta["key"] if meta.get("complete") and part_of(meta) == [0, 1] else None
+
+
 def build_cache(
     manifest: str | Path,
     cache_dir: str | Path,
     settings: PrepSettings | None = None,
     *,
     label_space: list[str] | None = None,
+    part: tuple[int, int] = (0, 1),
     workers: int = 0,
     shard_mb: float = 1024.0,
     overwrite: bool = False,
@@ -92,6 +116,8 @@ def build_cache(
         cache_dir: the cache folder (created).
         settings: size, CT window, slice spacing, percentiles.
         label_space: label order of the vectors (default: every label in the manifest, sorted).
+        part: ``(i, n)``: build only the i-th of n contiguous blocks of the studies (in study id order) into
+            ``cache_dir``; join the n part folders with :func:`merge_parts`.
         workers: worker processes preparing images (0: in this process).
         shard_mb: start a new shard after this many MB of image slices.
         overwrite: replace a cache built from another manifest or with other settings.
@@ -102,19 +128,17 @@ def build_cache(
     """
     started = time.perf_counter()
     settings = settings or PrepSettings()
-    df = read_manifest(manifest)
-    space = list(label_space) if label_space is not None else default_label_space(df)
-    key = cache_key(df.attrs["hash"], settings, space)
+    part = list(check_shard(part))
+    df, space, key = _keyed_manifest(manifest, settings, label_space)
     out = Path(cache_dir)
-    meta = _open(out, key, overwrite)
+    meta = _open(out, key, part, overwrite)
     if meta.get("complete"):
-        return CacheResult(out, key, meta["items"], meta["slices"], meta["quarantined"], True,
-                           time.perf_counter() - started)
+        return _result(out, meta, True, started)
     meta = {"format": FORMAT, "key": key, "manifest": str(Path(manifest).resolve()), "manifest_hash": df.attrs["hash"],
-            "settings": settings.as_dict(), "label_space": space, "complete": False}
+            "settings": settings.as_dict(), "label_space": space, "part": part, "complete": False}
     _write_json(out / META_FILE, meta)
     finished, done = _finished_work(out)
-    items, skipped = _items(df, space, done)
+    items, skipped = _items(_studies_of_part(df, part), space, done)
     writer = _ShardWriter(out, finished, int(shard_mb * 2**20), settings.size)
     writer.quarantine.extend(skipped)
     with tqdm(total=len(items), desc="cache", unit="image", disable=not progress) as bar:
@@ -123,10 +147,116 @@ def build_cache(
             bar.update()
     writer.close()
     meta = _finalise(out, meta, writer.next_shard)
-    if not meta["items"]:
-        raise CacheError(f"{out}: no image of {manifest} could be prepared; see {out / QUARANTINE_FILE}")
-    return CacheResult(out, key, meta["items"], meta["slices"], meta["quarantined"], False,
+    if part[1] == 1:  # a part may hold no image at all
+        _check_items(out, meta)
+    return _result(out, meta, False, started)
+
+
+def merge_parts(parts: Sequence[str | Path], cache_dir: str | Path, *, overwrite: bool = False) -> CacheResult:
+    """Join the n part folders of ``build_cache(..., part=(i, n))`` into the cache an unsharded build writes.
+
+    Shard files are hard-linked into ``cache_dir`` (copied only where the file system cannot link), so the
+    merge takes seconds and leaves the parts intact: re-running it is safe and the parts may be deleted
+    afterwards. Shards are renumbered in part order and the index and quarantine lists are joined.
+
+    Raises:
+        CacheError: no parts, a part missing, repeated, incomplete or built from another manifest or with other
+            settings (the message names it), or ``cache_dir`` holds another cache (without ``overwrite``).
+    """
+    started = time.perf_counter()
+    ordered = _check_parts([Path(p) for p in parts])
+    first = read_meta(ordered[0])
+    out = Path(cache_dir)
+    meta = _open(out, first["key"], [0, 1], overwrite)
+    if meta.get("complete"):
+        return _result(out, meta, True, started)
+    _clear(out)  # leftovers of an interrupted build or merge
+    meta = {**{k: first[k] for k in ("format", "key", "manifest", "manifest_hash", "settings", "label_space")},
+            "part": [0, 1], "complete": False, "merged_from": [str(p.resolve()) for p in ordered]}
+    _write_json(out / META_FILE, meta)
+    shards = 0
+    for folder in ordered:
+        for index in sorted(folder.glob("part-*.parquet")):
+            _adopt_shard(folder, int(index.stem.removeprefix("part-")), out, shards)
+            shards += 1
+    meta = _finalise(out, meta, shards)
+    _check_items(out, meta)
+    return _result(out, meta, False, started)
+
+
+def _check_parts(parts: list[Path]) -> list[Path]:
+    """The part folders in part order, after checking they are the n complete parts of one build."""
+    if not parts:
+        raise CacheError("no part folders to merge")
+    first = read_meta(parts[0])
+    count = part_of(first)[1]
+    seen: dict[int, Path] = {}
+    for path in parts:
+        meta = read_meta(path)
+        index, n = part_of(meta)
+        if n == 1:
+            raise CacheError(f"{path}: a whole cache, not a part of a sharded build (medvl cache --shard i/n)")
+        if meta["key"] != first["key"]:
+            raise CacheError(f"{path}: built from another manifest or with other settings than {parts[0]} "
+                             f"(key {meta['key'][:12]}, not {first['key'][:12]})")
+        if n != count:
+            raise CacheError(f"{path}: part {index}/{n} of a split into {n} parts, but {parts[0]} is of {count}")
+        if not meta.get("complete"):
+            raise CacheError(f"{path}: part {index}/{n} is incomplete; run 'medvl cache {meta['manifest']} -o {path} "
+                             f"--shard {index}/{n}' again to finish it")
+        if index in seen:
+            raise CacheError(f"{path}: part {index}/{n} is given twice (also {seen[index]})")
+        seen[index] = path
+    missing = [f"{i}/{count}" for i in range(count) if i not in seen]
+    if missing:
+        raise CacheError(f"missing part {', '.join(missing)} of the build of {first['manifest']} (got "
+                         f"{len(seen)} of {count}); run its 'medvl cache --shard' task first")
+    return [seen[i] for i in range(count)]
+
+
+def _adopt_shard(part_dir: Path, shard: int, out: Path, target: int) -> None:
+    """Link one finished shard of a part into ``out`` as shard ``target``, with its index and quarantine."""
+    for source, dest in ((image_file(part_dir, shard), image_file(out, target)),
+                         (mask_file(part_dir, shard), mask_file(out, target))):
+        if source.exists():
+            _link(source, dest)
+    index = _shard_index(part_dir, shard)
+    _write_parquet(pd.read_parquet(index).assign(shard=target), _shard_index(out, target))
+    shutil.copyfile(index.with_suffix(".quarantine.csv"), _shard_index(out, target).with_suffix(".quarantine.csv"))
+
+
+def _link(source: Path, dest: Path) -> None:
+    """Hard-link ``source`` as ``dest``; copy where the file system cannot link (another device...)."""
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+def _keyed_manifest(manifest: str | Path, settings: PrepSettings,
+                    label_space: list[str] | None) -> tuple[pd.DataFrame, list[str], str]:
+    """The manifest, the label space (default: every label it uses) and the cache key."""
+    df = read_manifest(manifest)
+    space = list(label_space) if label_space is not None else default_label_space(df)
+    return df, space, cache_key(df.attrs["hash"], settings, space)
+
+
+def _studies_of_part(df: pd.DataFrame, part: list[int]) -> pd.DataFrame:
+    """The i-th of n contiguous blocks of the manifest's studies in study id order (all of them for 0/1)."""
+    index, count = part
+    df = df.sort_values("study_id", kind="stable")
+    return df.iloc[index * len(df) // count:(index + 1) * len(df) // count]
+
+
+def _result(out: Path, meta: dict, up_to_date: bool, started: float) -> CacheResult:
+    return CacheResult(out, meta["key"], meta["items"], meta["slices"], meta["quarantined"], up_to_date,
                        time.perf_counter() - started)
+
+
+def _check_items(out: Path, meta: dict) -> None:
+    if not meta["items"]:
+        raise CacheError(f"{out}: no image of {meta['manifest']} could be prepared; see {out / QUARANTINE_FILE}")
 
 
 def _finished_work(out: Path) -> tuple[int, set[tuple[str, int]]]:
@@ -140,7 +270,8 @@ def _finished_work(out: Path) -> tuple[int, set[tuple[str, int]]]:
 def _finalise(out: Path, meta: dict, shards: int) -> dict:
     """Join the shard indexes and quarantine lists, and mark the cache complete."""
     parts = sorted(out.glob("part-*.parquet"))
-    index = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    frames = [frame for frame in (pd.read_parquet(p) for p in parts) if len(frame)]
+    index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(INDEX_COLUMNS))
     quarantine = [entry for part in parts for entry in _part_quarantine(part)]
     pd.DataFrame(quarantine, columns=[*QUARANTINE_COLUMNS, "image"]).to_csv(out / QUARANTINE_FILE, index=False)
     _write_parquet(index, out / INDEX_FILE)
@@ -151,28 +282,37 @@ def _finalise(out: Path, meta: dict, shards: int) -> dict:
     return meta
 
 
-def _open(out: Path, key: str, overwrite: bool) -> dict:
-    """The existing meta for this key ({} when fresh); clears or refuses a cache with another key."""
+def _open(out: Path, key: str, part: list[int], overwrite: bool) -> dict:
+    """The existing meta for this key and part ({} when fresh); clears or refuses another cache or part."""
     if not (out / META_FILE).exists():
         if out.exists() and any(out.iterdir()):
             raise CacheError(f"{out}: folder is not empty and holds no medvl cache; choose an empty or new folder")
         out.mkdir(parents=True, exist_ok=True)
         return {}
     meta = read_meta(out)
-    if meta["key"] == key:
+    if meta["key"] == key and part_of(meta) == part:
         return meta
     if not overwrite:
-        raise CacheError(f"{out}: holds a cache of another manifest or other settings (key {meta['key'][:12]}); "
-                         "pass --overwrite to replace it or choose another folder")
-    for pattern in CACHE_FILES:  # only the cache's own files: anything else in the folder stays
+        held = (f"a cache of another manifest or other settings (key {meta['key'][:12]})" if meta["key"] != key
+                else f"{_part_name(part_of(meta))} of this cache, not {_part_name(part)}")
+        raise CacheError(f"{out}: holds {held}; pass --overwrite to replace it or choose another folder")
+    _clear(out)
+    return {}
+
+
+def _part_name(part: list[int]) -> str:
+    return "the whole" if part[1] == 1 else f"part {part[0]}/{part[1]}"
+
+
+def _clear(out: Path) -> None:
+    """Remove the cache's own files; anything else in the folder stays."""
+    for pattern in CACHE_FILES:
         for path in out.glob(pattern):
             path.unlink()
-    return {}
 
 
 def _items(df: pd.DataFrame, space: list[str], done: set) -> tuple[list[_Item], list[dict]]:
     """Images still to prepare, with absolute paths and row data; text-only studies are reported."""
-    df = df.sort_values("study_id", kind="stable")
     labels = labels_matrix(df, space)
     items, skipped = [], []
     for row, vector in zip(df.to_dict("records"), labels, strict=True):
@@ -265,7 +405,7 @@ class _ShardWriter:
         self.images.close()
         if self.masks is not None:
             self.masks.close()
-        part = self.out / f"part-{self.shard:05d}.parquet"
+        part = _shard_index(self.out, self.shard)
         _write_parquet(pd.DataFrame(self.rows, columns=list(INDEX_COLUMNS)), part)
         pd.DataFrame(self.quarantine, columns=[*QUARANTINE_COLUMNS, "image"]).to_csv(
             part.with_suffix(".quarantine.csv"), index=False)
@@ -279,6 +419,11 @@ class _ShardWriter:
             return
         self.images.close()
         image_file(self.out, self.shard).unlink(missing_ok=True)
+
+
+def _shard_index(out: Path, shard: int) -> Path:
+    """The index of one finished shard (its quarantine list sits beside it)."""
+    return out / f"part-{shard:05d}.parquet"
 
 
 def _part_quarantine(part: Path) -> list[dict]:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+
+@contextlib.contextmanager
+def evaluating(model: Any) -> Iterator[None]:
+    """Run the block with ``model`` in eval mode (no dropout, running batch-norm statistics), then restore it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def uses_slices(model: Any) -> bool:
@@ -36,21 +48,23 @@ def image_inputs(model: Any, batch: dict[str, Any], device: torch.device) -> dic
 
 @torch.no_grad()
 def encode_batch_images(model: Any, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Normalised image embeddings ``(B, D)`` of a collated batch and slice weights for volumes (else None)."""
+    """Normalised image embeddings ``(B, D)`` of a collated batch and slice weights for volumes (else None), in eval mode."""
     inputs = image_inputs(model, batch, device)
-    if "images" in inputs:
-        return model.encode_image(inputs["images"]), None
-    out = model.encode_volume(inputs["slices"], inputs["z_mm"], inputs["pad_mask"])
-    return out.embedding, out.slice_weights
+    with evaluating(model):
+        if "images" in inputs:
+            return model.encode_image(inputs["images"]), None
+        out = model.encode_volume(inputs["slices"], inputs["z_mm"], inputs["pad_mask"])
+        return out.embedding, out.slice_weights
 
 
 @torch.no_grad()
 def encode_texts(model: Any, texts: Sequence[str], device: torch.device, batch_size: int = 64) -> torch.Tensor:
-    """Normalised text embeddings ``(N, D)`` on the CPU."""
+    """Normalised text embeddings ``(N, D)`` on the CPU, in eval mode (no dropout)."""
     chunks = []
-    for start in range(0, len(texts), batch_size):
-        tokens = model.tokenize(list(texts[start : start + batch_size]))
-        chunks.append(model.encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device)).float().cpu())
+    with evaluating(model):
+        for start in range(0, len(texts), batch_size):
+            tokens = model.tokenize(list(texts[start : start + batch_size]))
+            chunks.append(model.encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device)).float().cpu())
     return torch.cat(chunks) if chunks else torch.zeros(0, model.config["embed_dim"])
 
 
@@ -67,9 +81,7 @@ class PairEmbeddings:
 
 @torch.no_grad()
 def embed_pairs(model: Any, dataset: Dataset, collate: Any, device: torch.device, batch_size: int = 32) -> PairEmbeddings:
-    """Image and text embeddings of every item of ``dataset`` (items carry ``image`` and ``text``)."""
-    was_training = model.training
-    model.eval()
+    """Image and text embeddings of every item of ``dataset`` (items carry ``image`` and ``text``), in eval mode."""
     images, texts, labels, ids = [], [], [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
         emb, _ = encode_batch_images(model, batch, device)
@@ -77,6 +89,5 @@ def embed_pairs(model: Any, dataset: Dataset, collate: Any, device: torch.device
         texts.extend(batch["text"])
         labels.append(batch["labels"].numpy())
         ids.extend(batch["study_id"])
-    model.train(was_training)
     text_emb = encode_texts(model, texts, device, batch_size)
     return PairEmbeddings(torch.cat(images), text_emb, np.concatenate(labels), ids, texts)

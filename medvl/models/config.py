@@ -117,13 +117,28 @@ def check_flag(value: Any, where: str) -> None:
         raise ModelConfigError(where, f"expected true or false, got {value!r}")
 
 
+def check_optional_string(value: Any, where: str) -> None:
+    """Raise naming ``where`` unless ``value`` is None or a non-empty string."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ModelConfigError(where, f"expected a non-empty string or null, got {value!r}")
+
+
+def local_path(value: str | None, base_dir: Path | None) -> str | None:
+    """``value`` made absolute against ``base_dir`` when that names an existing file or folder (else unchanged,
+    e.g. a hub name)."""
+    if value is None or base_dir is None or Path(value).is_absolute():
+        return value
+    candidate = base_dir / value
+    return str(candidate.resolve()) if candidate.exists() else value
+
+
 def resolve_config(raw: Mapping[str, Any], source: str, base_dir: Path | None = None) -> dict[str, Any]:
     """Fill every section's defaults, validate, and make relative paths absolute against ``base_dir``.
 
     Args:
         raw: the config as read from a file (or built in code), possibly with overrides applied.
         source: where it came from (a registry name or a file), used in error messages.
-        base_dir: folder that relative ``text.path`` / ``text.tokenizer`` paths are relative to.
+        base_dir: folder that relative ``image.path``, ``text.path`` and ``text.tokenizer`` paths are relative to.
     """
     from medvl.losses import resolve_loss_config
     from medvl.models.image import resolve_image_config
@@ -142,7 +157,7 @@ def resolve_config(raw: Mapping[str, Any], source: str, base_dir: Path | None = 
         "embed_dim": raw.get("embed_dim", 512),
     }
     check_number(cfg["embed_dim"], f"{source}: embed_dim", minimum=1, integer=True)
-    cfg["image"] = resolve_image_config(raw["image"], f"{source}: image")
+    cfg["image"] = resolve_image_config(raw["image"], f"{source}: image", base_dir)
     cfg["text"] = resolve_text_config(raw.get("text"), f"{source}: text", base_dir)
     cfg["projection"] = merge_section(PROJECTION_DEFAULTS, raw.get("projection"), f"{source}: projection")
     if cfg["projection"]["hidden_dim"] is not None:

@@ -1,4 +1,5 @@
-"""2D image encoders from MONAI for single-channel images, exposing their feature maps.
+"""2D image encoders for single-channel images, exposing their feature maps: MONAI networks built here, or
+Hugging Face vision models (``arch: hf``, :mod:`medvl.models.hf_image`).
 
 Every encoder takes channel-first grayscale batches ``(B, 1, H, W)`` and offers
 
@@ -11,11 +12,13 @@ Every encoder takes channel-first grayscale batches ``(B, 1, H, W)`` and offers
 Because the global feature pools the region features channel by channel, a region's feature and the image's
 feature live in the same space, which is what makes patch embeddings comparable with text embeddings.
 
-MONAI is imported when an encoder is built (importing it takes seconds), so configs resolve without it.
+MONAI and transformers are imported when an encoder is built (importing them takes seconds), so configs
+resolve without them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +27,7 @@ from torch import nn
 from medvl.models.config import ModelConfigError, check_choice, check_number, merge_section
 
 GLOBAL_POOLS = ("avg", "max")
+HF_ARCH = "hf"  # a Hugging Face vision model (medvl.models.hf_image)
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "resnet18": {"widen_factor": 1.0, "norm": "batch"},
     "resnet50": {"widen_factor": 1.0, "norm": "batch"},
@@ -37,12 +41,14 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.0,
         "pos_embed_type": "learnable",
     },
+    HF_ARCH: {"path": None, "revision": None, "trust_remote_code": False, "hf_config": None, "image_mean": None, "image_std": None},
 }
 NORMS = ("batch", "instance", "group")
 
 
-def resolve_image_config(given: Any, where: str) -> dict[str, Any]:
-    """The ``image`` section with the chosen architecture's defaults filled in and checked."""
+def resolve_image_config(given: Any, where: str, base_dir: Path | None = None) -> dict[str, Any]:
+    """The ``image`` section with the chosen architecture's defaults filled in and checked; a relative
+    ``path`` (``arch: hf``) is made absolute against ``base_dir`` when it names an existing folder."""
     if not isinstance(given, dict) or "arch" not in given:
         raise ModelConfigError(f"{where}.arch", f"required; one of {', '.join(ARCH_DEFAULTS)}")
     arch = given["arch"]
@@ -59,7 +65,16 @@ def resolve_image_config(given: Any, where: str) -> dict[str, Any]:
             raise ModelConfigError(f"{where}.image_size", f"{cfg['image_size']} is not a multiple of patch_size {cfg['patch_size']}")
         if cfg["hidden_size"] % cfg["num_heads"]:
             raise ModelConfigError(f"{where}.hidden_size", f"{cfg['hidden_size']} is not divisible by num_heads {cfg['num_heads']}")
+    if arch == HF_ARCH:
+        from medvl.models.hf_image import check_hf_image_config
+
+        check_hf_image_config(cfg, where, base_dir)
     return cfg
+
+
+def quarter_layers(num_layers: int) -> list[int]:
+    """The (1-based) transformer layers after each quarter of ``num_layers``, as UNETR taps them."""
+    return sorted({max(1, round(num_layers * q / 4)) for q in (1, 2, 3)})
 
 
 def replace_batch_norm(module: nn.Module, norm: str) -> None:
@@ -89,6 +104,7 @@ class ImageEncoder(nn.Module):
 
     out_channels: int
     global_pool: str = "avg"
+    channels_last: bool = False  # convolutions run faster on GPUs with NHWC memory layout
 
     def pool_regions(self, regions: torch.Tensor) -> torch.Tensor:
         """Global features ``(B, C)`` from region features ``(B, N, C)`` (mean or max over regions)."""
@@ -109,6 +125,8 @@ class ImageEncoder(nn.Module):
 
 class ResNetEncoder(ImageEncoder):
     """MONAI ResNet-18/50 with the stride-2 stem (``conv1_t_stride=2``); stages at strides 4, 8, 16, 32."""
+
+    channels_last = True
 
     def __init__(self, arch: str, widen_factor: float = 1.0, norm: str = "batch") -> None:
         from monai.networks.nets import resnet18, resnet50
@@ -141,6 +159,8 @@ class ResNetEncoder(ImageEncoder):
 
 class DenseNetEncoder(ImageEncoder):
     """MONAI DenseNet-121; maps after dense blocks 1-3 (strides 4, 8, 16) and the final normalised block (32)."""
+
+    channels_last = True
 
     def __init__(self, init_features: int = 64, growth_rate: int = 32, norm: str = "batch") -> None:
         from monai.networks.nets import densenet121
@@ -205,8 +225,9 @@ class ViTEncoder(ImageEncoder):
         )
         for block in self.net.blocks:  # MONAI builds this norm even without cross-attention; idle under DDP
             block.norm_cross_attn = nn.Identity()
+            block.attn.use_flash_attention = dropout == 0.0  # SDPA (flash / memory-efficient kernels on GPUs)
         self.out_channels = hidden_size
-        self.pyramid_layers = sorted({max(1, round(num_layers * q / 4)) for q in (1, 2, 3)})
+        self.pyramid_layers = quarter_layers(num_layers)
 
     def _to_map(self, tokens: torch.Tensor) -> torch.Tensor:
         b, n, c = tokens.shape
@@ -224,10 +245,15 @@ class ViTEncoder(ImageEncoder):
 
 
 def build_image_encoder(cfg: dict[str, Any]) -> ImageEncoder:
-    """The encoder described by a resolved ``image`` config section."""
+    """The encoder described by a resolved ``image`` config section (an ``hf`` encoder fills in its
+    ``image_mean`` / ``image_std``)."""
     params = {k: v for k, v in cfg.items() if k not in ("arch", "image_size", "global_pool")}
-    if cfg["arch"] in ("resnet18", "resnet50"):
-        encoder: ImageEncoder = ResNetEncoder(cfg["arch"], **params)
+    if cfg["arch"] == HF_ARCH:
+        from medvl.models.hf_image import HFImageEncoder
+
+        encoder: ImageEncoder = HFImageEncoder(cfg)
+    elif cfg["arch"] in ("resnet18", "resnet50"):
+        encoder = ResNetEncoder(cfg["arch"], **params)
     elif cfg["arch"] == "densenet121":
         encoder = DenseNetEncoder(**params)
     else:

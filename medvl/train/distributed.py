@@ -86,11 +86,20 @@ def setup(backend: str | None = None, timeout_s: int = 1800) -> DistInfo:
     return DistInfo(info.rank, info.world_size, info.local_rank, backend)
 
 
-def device_for(info: DistInfo) -> torch.device:
-    """This rank's device: its local GPU when CUDA is available, else the CPU."""
-    if torch.cuda.is_available():
+def device_for(info: DistInfo, requested: str = "auto") -> torch.device:
+    """This rank's device: its local GPU when CUDA is available (or ``requested`` is ``cuda``), else the CPU."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"train.device: '{requested}' is not one of auto, cpu, cuda")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda, but no CUDA device is visible to this process")
+    if requested != "cpu" and torch.cuda.is_available():
         return torch.device("cuda", info.local_rank)
     return torch.device("cpu")
+
+
+def local_world_size() -> int:
+    """Processes of this job on this node (torchrun's ``LOCAL_WORLD_SIZE``; 1 when unknown)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
 def barrier() -> None:

@@ -19,7 +19,8 @@ MODEL_DIR = "model"
 
 
 def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
-    """Write ``model/`` (the best validated weights when validation ran, else the last), log it; rank 0 only.
+    """Complete ``model/`` (the best validated weights when validation ran; else the last, which
+    :meth:`Trainer.save_model` wrote there) and log it; rank 0 only.
 
     Returns the model folder and the validation metrics of the exported weights.
     """
@@ -32,8 +33,6 @@ def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
             shutil.rmtree(model_dir)
         shutil.copytree(best, model_dir)
         val = _best_validation(run_dir, trainer.cfg.train.early_stop_metric)
-    else:
-        trainer.model.save_pretrained(model_dir)
     save_preprocess(PrepSettings.from_dict(trainer.cohort.settings), model_dir)
     if trainer.concepts is not None:
         save_concepts(trainer.concepts.names, model_dir)

@@ -1,4 +1,5 @@
-"""What a run needs before its first step: the cache (built on rank 0 when missing) and the model."""
+"""What a run needs before its first step: the cache (built when missing in a single process; a distributed
+job only checks it) and the model."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from medvl.data.cache import META_FILE, CachedCohort
+from medvl.data.cache import META_FILE, CachedCohort, CacheError
+from medvl.data.cache_build import build_cache, manifest_cache_key, whole_cache_key
+from medvl.data.preprocess import PrepSettings
 from medvl.models.config import deep_update
 from medvl.models.registry import build_model, load_pretrained
 from medvl.models.vlm import VisionLanguageModel
@@ -18,20 +21,35 @@ TOKENIZER_DIR = "tokenizer"
 
 
 def ensure_cache(data: DataSettings, info: distributed.DistInfo) -> CachedCohort:
-    """The training cache; rank 0 builds (or completes) it from ``data.manifest`` first when one is given."""
+    """The training cache. A single process builds (or completes) it from ``data.manifest`` when one is given; a
+    distributed job never writes it: every rank refuses at once unless it is complete and, with ``data.manifest``,
+    up to date (building it is its own step, ``medvl cache``)."""
     if not data.cache:
         raise ValueError("data.cache is not set: give the folder of a 'medvl cache' run (and data.manifest to build it)")
     cache = Path(data.cache)
-    if data.manifest:
-        if info.is_main:
-            from medvl.data.cache_build import build_cache
-            from medvl.data.preprocess import PrepSettings
-
-            build_cache(data.manifest, cache, PrepSettings(size=data.image_size, ct_window=data.ct_window))
-        distributed.barrier()
+    settings = PrepSettings(size=data.image_size, ct_window=data.ct_window)
+    if info.distributed:
+        _check_built(cache, data, settings, info.world_size)
+    elif data.manifest:
+        build_cache(data.manifest, cache, settings)
     elif not (cache / META_FILE).is_file():
         raise FileNotFoundError(f"{cache}: no cache here; run 'medvl cache MANIFEST -o {cache}' or set data.manifest")
     return CachedCohort(cache)
+
+
+def _check_built(cache: Path, data: DataSettings, settings: PrepSettings, world_size: int) -> None:
+    """Refuse (no collective call, so every rank at once) a cache that is missing, unfinished or out of date."""
+    key = whole_cache_key(cache)
+    stale = key is not None and bool(data.manifest) and key != manifest_cache_key(data.manifest, settings)
+    if key is not None and not stale:
+        return
+    problem = (f"not the cache of {data.manifest} at this data.image_size and data.ct_window" if stale
+               else "no complete cache here")
+    error = CacheError if stale else FileNotFoundError
+    raise error(f"{cache}: {problem}, and a job of {world_size} processes does not build one; build it as its own "
+                f"step first: 'medvl cache {data.manifest or 'MANIFEST'} -o {cache} --size {settings.size} --ct-window "
+                f"{settings.ct_window}{' --overwrite' if stale else ''}' (on a cluster: one '--shard i/n' task per part, "
+                f"then 'medvl cache --merge PART... -o {cache}'; see docs/cluster.md)")
 
 
 def _train_tokenizer(cohort: CachedCohort, split: str, vocab_size: int, out_dir: Path, info: distributed.DistInfo) -> Path:

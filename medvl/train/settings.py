@@ -11,7 +11,9 @@ class DataSettings:
     """Where the training pairs come from and how they are prepared.
 
     ``cache`` is the folder written by ``medvl cache``; when it does not exist yet and ``manifest`` is given,
-    rank 0 builds it first with ``image_size`` and ``ct_window``. ``labels`` feed the label-aware losses
+    a single process builds it first with ``image_size`` and ``ct_window`` (a distributed job refuses: build
+    the cache as its own step). ``workers`` read whole batches in background processes (``auto``: up to 8 per
+    rank, leaving a core for the training loop), each keeping ``prefetch`` batches ready. ``labels`` feed the label-aware losses
     (soft targets): ``reports`` labels each training report with the medvl labeller (as MedCLIP does),
     ``manifest`` takes the manifest's labels.
     """
@@ -24,7 +26,8 @@ class DataSettings:
     max_slices: int = 64
     train_split: str = "train"
     val_split: str = "val"
-    workers: int = 0
+    workers: int | Literal["auto"] = "auto"
+    prefetch: int = 4
     augment: Literal["convirt", "light", "none"] = "convirt"
     text: Literal["sentence", "report"] = "sentence"
     labels: Literal["reports", "manifest"] = "reports"
@@ -48,10 +51,18 @@ class ModelSettings:
 
 @dataclass
 class OptimSettings:
-    """Optimizer and schedule (ConVIRT: Adam, lr 1e-4, weight decay 1e-6)."""
+    """Optimizer and schedule (ConVIRT: Adam, lr 1e-4, weight decay 1e-6).
+
+    ``lr`` is the rate of the projection heads, slice pooling and logit parameters; ``image_lr`` / ``text_lr``
+    set the image and text encoders' own rates (None or 0: ``lr``), e.g. about 2e-5 for a pretrained BERT and
+    5e-5 to 1e-4 for a pretrained vision tower. Weight decay skips biases, norms, embeddings and the logit
+    parameters (:mod:`medvl.models.param_groups`).
+    """
 
     name: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-4
+    image_lr: float | None = None
+    text_lr: float | None = None
     weight_decay: float = 1e-6
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"
@@ -62,12 +73,21 @@ class OptimSettings:
 
 @dataclass
 class TrainSettings:
-    """Loop, precision, checkpoints, validation and distribution."""
+    """Loop, precision, checkpoints, validation and distribution.
+
+    ``grad_accum=k`` makes the contrastive batch ``k`` times larger at the memory of one micro-batch (as
+    open_clip's ``accum_freq``): features of all micro-batches are computed without gradients, then each
+    micro-batch is recomputed with gradients against the cached rest. ``precision``: ``auto`` is bf16 on GPUs
+    that support it, fp16 with a gradient scaler on older GPUs (V100, T4), fp32 on the CPU. ``device``:
+    ``auto`` (this rank's GPU, else the CPU), ``cpu`` or ``cuda``. ``strategy``: ``ddp`` replicates the model;
+    ``fsdp`` shards the towers (FSDP2) and writes sharded checkpoints (``last.dcp/``).
+    """
 
     steps: int = 200
     batch_size: int = 32
     grad_accum: int = 1
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    device: str = "auto"
     compile: bool = False
     seed: int = 0
     log_every: int = 10

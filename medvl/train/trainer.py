@@ -1,9 +1,15 @@
 """The contrastive pretraining loop, top to bottom: data, model, optimizer, steps, validation, checkpoints.
 
-One process or many (``torchrun``, SLURM): rank 0 alone logs, validates and writes checkpoints. A run lives
-in ``<output_dir>/<run_name>/``: ``config.yaml`` (resolved settings), ``last.pt`` (checkpoint), ``metrics.jsonl``
-(every logged step), ``model/`` (final weights as safetensors + config + tokenizer), ``best/`` (best validation
-model when validation ran). ``resume=True`` continues from ``last.pt`` on the same loss curve.
+One process or many (``torchrun``, SLURM): rank 0 alone logs and writes files. With DDP rank 0 alone
+validates; with FSDP (sharded towers) every rank takes part in validation and export. A run lives in
+``<output_dir>/<run_name>/``: ``config.yaml`` (resolved settings), ``last.pt`` (checkpoint; ``last.dcp/``
+sharded under FSDP), ``metrics.jsonl`` (every logged step), ``model/`` (final weights as safetensors + config
++ tokenizer), ``best/`` (best validation model when validation ran). ``resume=True`` continues on the same
+loss curve.
+
+The host does little per step: background workers read uint8 batches and pre-computed token ids
+(:class:`medvl.train.pairs.PairBatches`); conversion and augmentation happen on the device; losses stay on
+the device and reach the host only at log steps.
 """
 
 from __future__ import annotations
@@ -20,17 +26,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader
 from tqdm.auto import tqdm
 
 from medvl.config import config_hash, flatten, save_config, to_dict
 from medvl.data.cache import CachedCohort
-from medvl.infer.embed import embed_pairs, image_inputs
+from medvl.distributed_gather import scale_gradient
+from medvl.infer.embed import embed_pairs, uses_slices
 from medvl.infer.retrieval import retrieval_metrics
 from medvl.losses import ContrastiveLoss
 from medvl.provenance import code_version, environment
 from medvl.tracking import RunTracker
-from medvl.train import distributed
+from medvl.train import distributed, fsdp, hardware
 from medvl.train.checkpoint import (
     LAST,
     TrainState,
@@ -42,20 +49,25 @@ from medvl.train.checkpoint import (
 from medvl.train.concepts import ConceptVocabulary
 from medvl.train.model_setup import build_training_model, ensure_cache
 from medvl.train.pairs import (
+    PairBatches,
     PairDataset,
-    augment_images,
     augment_strength,
     cached_report_text,
     collate_pairs,
+    device_inputs,
     label_reports,
     select_items,
 )
 from medvl.train.sampling import ResumableSampler
 from medvl.train.schedule import cosine_with_warmup, plateau
 from medvl.train.settings import PretrainConfig
+from medvl.train.text_ids import TokenBank, bank_key, token_bank
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
+SHARDED_LAST = "last.dcp"
+FEATURES = ("image", "text", "patches")
+SHARED_PARAMETERS = ("logit_scale", "logit_bias", "concept_logit_scale", "concept_logit_bias")
 
 
 @dataclass
@@ -70,11 +82,14 @@ class PretrainResult:
     stopped_early: bool
 
 
-def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (``auto`` or ``bf16``), fp32 on the CPU unless ``bf16`` is asked for."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _rng_snapshot(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _rng_restore(snapshot: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(snapshot[0])
+    if snapshot[1] is not None:
+        torch.cuda.set_rng_state(snapshot[1], device)
 
 
 class Trainer:
@@ -83,7 +98,11 @@ class Trainer:
     def __init__(self, config: PretrainConfig, info: distributed.DistInfo, resume: bool = False) -> None:
         self.cfg = config
         self.info = info
-        self.device = distributed.device_for(info)
+        self.device = distributed.device_for(info, config.train.device)
+        hardware.enable_fast_math(self.device)
+        self.amp_dtype = hardware.autocast_dtype(config.train.precision, self.device)
+        self.scaler = hardware.grad_scaler(self.amp_dtype, self.device)
+        self.sharded = info.distributed and config.train.strategy == "fsdp"
         self.run_dir = Path(config.output_dir) / config.run_name
         torch.manual_seed(config.train.seed)
         np.random.seed(config.train.seed % 2**32)
@@ -92,18 +111,24 @@ class Trainer:
             save_config(config, self.run_dir / "config.yaml")
         self.cohort: CachedCohort = ensure_cache(config.data, info)
         self.model = build_training_model(config, self.cohort, self.run_dir, info).to(self.device)
+        self.channels_last = self.device.type == "cuda" and getattr(self.model.image_encoder, "channels_last", False)
+        if self.channels_last:
+            self.model.image_encoder.to(memory_format=torch.channels_last)
         self.kinds = self._kinds()
+        self.volumes = uses_slices(self.model)
+        self.train_idx = select_items(self.cohort, config.data.train_split, self.kinds)
+        self.concepts = self._concept_vocabulary()
         self._build_data()
         self.loss_fn = ContrastiveLoss(
             self.model.config["loss"], local_loss=config.train.local_loss, gather_with_grad=config.train.gather_with_grad
         )
-        self.concepts = self._concept_vocabulary()
+        self.replicated: list[torch.nn.Parameter] = []
+        self.engine = self._wrap(self.model)
         self.optimizer = self._optimizer()
         self.scheduler = self._scheduler()
         self.state = TrainState()
         if resume:
             self._restore()
-        self.engine = self._wrap(self.model)
         self.tracker = RunTracker(
             self.run_dir, config.tracking.experiment, config.run_name, config.tracking.uri or None,
             enabled=info.is_main, run_id=self.state.mlflow_run_id,
@@ -122,35 +147,54 @@ class Trainer:
             )
         return kinds
 
-    def _build_data(self) -> None:
-        d = self.cfg.data
-        train_idx = select_items(self.cohort, d.train_split, self.kinds)
-        val_idx = select_items(self.cohort, d.val_split, self.kinds)
-        if len(train_idx) < self.cfg.train.batch_size * self.info.world_size:
-            raise ValueError(
-                f"{self.cohort.cache_dir}: split '{d.train_split}' has {len(train_idx)} {self.kinds} items, fewer than "
-                f"one global batch ({self.cfg.train.batch_size} x {self.info.world_size} ranks); lower train.batch_size"
-            )
-        self.augment = augment_strength(d.augment)
-        labels = label_reports(self.cohort, train_idx) if d.labels == "reports" else None
-        self.train_set = PairDataset(self.cohort, train_idx, d.text, d.max_slices, labels)
-        self.val_set = PairDataset(self.cohort, val_idx, "report", d.max_slices) if len(val_idx) >= 2 else None
-        self.sampler = ResumableSampler(
-            len(train_idx), self.cfg.train.seed, self.info.rank, self.info.world_size,
-            shuffle=True, drop_last=True, batch_size=self.cfg.train.batch_size,
-        )  # fmt: skip
-
     def _concept_vocabulary(self) -> ConceptVocabulary | None:
         if self.model.config["loss"]["weights"].get("concept", 0) <= 0:
             return None
-        reports = [cached_report_text(self.cohort, i) for i in self.train_set.indices[:2000]]
+        reports = [cached_report_text(self.cohort, i) for i in self.train_idx[:2000]]
         return ConceptVocabulary.from_reports(reports)
+
+    def _build_data(self) -> None:
+        d, t = self.cfg.data, self.cfg.train
+        train_idx, val_idx = self.train_idx, select_items(self.cohort, d.val_split, self.kinds)
+        if len(train_idx) < t.batch_size * self.info.world_size:
+            raise ValueError(
+                f"{self.cohort.cache_dir}: split '{d.train_split}' has {len(train_idx)} {self.kinds} items, fewer than "
+                f"one global batch ({t.batch_size} x {self.info.world_size} ranks); lower train.batch_size"
+            )
+        labels = label_reports(self.cohort, train_idx) if d.labels == "reports" else None
+        self.train_set = PairBatches(
+            self.cohort, train_idx, self._token_bank(train_idx), d.max_slices, labels, augment_strength(d.augment), self.concepts
+        )  # fmt: skip
+        self.val_set = PairDataset(self.cohort, val_idx, d.max_slices) if len(val_idx) >= 2 else None
+        self.sampler = ResumableSampler(
+            len(train_idx), t.seed, self.info.rank, self.info.world_size, shuffle=True, drop_last=True, batch_size=t.batch_size
+        )  # fmt: skip
+        workers = hardware.loader_workers(d.workers, distributed.local_world_size())
+        self.loader = DataLoader(
+            self.train_set, batch_size=None, sampler=BatchSampler(self.sampler, t.batch_size, drop_last=True),
+            num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            prefetch_factor=d.prefetch if workers > 0 else None,
+            generator=torch.Generator().manual_seed(t.seed),  # its own: starting an epoch leaves dropout's RNG alone
+        )  # fmt: skip
+        names = self.model.tokenize(self.concepts.names) if self.concepts is not None else {}
+        self.concept_tokens = {k: v.to(self.device) for k, v in names.items()}
+
+    def _token_bank(self, indices: np.ndarray) -> TokenBank:
+        """Token ids of the training texts, tokenised once per run (rank 0 writes them, the others read)."""
+        text = self.model.text_encoder
+        key = bank_key(self.cohort, indices, self.cfg.data.text, text.tokenizer, text.max_length)
+        path = self.run_dir / f"text-ids-{key}.npz"
+        if self.info.is_main and not path.is_file():
+            token_bank(self.cohort, indices, self.cfg.data.text, text.tokenizer, text.max_length).save(path)
+        distributed.barrier()
+        return TokenBank.load(path)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
-        groups = self.model.parameter_groups(o.lr)
+        groups = self.model.parameter_groups(o.lr, o.weight_decay, image_lr=o.image_lr, text_lr=o.text_lr)
         cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
-        return cls(groups, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        fused = self.device.type == "cuda"
+        return cls(groups, lr=o.lr, betas=o.betas, fused=fused)
 
     def _scheduler(self) -> Any:
         o = self.cfg.optim
@@ -161,122 +205,178 @@ class Trainer:
         return None
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DDP, or FSDP2 sharding the towers in place (then the optimizer must be built after this)."""
         t = self.cfg.train
         engine: torch.nn.Module = model
-        if self.info.distributed:
-            if t.strategy == "fsdp":
-                from torch.distributed.fsdp import fully_shard
-
-                for module in (model.image_encoder, model.text_encoder):
-                    fully_shard(module)
-                engine = fully_shard(model)
-            else:
-                if t.sync_batchnorm and self.device.type == "cuda":
-                    engine = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-                device_ids = [self.device.index] if self.device.type == "cuda" else None
-                engine = torch.nn.parallel.DistributedDataParallel(engine, device_ids=device_ids)
+        if self.sharded:
+            self.replicated = fsdp.shard_towers(model)
+        elif self.info.distributed:
+            if t.sync_batchnorm and self.device.type == "cuda":
+                engine = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            engine = torch.nn.parallel.DistributedDataParallel(engine, device_ids=device_ids)
         if t.compile:
             engine = torch.compile(engine)
         return engine
 
     # ----------------------------------------------------------------------------------------- checkpoints
+    def _extra_state(self) -> dict[str, Any]:
+        """Everything but the weights and optimizer moments; RNG states of every rank (collective)."""
+        rngs = [rng_state()]
+        if self.info.distributed:
+            gathered: list[Any] = [None] * self.info.world_size
+            torch.distributed.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        return {
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rngs,
+            "state": self.state.__dict__,
+            "config": to_dict(self.cfg),
+            "config_hash": config_hash(self.cfg),
+        }
+
     def _restore(self) -> None:
-        path = self.run_dir / LAST
-        ckpt = load_checkpoint(path)
+        if self.sharded:
+            path = self.run_dir / SHARDED_LAST
+            ckpt = fsdp.load_sharded(path, self.model, self.optimizer)
+        else:
+            path = self.run_dir / LAST
+            ckpt = load_checkpoint(path)
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt["config_hash"] != config_hash(self.cfg):
             log.warning("%s was written with other settings; continuing with the settings given now", path)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler") is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["state"])
         set_rng_state(ckpt["rng"][min(self.info.rank, len(ckpt["rng"]) - 1)])
         if self.info.is_main:
             log.info("resumed %s at step %d (epoch %d, item %d)", path, self.state.step, self.state.epoch, self.state.items_in_epoch)
 
     def _checkpoint(self) -> None:
-        rngs = [rng_state()]
-        if self.info.distributed:
-            gathered: list[Any] = [None] * self.info.world_size
-            torch.distributed.all_gather_object(gathered, rngs[0])
-            rngs = gathered
-        if not self.info.is_main:
-            return
-        payload = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "rng": rngs,
-            "state": self.state.__dict__,
-            "config": to_dict(self.cfg),
-            "config_hash": config_hash(self.cfg),
-        }
-        save_checkpoint(self.run_dir / LAST, payload)
+        extra = self._extra_state()
+        if self.sharded:
+            fsdp.save_sharded(self.run_dir / SHARDED_LAST, self.model, self.optimizer, extra)
+        elif self.info.is_main:
+            save_checkpoint(self.run_dir / LAST, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **extra})
+
+    def save_model(self, directory: Path) -> None:
+        """Write the whole model with ``save_pretrained`` on rank 0 (collective under FSDP: weights are gathered)."""
+        weights = fsdp.full_state_dict(self.model) if self.sharded else None
+        if self.info.is_main:
+            self.model.save_pretrained(directory, state_dict=weights)
 
     # ----------------------------------------------------------------------------------------- loop
     def _batches(self) -> Iterator[dict[str, Any]]:
         """Endless training batches; ``state.epoch`` / ``state.items_in_epoch`` count what was consumed."""
         while True:
             self.sampler.set_epoch(self.state.epoch, self.state.items_in_epoch)
-            loader = DataLoader(
-                self.train_set, batch_size=self.cfg.train.batch_size, sampler=self.sampler,
-                collate_fn=collate_pairs, num_workers=self.cfg.data.workers, drop_last=True,
-                generator=torch.Generator().manual_seed(self.cfg.train.seed + self.state.epoch),
-            )  # fmt: skip
-            for batch in loader:
+            for batch in self.loader:
                 self.state.items_in_epoch += self.cfg.train.batch_size
                 yield batch
             self.state.epoch += 1
             self.state.items_in_epoch = 0
 
-    def _micro_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        tokens = self.model.tokenize(batch["text"])
-        if self.augment is not None:
-            batch = {**batch, "image": augment_images(batch, self.augment, self.device)}
-        inputs = image_inputs(self.model, batch, self.device)
-        with autocast_for(self.cfg.train.precision, self.device):
-            out = self.engine(
-                **inputs, input_ids=tokens["input_ids"].to(self.device),
-                attention_mask=tokens["attention_mask"].to(self.device), return_patches=self.concepts is not None,
+    def _forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The model's embeddings of one micro-batch (images converted and augmented on the device)."""
+        inputs = device_inputs(batch, self.device, self.volumes, self.channels_last)
+        with hardware.autocast(self.amp_dtype, self.device):
+            return self.engine(
+                **inputs, input_ids=batch["input_ids"].to(self.device, non_blocking=True),
+                attention_mask=batch["attention_mask"].to(self.device, non_blocking=True),
+                return_patches=self.concepts is not None,
             )  # fmt: skip
-            concept_emb = concept_targets = None
+
+    def _loss(self, out: dict[str, Any], micro: list[dict[str, Any]], shared_scale: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of the accumulated batch; parameters used by the loss itself count ``shared_scale`` times."""
+        if shared_scale != 1.0:  # they see every micro-step's backward: their gradient must count once in all
+            out = {k: scale_gradient(v, shared_scale) if k in SHARED_PARAMETERS and v is not None else v for k, v in out.items()}
+        labels = torch.cat([m["labels"] for m in micro]).to(self.device, non_blocking=True)
+        concept_emb = concept_targets = None
+        with hardware.autocast(self.amp_dtype, self.device):
             if self.concepts is not None:
-                names = self.model.tokenize(self.concepts.names)
-                concept_emb = self.model.encode_text(names["input_ids"].to(self.device), names["attention_mask"].to(self.device))
-                concept_targets = self.concepts.targets(batch["text"]).to(self.device)
-            loss = self.loss_fn(out, labels=batch["labels"].to(self.device), concept_emb=concept_emb, concept_targets=concept_targets)
+                concept_emb = self.model.encode_text(self.concept_tokens["input_ids"], self.concept_tokens["attention_mask"])
+                concept_emb = scale_gradient(concept_emb, shared_scale) if shared_scale != 1.0 else concept_emb
+                concept_targets = torch.cat([m["concept_targets"] for m in micro]).to(self.device, non_blocking=True)
+            loss = self.loss_fn(out, labels=labels, concept_emb=concept_emb, concept_targets=concept_targets)
         return loss.total, loss.terms
 
-    def _optimizer_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float]:
-        t = self.cfg.train
+    def _backward(self, total: torch.Tensor) -> None:
+        (self.scaler.scale(total) if self.scaler is not None else total).backward()
+
+    def _accumulated_backward(self, micro: list[dict[str, Any]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """open_clip's ``accum_freq``: features of every micro-batch without gradients, then each micro-batch
+        again with gradients against the cached others. Gradients equal those of one batch of all of them;
+        each micro-batch replays its own random state, so dropout draws match between the two passes."""
+        cached, states = [], []
+        with torch.no_grad():
+            for batch in micro:
+                states.append(_rng_snapshot(self.device))
+                out = self._forward(batch)
+                cached.append({k: out[k] for k in FEATURES if k in out})
+        k = len(micro)
+        for j, batch in enumerate(micro):
+            _rng_restore(states[j], self.device)
+            last = j == k - 1
+            no_sync = not last and isinstance(self.engine, torch.nn.parallel.DistributedDataParallel)
+            with self.engine.no_sync() if no_sync else contextlib.nullcontext():
+                out = self._forward(batch)
+                for key in (f for f in FEATURES if f in out):
+                    out[key] = torch.cat([c[key] for c in cached[:j]] + [out[key]] + [c[key] for c in cached[j + 1 :]])
+                total, terms = self._loss(out, micro, 1.0 / k)
+                self._backward(total)
+        return total.detach(), terms
+
+    def compute_gradients(self, micro: list[dict[str, Any]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Fill every parameter's ``.grad`` for one optimizer step over the micro-batches; return the losses."""
         self.optimizer.zero_grad(set_to_none=True)
-        totals: dict[str, float] = {}
-        n_images = 0
-        for micro in range(t.grad_accum):
-            batch = next(batches)
-            n_images += len(batch["text"])
-            sync = micro == t.grad_accum - 1 or not isinstance(self.engine, torch.nn.parallel.DistributedDataParallel)
-            with contextlib.nullcontext() if sync else self.engine.no_sync():
-                total, terms = self._micro_step(batch)
-                (total / t.grad_accum).backward()
-            totals["loss"] = totals.get("loss", 0.0) + float(total.detach()) / t.grad_accum
-            for name, value in terms.items():
-                totals[f"loss_{name}"] = totals.get(f"loss_{name}", 0.0) + float(value) / t.grad_accum
-        if not math.isfinite(totals["loss"]):
-            raise FloatingPointError(f"loss became {totals['loss']} at step {self.state.step}; lower optim.lr or check the data")
+        if len(micro) == 1:
+            total, terms = self._loss(self._forward(micro[0]), micro, 1.0)
+            self._backward(total)
+            total = total.detach()
+        else:
+            total, terms = self._accumulated_backward(micro)
+        if self.replicated:
+            fsdp.average_gradients(self.replicated)
+        return total, terms
+
+    def _optimizer_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """One optimizer step over ``train.grad_accum`` micro-batches; the losses stay on the device."""
+        total, terms = self.compute_gradients([next(batches) for _ in range(self.cfg.train.grad_accum)])
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         if self.cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            if self.sharded:
+                fsdp.clip_gradients(params, self.cfg.optim.grad_clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         if self.scheduler is not None and self.cfg.optim.schedule == "cosine":
             self.scheduler.step()
         self.model.clamp_logit_scale_()
-        totals["lr"] = self.optimizer.param_groups[-1]["lr"]
-        totals["images"] = n_images
-        return totals
+        return {"loss": total, **{f"loss_{name}": value for name, value in terms.items()}}
+
+    def _reduce(self, sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+        """Mean over the logged window's steps and over ranks (a rank's ``local_loss`` is its share); one sync."""
+        names = sorted(sums)
+        values = torch.stack([sums[n].float() for n in names]) / steps
+        values = distributed.all_reduce_mean(values)
+        out = dict(zip(names, values.tolist(), strict=True))
+        if not math.isfinite(out["loss"]):
+            raise FloatingPointError(f"loss became {out['loss']} by step {self.state.step}; lower optim.lr or check the data")
+        return out
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Retrieval R@1/5/10 in both directions on the validation split (rank 0)."""
+        """Retrieval R@1/5/10 in both directions on the validation split, in eval mode."""
         if self.val_set is None:
             return {}
         emb = embed_pairs(self.model, self.val_set, collate_pairs, self.device, batch_size=self.cfg.train.batch_size)
@@ -290,25 +390,31 @@ class Trainer:
             fh.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
 
     def _evaluate_and_maybe_stop(self) -> bool:
-        """Validate on rank 0, keep the best model, update plateau/early stopping; True to stop."""
-        stop = torch.zeros(1)
-        if self.info.is_main:
+        """Validate (rank 0, or every rank under FSDP), keep the best model, step plateau/early stopping on
+        every rank alike; True to stop."""
+        decision = torch.tensor([float("nan"), 0.0, 0.0], device=self.device)  # metric, improved, stop
+        if self.info.is_main or self.sharded:
             metrics = self.validate()
-            if metrics:
+            if metrics and self.info.is_main:
                 self._log(metrics)
                 value = metrics.get(self.cfg.train.early_stop_metric, float("nan"))
-                if value > self.state.best_metric:
-                    self.state.best_metric, self.state.bad_evals = value, 0
-                    self.model.save_pretrained(self.run_dir / "best")
-                else:
-                    self.state.bad_evals += 1
-                if self.cfg.optim.schedule == "plateau":
-                    self.scheduler.step(value)
+                improved = value > self.state.best_metric
+                bad = 0 if improved else self.state.bad_evals + 1
                 patience = self.cfg.train.early_stop_patience
-                stop[0] = float(patience > 0 and self.state.bad_evals >= patience)
+                decision = torch.tensor([value, float(improved), float(patience > 0 and bad >= patience)], device=self.device)
         if self.info.distributed:
-            torch.distributed.broadcast(stop, src=0)
-        return bool(stop.item())
+            torch.distributed.broadcast(decision, src=0)
+        value, improved, stop = decision.tolist()
+        if math.isnan(value):
+            return False
+        if improved:
+            self.state.best_metric, self.state.bad_evals = value, 0
+            self.save_model(self.run_dir / "best")
+        else:
+            self.state.bad_evals += 1
+        if self.cfg.optim.schedule == "plateau":
+            self.scheduler.step(value)
+        return stop
 
     def _start_tracking(self) -> None:
         if not self.info.is_main:
@@ -338,19 +444,22 @@ class Trainer:
         batches = self._batches()
         bar = tqdm(total=t.steps, initial=self.state.step, desc="pretrain", disable=not self.info.is_main, unit="step")
         stopped_early = False
-        window_start, window_images = time.perf_counter(), 0
+        window_start, window_steps, sums = time.perf_counter(), 0, {}
         try:
             while self.state.step < t.steps:
-                metrics = self._optimizer_step(batches)
+                losses = self._optimizer_step(batches)
                 self.state.step += 1
+                window_steps += 1
+                sums = {k: sums.get(k, 0) + v for k, v in losses.items()}
                 bar.update(1)
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-                window_images += metrics.pop("images") * self.info.world_size
                 if self.state.step % t.log_every == 0 or self.state.step == t.steps:
+                    metrics = self._reduce(sums, window_steps)
                     elapsed = time.perf_counter() - window_start
-                    metrics["images_per_s"] = window_images / max(elapsed, 1e-9)
+                    images = window_steps * t.grad_accum * t.batch_size * self.info.world_size
+                    metrics.update(lr=self.optimizer.param_groups[-1]["lr"], images_per_s=images / max(elapsed, 1e-9))
                     self._log(metrics)
-                    window_start, window_images = time.perf_counter(), 0
+                    bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+                    window_start, window_steps, sums = time.perf_counter(), 0, {}
                 last = self.state.step == t.steps
                 if (t.eval_every and self.state.step % t.eval_every == 0) or last:
                     stopped_early = self._evaluate_and_maybe_stop() and not last
@@ -367,10 +476,12 @@ class Trainer:
 
     def _finish(self, stopped_early: bool) -> PretrainResult:
         distributed.barrier()
+        from medvl.train.export import MODEL_DIR, export_run
+
+        if self.state.best_metric == float("-inf"):  # no validation: the last weights are the model
+            self.save_model(self.run_dir / MODEL_DIR)
         model_dir = val = None
         if self.info.is_main:
-            from medvl.train.export import export_run
-
             model_dir, val = export_run(self)
         self.tracker.end("FINISHED")
         return PretrainResult(self.run_dir, model_dir, self.state.step, val or {}, self.state.mlflow_run_id, stopped_early)
