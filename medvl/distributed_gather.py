@@ -96,20 +96,22 @@ def _gather_local_back(tensor: torch.Tensor, rank: int, world: int) -> torch.Ten
     return torch.cat(parts)
 
 
-def gather_tensor(tensor: torch.Tensor) -> torch.Tensor:
+def gather_tensor(tensor: torch.Tensor, check_sizes: bool = True) -> torch.Tensor:
     """All ranks' ``tensor`` along dim 0, gathered without autograd but with the local tensor put back in place.
 
-    Returns ``tensor`` itself when not distributed.
+    Returns ``tensor`` itself when not distributed. ``check_sizes`` compares the ranks' batch sizes first (one
+    extra collective and a host sync; callers that guarantee equal sizes can skip it).
     """
     rank, world = _world()
     if world == 1:
         return tensor
-    _check_equal_batches(tensor, world)
+    if check_sizes:
+        _check_equal_batches(tensor, world)
     return _gather_local_back(tensor, rank, world)
 
 
 def gather_features(
-    image: torch.Tensor, text: torch.Tensor, *, local_loss: bool, gather_with_grad: bool
+    image: torch.Tensor, text: torch.Tensor, *, local_loss: bool, gather_with_grad: bool, check_sizes: bool = True
 ) -> GatheredFeatures:
     """Image and text features of the global batch, in rank order, and this rank's rows.
 
@@ -117,13 +119,15 @@ def gather_features(
         image, text: this rank's ``(B, D)`` features (the same ``B`` on every rank).
         local_loss: return ``rows`` = this rank's slice, so the loss scores only local queries.
         gather_with_grad: gather with autograd (see the module docstring for the gradient factors).
+        check_sizes: compare the ranks' batch sizes first (see :func:`gather_tensor`).
     """
     if local_loss and not gather_with_grad:
         raise ValueError("local_loss needs gather_with_grad: without it the gradients miss other ranks' terms")
     rank, world = _world()
     if world == 1:
         return GatheredFeatures(image, text, None)
-    _check_equal_batches(image, world)
+    if check_sizes:
+        _check_equal_batches(image, world)
     if gather_with_grad:
         all_image, all_text = _AllGatherWithGrad.apply(image), _AllGatherWithGrad.apply(text)
     else:

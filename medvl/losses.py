@@ -249,6 +249,7 @@ class ContrastiveLoss(nn.Module):
         if local_loss and not gather_with_grad:
             raise ValueError("local_loss needs gather_with_grad: without it the gradients miss other ranks' terms")
         self.local_loss, self.gather_with_grad = local_loss, gather_with_grad
+        self.sizes_checked = False  # ranks' batch sizes are compared once (each check is a host sync)
 
     def forward(
         self,
@@ -270,8 +271,9 @@ class ContrastiveLoss(nn.Module):
         if world > 1 and not self.gather_with_grad:
             image, text = distributed_gather.scale_gradient(image, world), distributed_gather.scale_gradient(text, world)
         gathered = distributed_gather.gather_features(
-            image, text, local_loss=self.local_loss, gather_with_grad=self.gather_with_grad
+            image, text, local_loss=self.local_loss, gather_with_grad=self.gather_with_grad, check_sizes=not self.sizes_checked
         )
+        self.sizes_checked = world > 1
         img, txt, rows = gathered.image, gathered.text, gathered.rows
         terms: dict[str, torch.Tensor] = {}
         if "convirt" in self.weights:
@@ -285,7 +287,7 @@ class ContrastiveLoss(nn.Module):
         if "soft_target" in self.weights:
             if labels is None:
                 raise ValueError("the soft_target term needs labels (B, P)")
-            all_labels = distributed_gather.gather_tensor(labels.to(outputs["image"].device, outputs["image"].dtype))
+            all_labels = distributed_gather.gather_tensor(labels.to(outputs["image"].device, outputs["image"].dtype), check_sizes=False)
             terms["soft_target"] = soft_target_loss(
                 img, txt, all_labels, cfg["soft_target_tau"], cfg["target_tau"], cfg["uncertain_as"], rows=rows
             )

@@ -17,20 +17,24 @@ from medvl.train.settings import PretrainConfig
 from medvl.train.trainer import Trainer
 
 
+def _step(overrides: list[str], info: distributed.DistInfo) -> dict:
+    trainer = Trainer(load_config(PretrainConfig, None, overrides), info)
+    batches = trainer._batches()
+    total, _ = trainer.compute_gradients([next(batches) for _ in range(trainer.cfg.train.grad_accum)])
+    grads = {}
+    for name, param in trainer.model.named_parameters():
+        if param.grad is not None:
+            grad = param.grad
+            grads[name] = (grad.full_tensor() if hasattr(grad, "full_tensor") else grad).detach().cpu().clone()
+    return {"loss": float(distributed.all_reduce_mean(total)), "grads": grads}
+
+
 def first_step_gradients(overrides: list[str]) -> dict | None:
     """Loss and gradients of the first optimizer step of a run with ``overrides`` (None on ranks other than 0)."""
     info = distributed.setup()
     try:
-        trainer = Trainer(load_config(PretrainConfig, None, overrides), info)
-        batches = trainer._batches()
-        total, _ = trainer.compute_gradients([next(batches) for _ in range(trainer.cfg.train.grad_accum)])
-        loss = float(distributed.all_reduce_mean(total))
-        grads = {}
-        for name, param in trainer.model.named_parameters():
-            if param.grad is not None:
-                grad = param.grad
-                grads[name] = (grad.full_tensor() if hasattr(grad, "full_tensor") else grad).detach().cpu().clone()
-        return {"loss": loss, "grads": grads} if info.is_main else None
+        result = _step(overrides, info)  # the trainer (and DDP's reducer) is gone before the group is destroyed
+        return result if info.is_main else None
     finally:
         distributed.cleanup()
 

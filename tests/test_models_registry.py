@@ -39,6 +39,7 @@ def test_registry_lists_the_documented_architectures():
         "radclip-resnet18",
         "vit-b16-bert",
         "densenet121-bert",
+        "resnet50-bert",
         "minilm",
     ):
         assert name in names

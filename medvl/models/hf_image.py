@@ -134,6 +134,9 @@ def _pair(value: Any) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
+CNN_MODEL_TYPES = frozenset({"resnet", "convnext", "convnextv2", "regnet", "efficientnet", "mobilenet_v2"})
+
+
 class HFImageEncoder(ImageEncoder):
     """A transformers vision model as a medvl image encoder (see the module docstring).
 
@@ -157,6 +160,7 @@ class HFImageEncoder(ImageEncoder):
         self.staged = config.model_type in STAGED_TOKEN_MODELS
         self.native_size = _pair(config.image_size) if hasattr(config, "image_size") else None
         self.interpolates = "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters
+        self.channels_last = config.model_type in CNN_MODEL_TYPES
 
     def _run(self, images: torch.Tensor, hidden_states: bool) -> Any:
         check_images(images)
