@@ -33,17 +33,17 @@ if [ "$mode" = gpu ]; then
     exit 2
   fi
   device=cuda
-  input_limit=140 pretrain_limit=190 slices_limit=90  # with --help (30), kill grace and collection: < 8 minutes
+  input_limit=150 pretrain_limit=200 slices_limit=90  # with kill grace and collection: < 8 minutes
   pretrain=(--model vit-b16-bert resnet50-bert --size 224 --batch 256 --steps 10 --warmup 3 --repeats 3)
   slices=(--model radclip-resnet18 --size 224 --depths 64 128 --chunk 16 --repeats 5)
-  input=()
+  input=(--quick)
 else
   device=cpu
   input_limit=120 pretrain_limit=120 slices_limit=120  # only against hangs
   # --peak-tflops 1 exercises the MFU arithmetic; a CPU has no peak worth quoting (the JSON says cpu-smoke).
   pretrain=(--model tiny-resnet18 --size 64 --batch 16 --steps 2 --warmup 1 --repeats 1 --peak-tflops 1)
   slices=(--model tiny-radclip-resnet18 --size 64 --depths 8 --chunk 4 --repeats 1)
-  input=(--quick "--n 64" "--size 64" "--batch 32" "--steps 2" "--volumes 2" "--repeats 1")
+  input=(--quick --n 64 --size 64 --batch 32 --steps 2 --volumes 2 --repeats 1)
 fi
 
 # step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS; its command, log and status go to $work.
@@ -57,17 +57,8 @@ step() {
   tail -n 2 "$work/$name.log" >&2
 }
 
-# The input-pipeline benchmark gets those of its options ("FLAG [VALUE]") that its --help lists.
-bench_input=benchmarks/bench_input_pipeline.py
-if [ -f "$bench_input" ]; then
-  help=$(timeout 30 "$py" "$bench_input" --help 2>&1)
-  args=()
-  for option in "--device $device" "${input[@]}" "--json $work/input_pipeline.json"; do
-    read -ra words <<<"$option"
-    grep -qE -- "(^|[^-[:alnum:]])${words[0]}([^-[:alnum:]]|$)" <<<"$help" && args+=("${words[@]}")
-  done
-  step input_pipeline "$input_limit" "$py" "$bench_input" "${args[@]}"
-fi
+step input_pipeline "$input_limit" "$py" benchmarks/bench_input_pipeline.py --device "$device" "${input[@]}" \
+  --json "$work/input_pipeline.json"
 
 step pretrain "$pretrain_limit" "$py" benchmarks/bench_pretrain.py --device "$device" --loops medvl \
   "${pretrain[@]}" --json "$work/pretrain.json"
