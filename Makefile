@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test test-fast lint
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check medvl benchx governance pipelines app tests benchmarks

@@ -78,6 +78,15 @@ def grads(model: nn.Module) -> dict[str, list[float]]:
     return {name: p.grad.flatten().tolist() for name, p in model.named_parameters()}
 
 
+def through_ddp(data: dict[str, torch.Tensor], rows: slice, local_loss: bool, with_grad: bool) -> dict:
+    """Rank-averaged loss and DDP-averaged gradients of one gathering mode (the DDP reducer is freed on return,
+    before the process group is destroyed: freeing it afterwards can deadlock gloo's worker thread)."""
+    model = DistributedDataParallel(Toy())
+    value = step(model, data, rows, ContrastiveLoss(CONFIG, local_loss=local_loss, gather_with_grad=with_grad))
+    dist.all_reduce(value)
+    return {"loss": value.item() / dist.get_world_size(), "grads": grads(model.module)}
+
+
 def main(out_dir: Path) -> None:
     torch.set_default_dtype(torch.float64)
     data = batch()
@@ -89,10 +98,7 @@ def main(out_dir: Path) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     rows = slice(rank * N // world, (rank + 1) * N // world)
     for name, (local_loss, with_grad) in MODES.items():
-        model = DistributedDataParallel(Toy())
-        value = step(model, data, rows, ContrastiveLoss(CONFIG, local_loss=local_loss, gather_with_grad=with_grad))
-        dist.all_reduce(value)
-        report[name] = {"loss": value.item() / world, "grads": grads(model.module)}
+        report[name] = through_ddp(data, rows, local_loss, with_grad)
     report["world_size"] = world
     (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
     dist.destroy_process_group()

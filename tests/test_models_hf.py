@@ -333,16 +333,6 @@ def test_pretrained_recipes_resolve_offline_with_per_tower_rates(recipe):
     assert settings.optim.text_lr == 2e-5 < settings.optim.lr
 
 
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory) -> Path:
-    """A cached 2D phantom cohort of 24 studies at 32 px."""
-    root = tmp_path_factory.mktemp("hf-cache")
-    assert main(["synth", "-o", str(root / "cohort"), "--n-2d", "24", "--size", "64", "--seed", "3", "-q"]) == 0
-    assert main(["ingest", "phantom", str(root / "cohort"), "-o", str(root / "m.parquet"), "-q"]) == 0
-    assert main(["cache", str(root / "m.parquet"), "-o", str(root / "cache"), "--size", "32", "-q"]) == 0
-    return root / "cache"
-
-
 def test_recipe_trains_two_steps_from_pretrained_folders(towers, bert_folder, tiny_cache, tmp_path, sqlite_tracking):
     """configs/pretrain/mimic-vit-hf.yaml with the hub ids replaced by local folders, through ``medvl pretrain``."""
     vit_folder, vit_saved = towers["vit"]

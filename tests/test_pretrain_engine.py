@@ -64,6 +64,7 @@ def test_accumulation_of_4_x_8_equals_one_batch_of_32(one_batch_of_32, tiny_cach
     assert plain["loss"] < one_batch_of_32["loss"] - 0.5  # 8 candidates, not 32: accumulation adds negatives
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_ranks_accumulating_2_x_8_equal_one_batch_of_32(one_batch_of_32, tiny_cache, tmp_path, strategy):
     out = tmp_path / "grads.pt"
@@ -74,6 +75,7 @@ def test_two_ranks_accumulating_2_x_8_equal_one_batch_of_32(one_batch_of_32, tin
     _assert_same_step(torch.load(out), one_batch_of_32)  # local_loss: the logged loss is the mean over ranks
 
 
+@pytest.mark.slow
 def test_fsdp_follows_ddp_and_resumes_after_sigkill(tiny_cache, tmp_path):
     steps = 8
     env = _env(tmp_path)
@@ -132,6 +134,7 @@ def test_fp16_with_a_gradient_scaler_trains(tiny_cache, tmp_path):
     assert [r["step"] for r in rows if "loss" in r] == [1, 2] and all(r["loss"] > 0 for r in rows if "loss" in r)
 
 
+@pytest.mark.slow
 def test_compiled_model_trains(tiny_cache, tmp_path):
     config = load_config(PretrainConfig, None, _overrides(tmp_path, tiny_cache, "train.compile=true", "train.steps=1",
                                                           "train.batch_size=8"))  # fmt: skip
