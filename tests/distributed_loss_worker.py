@@ -101,6 +101,9 @@ def main(out_dir: Path) -> None:
         report[name] = through_ddp(data, rows, local_loss, with_grad)
     report["world_size"] = world
     (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
+    dist.barrier()
+    # In full-suite CI runs a rank intermittently aborts in gloo ("terminate called without an active exception",
+    # 3 of about 25 launches); leaving without gloo's teardown did not stop it, so the test retries such a launch once.
     dist.destroy_process_group()
 
 

@@ -91,6 +91,7 @@ def save_sharded(directory: Path, model: nn.Module, optimizer: torch.optim.Optim
     if dist.get_rank() == 0:
         old = directory.with_name(f".{directory.name}.old")
         if directory.exists():
+            shutil.rmtree(old, ignore_errors=True)  # left by a save killed after its second rename
             directory.rename(old)
         tmp.rename(directory)
         shutil.rmtree(old, ignore_errors=True)
@@ -99,7 +100,12 @@ def save_sharded(directory: Path, model: nn.Module, optimizer: torch.optim.Optim
 
 
 def load_sharded(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore what :func:`save_sharded` wrote into the (already sharded) model and optimizer; return ``extra``."""
+    """Restore what :func:`save_sharded` wrote into the (already sharded) model and optimizer; return ``extra``.
+
+    A save killed between its two renames left the previous checkpoint as ``.<name>.old``: that one is read."""
+    old = directory.with_name(f".{directory.name}.old")
+    if not directory.exists() and (old / EXTRA_FILE).is_file():
+        directory = old
     if not (directory / EXTRA_FILE).is_file():
         raise FileNotFoundError(f"{directory}: no sharded checkpoint to resume from")
     model_state, optim_state = get_state_dict(model, optimizer)

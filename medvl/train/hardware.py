@@ -16,7 +16,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -33,7 +33,7 @@ def grad_scaler(dtype: torch.dtype | None, device: torch.device) -> torch.amp.Gr
 def enable_fast_math(device: torch.device) -> None:
     """TF32 matrix products and convolutions on Ampere and newer GPUs (fp32 parts of mixed precision)."""
     if device.type == "cuda":
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cuda.matmul.fp32_precision = "tf32"  # torch >= 2.9 (the project's floor)
         torch.backends.cudnn.conv.fp32_precision = "tf32"
         torch.backends.cudnn.benchmark = True
 

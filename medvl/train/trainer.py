@@ -103,6 +103,9 @@ class Trainer:
         self.amp_dtype = hardware.autocast_dtype(config.train.precision, self.device)
         self.scaler = hardware.grad_scaler(self.amp_dtype, self.device)
         self.sharded = info.distributed and config.train.strategy == "fsdp"
+        if self.sharded and self.scaler is not None:
+            raise ValueError("train.strategy=fsdp with fp16 is not supported (its gradient scaler cannot unscale sharded "
+                             "and replicated gradients together); use train.precision=bf16 or train.strategy=ddp")
         self.run_dir = Path(config.output_dir) / config.run_name
         torch.manual_seed(config.train.seed)
         np.random.seed(config.train.seed % 2**32)
@@ -309,8 +312,10 @@ class Trainer:
 
     def _accumulated_backward(self, micro: list[dict[str, Any]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """open_clip's ``accum_freq``: features of every micro-batch without gradients, then each micro-batch
-        again with gradients against the cached others. Gradients equal those of one batch of all of them;
-        each micro-batch replays its own random state, so dropout draws match between the two passes."""
+        again with gradients against the cached others; each micro-batch replays its own random state, so dropout
+        draws match between the two passes. Gradients equal those of one batch of all of them for models without
+        batch statistics; batch-norm sees micro-batches (and updates its running statistics in both passes), so
+        use group or layer norm where exactness matters."""
         cached, states = [], []
         with torch.no_grad():
             for batch in micro:
@@ -321,8 +326,9 @@ class Trainer:
         for j, batch in enumerate(micro):
             _rng_restore(states[j], self.device)
             last = j == k - 1
-            no_sync = not last and isinstance(self.engine, torch.nn.parallel.DistributedDataParallel)
-            with self.engine.no_sync() if no_sync else contextlib.nullcontext():
+            ddp = getattr(self.engine, "_orig_mod", self.engine)  # under torch.compile, the module it wraps
+            no_sync = not last and isinstance(ddp, torch.nn.parallel.DistributedDataParallel)
+            with ddp.no_sync() if no_sync else contextlib.nullcontext():
                 out = self._forward(batch)
                 for key in (f for f in FEATURES if f in out):
                     out[key] = torch.cat([c[key] for c in cached[:j]] + [out[key]] + [c[key] for c in cached[j + 1 :]])
@@ -407,6 +413,7 @@ class Trainer:
         value, improved, stop = decision.tolist()
         if math.isnan(value):
             return False
+        stop = bool(stop)
         if improved:
             self.state.best_metric, self.state.bad_evals = value, 0
             self.save_model(self.run_dir / "best")
@@ -489,7 +496,7 @@ class Trainer:
 
 def run_pretrain(config: PretrainConfig, resume: bool = False) -> PretrainResult:
     """Join the process group if launched distributed, train, and leave it again."""
-    info = distributed.setup()
+    info = distributed.setup(backend="gloo" if config.train.device == "cpu" else None)
     try:
         return Trainer(config, info, resume=resume).fit()
     finally:
