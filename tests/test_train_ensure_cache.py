@@ -71,6 +71,7 @@ def test_two_torchrun_processes_refuse_a_missing_cache_at_once(cohort, tmp_path)
     assert done.returncode != 0
     refusals = [line for line in done.stderr.splitlines()
                 if line.startswith(f"medvl pretrain: {cache}: no complete cache here, and a job of 2 processes")]
-    assert len(refusals) == 2, done.stderr[-3000:]  # every rank says why, none waits at a barrier
+    # every rank refuses on its own (no barrier); torchrun may stop the second before it prints, once the first has failed
+    assert 1 <= len(refusals) <= 2, done.stderr[-3000:]
     assert seconds < 60, f"the refusal took {seconds:.0f} s"
     assert not cache.exists()
