@@ -190,6 +190,7 @@ def concept_alignment_loss(
     concept_targets: torch.Tensor,
     logit_scale: torch.Tensor | float = CONCEPT_LOG_SCALE,
     logit_bias: torch.Tensor | float = -5.0,
+    patch_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""ConceptCLIP-style patch-concept alignment: does the image show concept ``c`` somewhere?
 
@@ -205,12 +206,18 @@ def concept_alignment_loss(
         concept_emb: ``(C, D)`` concept embeddings (e.g. the text encoder on the lexicon's concept names).
         concept_targets: ``(B, C)``: 1 when the report mentions the concept as present, 0 when not; NaN or
             -1 (uncertain) entries form no pair of ``M`` and are ignored.
+        patch_mask: ``(B, N)`` bool, True on regions to leave out (a volume's padded slices), or None. A
+            volume's regions are all its slices' regions: the best-matching region may lie on any slice
+            (multiple-instance learning over slices).
     """
     if patch_emb.ndim != 3 or concept_emb.ndim != 2 or patch_emb.shape[-1] != concept_emb.shape[-1]:
         raise ValueError(f"patch_emb {tuple(patch_emb.shape)} must be (B, N, D) and concept_emb {tuple(concept_emb.shape)} (C, D)")
     if tuple(concept_targets.shape) != (patch_emb.shape[0], concept_emb.shape[0]):
         raise ValueError(f"concept_targets: expected {(patch_emb.shape[0], concept_emb.shape[0])}, got {tuple(concept_targets.shape)}")
-    sims = torch.einsum("bnd,cd->bnc", F.normalize(patch_emb, dim=-1), F.normalize(concept_emb, dim=-1)).amax(dim=1)
+    sims = torch.einsum("bnd,cd->bnc", F.normalize(patch_emb, dim=-1), F.normalize(concept_emb, dim=-1))
+    if patch_mask is not None:
+        sims = sims.masked_fill(patch_mask.unsqueeze(-1), -2.0)  # below any cosine: never the maximum
+    sims = sims.amax(dim=1)
     logits = torch.as_tensor(logit_scale).exp() * sims + torch.as_tensor(logit_bias)
     targets = concept_targets.to(logits.dtype)
     valid = (targets == 0) | (targets == 1)
@@ -300,6 +307,7 @@ class ContrastiveLoss(nn.Module):
                 concept_targets,
                 _need(outputs, "concept_logit_scale"),
                 _need(outputs, "concept_logit_bias"),
+                outputs.get("patch_mask"),
             )
         total = sum(self.weights[name] * value for name, value in terms.items())
         return LossOutput(total, {name: value.detach() for name, value in terms.items()})

@@ -17,11 +17,12 @@ PASSWORD = "correct-horse-battery"
 
 
 def save_small_model(folder: Path) -> Path:
-    """An untrained tiny volume model (ResNet-18 quarter width, slice pooling, 1-layer text) saved to ``folder``."""
+    """An untrained tiny volume model (ResNet-18 quarter width, slice pooling in stage volume, 1-layer text)
+    saved to ``folder``."""
     from medvl.models.registry import build_model
 
     torch_seed()
-    return build_model("tiny-radclip-resnet18", text=SMALL_TEXT).save_pretrained(folder)
+    return build_model("tiny-radclip-resnet18", text=SMALL_TEXT, schedule={"stage": "volume"}).save_pretrained(folder)
 
 
 def torch_seed() -> None:

@@ -94,8 +94,7 @@ def test_heatmap_is_the_region_scores_cropped_to_the_content_box(loaded):
     assert A.heatmap(analysis, direction, bank.scale, 1, out_shape=(300, 400)).shape == (300, 400)
     with pytest.raises(IndexError):
         A.heatmap(analysis, direction, bank.scale, slice_index=2)
-    np.testing.assert_allclose(A.slice_scores(analysis, direction, bank.scale),
-                               (analysis.slice_embeddings @ direction).numpy() * bank.scale, rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(A.slice_scores(analysis, direction, bank.scale), grid.reshape(2, -1).max(axis=1), rtol=1e-6)
 
 
 def test_targets_and_concepts(loaded):
@@ -124,6 +123,14 @@ def test_observations_point_at_their_trained_concept(loaded, tmp_path):
     j = plain.observations.index("Pneumothorax")  # no trained concept: positive minus negative prompts
     torch.testing.assert_close(bank.direction("Pneumothorax"), plain.positive[j] - plain.negative[j])
     assert "concept 'pleural effusion'" in bank.describe("Pleural Effusion")
+    analysis = A.analyse(model, _volume(3))
+    scores = {s.name: s for s in A.finding_scores(analysis, bank)}
+    effusion = scores["Pleural Effusion"]  # read by the patch-concept head over every region of every slice
+    best = float((analysis.patches @ bank.direction("Pleural Effusion")).max())
+    expected = 1 / (1 + np.exp(-(float(model.concept_logit_scale.exp()) * best + float(model.concept_logit_bias))))
+    assert (effusion.source, effusion.positive_prompts, effusion.negative_prompts) == ("concept", ["pleural effusion"], [])
+    assert effusion.probability == pytest.approx(expected, abs=1e-6)
+    assert scores["Pneumothorax"].source == "prompts" and len(scores["Pneumothorax"].negative_prompts) == 1
     assert "prompts" in bank.describe("Pneumothorax") and bank.describe("lung nodule") == "lung nodule"
     (tmp_path / "concepts.json").write_text('["not", "an", "object"]')
     with pytest.raises(ValueError, match="concepts.json"):

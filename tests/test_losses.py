@@ -171,6 +171,18 @@ def test_concept_alignment_matches_reference_and_ignores_unknown_pairs():
     assert got.item() == pytest.approx(expected, rel=1e-10)
 
 
+def test_concept_alignment_over_a_volume_ignores_padded_slices_regions():
+    """A volume's regions are all its slices' regions; the masked ones (padding) can never be the best match."""
+    g = torch.Generator().manual_seed(8)
+    real, concepts = torch.randn(2, 6, 4, generator=g), torch.randn(3, 4, generator=g)
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    padded = torch.cat([real, concepts[None].expand(2, 3, 4) * 5], dim=1)  # padding that would match perfectly
+    mask = torch.tensor([[False] * 6 + [True] * 3] * 2)
+    plain = concept_alignment_loss(real, concepts, targets)
+    assert concept_alignment_loss(padded, concepts, targets, patch_mask=mask).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert concept_alignment_loss(padded, concepts, targets).item() != pytest.approx(plain.item(), rel=1e-3)
+
+
 def test_concept_alignment_without_known_targets_is_zero_but_differentiable():
     patches = torch.randn(2, 3, 4, requires_grad=True)
     loss = concept_alignment_loss(patches, torch.randn(2, 4), torch.full((2, 2), float("nan")))

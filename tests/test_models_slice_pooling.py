@@ -140,32 +140,76 @@ def test_padded_slices_are_not_encoded_and_change_nothing(radclip):
     assert torch.allclose(padded_out.slice_embeddings[0, :4].norm(dim=-1), torch.ones(4), atol=1e-5)
 
 
-def test_chunked_checkpointed_encoding_equals_unchunked_in_value_and_gradient(radclip):
-    slices, z = _slices()
+def _chunked_results(model, slices, z, train: bool) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Embedding and gradients of one volume batch encoded all at once, 8 and 1 slices at a time."""
     results = []
-    for chunk, checkpoint in ((100, False), (4, True), (1, True)):
-        _set_chunking(radclip, chunk, checkpoint)
-        radclip.eval().zero_grad()
-        out = radclip.encode_volume(slices, z)
+    for chunk, checkpoint in ((slices.shape[1] * slices.shape[0], False), (8, True), (8, False), (1, True)):
+        _set_chunking(model, chunk, checkpoint)
+        model.train(train).zero_grad()
+        out = model.encode_volume(slices, z)
         out.embedding.pow(3).sum().backward()
-        grads = {n: p.grad.clone() for n, p in radclip.named_parameters() if p.grad is not None}
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         results.append((out.embedding.detach(), grads))
+    return results
+
+
+def _assert_same(results) -> None:
     reference, ref_grads = results[0]
     assert any(n.startswith("image_encoder") for n in ref_grads) and any(n.startswith("slice_pooling") for n in ref_grads)
     for embedding, grads in results[1:]:
-        assert torch.allclose(embedding, reference, atol=1e-5)
+        torch.testing.assert_close(embedding, reference, atol=1e-5, rtol=0)
         assert grads.keys() == ref_grads.keys()
         for name in ref_grads:
-            assert torch.allclose(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5), name
+            torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_checkpoint_recomputation_updates_batch_norm_statistics_once(radclip):
+@pytest.mark.parametrize("train", [False, True])
+def test_volume_embedding_and_gradients_do_not_depend_on_chunking(radclip, train):
+    """Group norm: a slice's features depend on that slice alone, in eval and in training (chunk 1, 8, all)."""
+    slices, z = _slices(b=2, s=12)
+    _assert_same(_chunked_results(radclip, slices, z, train))
+
+
+def test_volume_stage_keeps_batch_norm_statistics_of_the_2d_stage():
+    """A batch-norm encoder trained on in stage volume uses its running statistics: chunking changes nothing."""
+    torch.manual_seed(0)
+    model = build_model("tiny-radclip-resnet18", image={"norm": "batch"}, schedule={"stage": "volume", "freeze_image_encoder": False})
+    model.train()
+    assert model.slice_pooling.training and model.image_encoder.training
+    assert not any(m.training for m in model.image_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    slices, z = _slices(b=1, s=10)
+    _assert_same(_chunked_results(model, slices, z, train=True))
+    assert all(int(m.num_batches_tracked) == 0 for m in model.image_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_stage_2d_volumes_are_the_mean_of_their_slices_with_every_region():
+    torch.manual_seed(0)
+    model = build_model("tiny-radclip-resnet18").eval()
+    slices, z = _slices(b=2, s=4)
+    mask = torch.tensor([[False] * 4, [False, False, True, True]])
+    with torch.no_grad():
+        out = model.encode_volume(slices, z, mask, return_regions=True)
+        first = model.image_and_patch_embeddings(slices[1, :2])
+        per_slice = model._project_image(slices[1, :2])
+    torch.testing.assert_close(out.embedding[1], torch.nn.functional.normalize(per_slice.mean(0), dim=0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.slice_weights[1], torch.tensor([0.5, 0.5, 0.0, 0.0]))
+    assert out.region_embeddings.shape == (2, 4, 4, 128)  # 64 px through stride 32: 2 x 2 regions per slice
+    torch.testing.assert_close(out.region_embeddings[1, :2], first[1], atol=1e-5, rtol=0)
+    assert bool((out.region_embeddings[1, 2:] == 0).all())
+    forward = model(slices=slices, z_mm=z, pad_mask=mask, return_patches=True, **model.tokenize(["a", "b"]))
+    assert forward["patches"].shape == (2, 16, 128)
+    assert forward["patch_mask"][1].tolist() == [False] * 8 + [True] * 8
+
+
+def test_checkpoint_recomputation_updates_batch_norm_statistics_once():
     slices, z = _slices(b=1, s=4)
     stats = []
+    torch.manual_seed(0)
+    batch_norm = build_model("tiny-radclip-resnet18", image={"norm": "batch"})  # stage 2d: statistics are trained
     for checkpoint in (False, True):
-        _set_chunking(radclip, 4, checkpoint)
-        model = build_model(radclip.config).train()
-        model.load_state_dict(radclip.state_dict())
+        _set_chunking(batch_norm, 4, checkpoint)
+        model = build_model(batch_norm.config).train()
+        model.load_state_dict(batch_norm.state_dict())
         model.encode_volume(slices, z).embedding.sum().backward()
         bn = model.image_encoder.net.bn1
         stats.append((bn.running_mean.clone(), bn.num_batches_tracked.item()))

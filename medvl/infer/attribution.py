@@ -55,6 +55,8 @@ class TextBank:
         region_concepts: ``{observation: (concept name, (D,) normalised embedding)}``: the concept the model's
             patch-concept term aligned regions with, for the observations that have one (empty for a model trained
             without the term).
+        concept_scale, concept_bias: the patch-concept term's logit scale (``exp`` taken) and bias, which turn the
+            best region's similarity into the probability that term was trained to give (None without the term).
     """
 
     prompts: dict[str, tuple[list[str], list[str]]]
@@ -64,6 +66,8 @@ class TextBank:
     concept_embeddings: torch.Tensor
     scale: float
     region_concepts: dict[str, tuple[str, torch.Tensor]] = field(default_factory=dict)
+    concept_scale: float | None = None
+    concept_bias: float | None = None
 
     @property
     def observations(self) -> list[str]:
@@ -143,7 +147,12 @@ def build_text_bank(
         [F.normalize(flat[a:b].mean(0), dim=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     ) if concepts else torch.zeros(0, positive.shape[1])  # fmt: skip
     regions = _region_concepts(model, list(table), trained_concepts, device)
-    return TextBank(table, positive, negative, concepts, concept_embeddings, logit_scale_of(model), regions)
+    scale = getattr(model, "concept_logit_scale", None)
+    bias = getattr(model, "concept_logit_bias", None)
+    return TextBank(
+        table, positive, negative, concepts, concept_embeddings, logit_scale_of(model), regions,
+        float(scale.exp()) if scale is not None else None, float(bias) if bias is not None else None,
+    )  # fmt: skip
 
 
 @dataclass
@@ -157,7 +166,7 @@ class ImageAnalysis:
         grid: the region grid ``(h, w)``: the encoder's feature grid, or twice as fine (``analyse(dense=True)``).
         slice_weights: ``(S,)`` share of each slice in the volume embedding (sums to 1).
         pooling: ``image`` (one slice), ``attention`` (the model's slice pooling) or ``mean`` (the model has no
-            slice pooling: slices are averaged).
+            trained slice pooling: slices are averaged).
         content_box: ``(top, left, bottom, right)`` of the image inside the model's padded square input.
         input_size: side of the model's square input in pixels.
         z_mm: ``(S,)`` slice positions of the model input.
@@ -238,7 +247,7 @@ def analyse(
             finer heatmap; False gives the encoder's own regions.
 
     The study embedding equals ``model.encode_image`` for a 2D image and ``model.encode_volume(...).embedding``
-    for a volume (a model without slice pooling averages its slices).
+    for a volume (a model without a trained slice adapter averages its slices).
     """
     device = torch.device(device)
     pixels = torch.from_numpy(model_input.pixels).to(device).unsqueeze(1)
@@ -246,7 +255,7 @@ def analyse(
     n = projected.shape[0]
     if n == 1:
         pooled, weights, pooling = projected[0], torch.ones(1), "image"
-    elif getattr(model, "slice_pooling", None) is not None:
+    elif getattr(model, "pools_slices", False):
         z_mm = torch.from_numpy(model_input.z_mm).to(device)[None]
         pad = torch.zeros(1, n, dtype=torch.bool, device=device)
         pooled, weights, _ = model.slice_pooling(projected[None], z_mm, pad)
@@ -268,21 +277,44 @@ def analyse(
 
 @dataclass(frozen=True)
 class FindingScore:
-    """Zero-shot probability of one observation with the prompts that produced it."""
+    """Zero-shot probability of one observation with the texts that produced it.
+
+    Attributes:
+        source: ``concept`` (the patch-concept head: the best region of any slice against the trained concept,
+            ``positive_prompts`` holds the concept, ``negative_prompts`` is empty) or ``prompts`` (the study
+            embedding against the positive and negative prompt ensembles).
+    """
 
     name: str
     probability: float
     positive_prompts: list[str]
     negative_prompts: list[str]
+    source: str = "prompts"
+
+
+def concept_probability(analysis: ImageAnalysis, bank: TextBank, observation: str) -> float:
+    """The patch-concept head's probability of ``observation``: ``sigmoid(scale * best region similarity + bias)``
+    over every region of every slice, as the concept term was trained (needs a trained region concept)."""
+    best = float((analysis.patches @ bank.region_concepts[observation][1].float()).max())
+    return float(torch.sigmoid(torch.tensor(bank.concept_scale * best + bank.concept_bias)))
 
 
 def finding_scores(analysis: ImageAnalysis, bank: TextBank) -> list[FindingScore]:
-    """Probability of every observation of the bank (label-space order), from the study embedding."""
+    """Probability of every observation of the bank (label-space order).
+
+    Observations with a trained region concept are read by the patch-concept head (:func:`concept_probability`),
+    the reliable zero-shot detector of models trained with that term (docs/pretraining.md), on radiographs and
+    volumes alike; the others by the prompt ensembles on the study embedding.
+    """
     probs = zero_shot_probabilities(analysis.embedding[None], bank.positive, bank.negative, bank.scale)[0]
-    return [
-        FindingScore(name, float(p), list(pos), list(neg))
-        for (name, (pos, neg)), p in zip(bank.prompts.items(), probs.tolist(), strict=True)
-    ]
+    scores = []
+    for (name, (pos, neg)), p in zip(bank.prompts.items(), probs.tolist(), strict=True):
+        if name in bank.region_concepts and bank.concept_scale is not None:
+            concept = bank.region_concepts[name][0]
+            scores.append(FindingScore(name, concept_probability(analysis, bank, name), [concept], [], "concept"))
+        else:
+            scores.append(FindingScore(name, float(p), list(pos), list(neg)))
+    return scores
 
 
 @dataclass(frozen=True)
@@ -369,8 +401,9 @@ def heatmap(
 
 
 def slice_scores(analysis: ImageAnalysis, direction: torch.Tensor, scale: float) -> np.ndarray:
-    """``(S,)`` score of each slice's own embedding for a target direction (scaled similarity)."""
-    return ((analysis.slice_embeddings @ direction.float()) * scale).numpy()
+    """``(S,)`` score of each slice for a target direction: its best region's scaled similarity (the evidence
+    the patch-concept head reads, slice by slice)."""
+    return patch_scores(analysis, direction, scale).reshape(analysis.n_slices, -1).max(axis=1)
 
 
 def top_slices(relevance: Sequence[float], k: int = 3) -> list[int]:

@@ -24,8 +24,9 @@ def evaluating(model: Any) -> Iterator[None]:
 
 
 def uses_slices(model: Any) -> bool:
-    """True when the model pools slices (its image inputs go through ``encode_volume``)."""
-    return getattr(model, "slice_pooling", None) is not None and model.config["schedule"]["stage"] == "volume"
+    """True when the model encodes volumes (its image inputs go through ``encode_volume``; a 2D image is a
+    one-slice volume, whose embedding equals ``encode_image``'s)."""
+    return getattr(model, "slice_pooling", None) is not None
 
 
 def as_volume_batch(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -46,11 +46,14 @@ class VolumeEncoding:
         embedding: ``(B, D)`` L2-normalised volume embeddings.
         slice_weights: ``(B, S)`` share of each slice in the embedding (sums to 1 over real slices, 0 on padding).
         slice_embeddings: ``(B, S, D)`` L2-normalised per-slice embeddings (zeros on padding).
+        region_embeddings: ``(B, S, h*w, D)`` L2-normalised region embeddings of every slice (zeros on padding),
+            when asked for (``return_regions``).
     """
 
     embedding: torch.Tensor
     slice_weights: torch.Tensor
     slice_embeddings: torch.Tensor
+    region_embeddings: torch.Tensor | None = None
 
 
 class VisionLanguageModel(nn.Module):
@@ -109,13 +112,23 @@ class VisionLanguageModel(nn.Module):
             module.requires_grad_(not frozen)
         self.train(self.training)
 
+    @property
+    def pools_slices(self) -> bool:
+        """True in stage ``volume``: the slice adapter pools slices (in stage ``2d`` a volume is their mean)."""
+        return self.slice_pooling is not None and self.config["schedule"]["stage"] == "volume"
+
     def train(self, mode: bool = True) -> VisionLanguageModel:
-        """Like ``nn.Module.train``, but a frozen image encoder stays in eval mode (fixed batch-norm statistics)."""
+        """Like ``nn.Module.train``, but in stage ``volume`` the image encoder's batch-norm layers keep the
+        statistics of the 2D stage (so a volume's embedding does not depend on how its slices are chunked or
+        batched), and a frozen image encoder stays in eval mode altogether."""
         super().train(mode)
         schedule = self.config["schedule"]
-        if schedule["stage"] == "volume" and schedule["freeze_image_encoder"]:
+        if schedule["stage"] == "volume":
+            frozen = schedule["freeze_image_encoder"]
             for module in self.image_modules():
-                module.eval()
+                for part in module.modules() if not frozen else (module,):
+                    if frozen or isinstance(part, nn.modules.batchnorm._BatchNorm):
+                        part.eval()
         return self
 
     def parameter_groups(
@@ -157,6 +170,15 @@ class VisionLanguageModel(nn.Module):
         """``(B, 1, H, W)`` images -> ``(B, D)`` normalised embeddings."""
         return F.normalize(self._project_image(images), dim=-1)
 
+    def _embed_feature_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        """``(B, 1 + h*w, D)`` unnormalised: the global embedding of a feature map, then each region's."""
+        regions = fmap.flatten(2).transpose(1, 2)
+        glob = self.image_projection(self.image_encoder.pool_regions(regions))
+        return torch.cat([glob.unsqueeze(1), self.image_projection(regions)], dim=1)
+
+    def _project_image_and_regions(self, images: torch.Tensor) -> torch.Tensor:
+        return self._embed_feature_map(self.image_encoder.feature_map(images))
+
     def image_and_patch_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """Global and region embeddings from one pass: ``(B, D)``, ``(B, h*w, D)`` (normalised) and ``(h, w)``.
 
@@ -164,9 +186,8 @@ class VisionLanguageModel(nn.Module):
         region projects its own feature with the same head, so regions and images (and texts) are comparable.
         """
         fmap = self.image_encoder.feature_map(images)
-        regions = fmap.flatten(2).transpose(1, 2)
-        glob = self.image_projection(self.image_encoder.pool_regions(regions))
-        return F.normalize(glob, dim=-1), F.normalize(self.image_projection(regions), dim=-1), tuple(fmap.shape[2:])
+        both = F.normalize(self._embed_feature_map(fmap), dim=-1)
+        return both[:, 0], both[:, 1:], tuple(fmap.shape[2:])
 
     def patch_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """``(B, h*w, D)`` normalised region embeddings (row-major over the feature grid) and the grid ``(h, w)``."""
@@ -179,7 +200,7 @@ class VisionLanguageModel(nn.Module):
 
     # ----------------------------------------------------------------------------------------- volumes
     def encode_volume(
-        self, slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor | None = None
+        self, slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor | None = None, return_regions: bool = False
     ) -> VolumeEncoding:
         """Embed volumes given as slice stacks.
 
@@ -187,9 +208,12 @@ class VisionLanguageModel(nn.Module):
             slices: ``(B, S, 1, H, W)``; padded slices may hold anything (they are not encoded).
             z_mm: ``(B, S)`` position of each slice along the volume axis in mm.
             pad_mask: ``(B, S)`` bool, True on padding; None means no padding.
+            return_regions: also return every slice's region embeddings (for the patch-concept term and
+                per-slice concept scores).
 
         Only real slices go through the 2D encoder, ``chunk_size`` at a time (with activation checkpointing
-        when ``slice_pooling.checkpoint``).
+        when ``slice_pooling.checkpoint``). In stage ``volume`` the slice adapter pools them; in stage ``2d``
+        (RadCLIP's first stage, the adapter not trained yet) the volume embedding is their mean.
         """
         if self.slice_pooling is None:
             raise ValueError(f"model '{self.config['name']}' has no slice_pooling section: it cannot encode volumes")
@@ -203,16 +227,23 @@ class VisionLanguageModel(nn.Module):
             raise ValueError(f"pad_mask: expected shape {(b, s)}, got {tuple(pad_mask.shape)}")
         pooling_cfg = self.config["slice_pooling"]
         encoded = encode_in_chunks(
-            self._project_image,
+            self._project_image_and_regions if return_regions else self._project_image,
             slices[real],
             self.image_modules(),
             pooling_cfg["chunk_size"],
             pooling_cfg["checkpoint"],
         )
-        per_slice = encoded.new_zeros(b, s, encoded.shape[-1]).masked_scatter(real.unsqueeze(-1), encoded)
-        pooled, weights, _ = self.slice_pooling(per_slice, z_mm, pad_mask)
+        per_item = encoded.new_zeros(b, s, *encoded.shape[1:]).masked_scatter(real.view(b, s, *[1] * (encoded.ndim - 1)), encoded)
+        per_slice, regions = (per_item[:, :, 0], per_item[:, :, 1:]) if return_regions else (per_item, None)
+        if self.pools_slices:
+            pooled, weights, _ = self.slice_pooling(per_slice, z_mm, pad_mask)
+        else:
+            weights = real.to(per_slice.dtype) / real.sum(dim=1, keepdim=True).to(per_slice.dtype)
+            pooled = torch.einsum("bs,bsd->bd", weights, per_slice)
         slice_embeddings = F.normalize(per_slice, dim=-1).masked_fill(pad_mask.unsqueeze(-1), 0.0)
-        return VolumeEncoding(F.normalize(pooled, dim=-1), weights, slice_embeddings)
+        if regions is not None:
+            regions = F.normalize(regions, dim=-1).masked_fill(pad_mask[:, :, None, None], 0.0)
+        return VolumeEncoding(F.normalize(pooled, dim=-1), weights, slice_embeddings, regions)
 
     # ----------------------------------------------------------------------------------------- text
     @property
@@ -246,8 +277,9 @@ class VisionLanguageModel(nn.Module):
         """One training step's embeddings (call through DDP so gradient sync works).
 
         Give ``images`` (2D) or ``slices``/``z_mm``/``pad_mask`` (volumes), and the tokenised texts. Returns a
-        dict with ``image`` and ``text`` (``(B, D)``), ``slice_weights`` for volumes, ``patches`` and ``grid``
-        when ``return_patches`` (2D only), and the logit parameters (``logit_scale``, ``logit_bias``,
+        dict with ``image`` and ``text`` (``(B, D)``), ``slice_weights`` for volumes, ``patches`` when
+        ``return_patches`` (with ``grid`` for 2D images; for volumes every real slice's regions, with
+        ``patch_mask`` True on padded slices' regions), and the logit parameters (``logit_scale``, ``logit_bias``,
         ``concept_logit_scale``, ``concept_logit_bias``; None when unused) for the losses.
         """
         out: dict[str, Any] = {
@@ -260,12 +292,15 @@ class VisionLanguageModel(nn.Module):
         elif images is not None:
             out["image"] = self.encode_image(images)
         else:
-            if return_patches:
-                raise ValueError("return_patches is only available for 2D images")
             if z_mm is None:
                 raise ValueError("slices need z_mm, the slice positions in mm")
-            volume = self.encode_volume(slices, z_mm, pad_mask)
+            volume = self.encode_volume(slices, z_mm, pad_mask, return_regions=return_patches)
             out["image"], out["slice_weights"] = volume.embedding, volume.slice_weights
+            if volume.region_embeddings is not None:  # every slice's regions; padded slices' masked out
+                b, s, n, d = volume.region_embeddings.shape
+                out["patches"] = volume.region_embeddings.reshape(b, s * n, d)
+                pad = pad_mask if pad_mask is not None else volume.slice_weights == 0
+                out["patch_mask"] = pad[:, :, None].expand(b, s, n).reshape(b, s * n)
         if input_ids is not None:
             out["text"] = self.encode_text(input_ids, attention_mask)
         return out

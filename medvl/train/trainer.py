@@ -140,13 +140,12 @@ class Trainer:
     # ----------------------------------------------------------------------------------------- set-up
     def _kinds(self) -> str:
         kinds = self.cfg.data.kinds
-        pools = self.model.slice_pooling is not None and self.model.config["schedule"]["stage"] == "volume"
+        volumes = self.model.slice_pooling is not None
         if kinds == "auto":
-            return "all" if pools else "2d"
-        if kinds in ("3d", "all") and not pools:
+            return "all" if self.model.pools_slices else "2d"
+        if kinds in ("3d", "all") and not volumes:
             raise ValueError(
-                f"data.kinds={kinds} needs a model with slice pooling in stage 'volume'; model "
-                f"'{self.model.config['name']}' has {'no slice_pooling' if self.model.slice_pooling is None else 'stage 2d'}"
+                f"data.kinds={kinds} needs a model with a slice_pooling section; model '{self.model.config['name']}' has none"
             )
         return kinds
 
