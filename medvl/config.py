@@ -143,23 +143,36 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a settings YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: settings file not found")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return dict(loaded)
+
+
+def build_settings(cls: type[T], values: Mapping[str, Any], overrides: Iterable[str] = (), where: str = "") -> T:
+    """Settings of type ``cls`` from defaults, then ``values``, then ``key=value`` overrides; errors are
+    prefixed with ``where`` (e.g. the file)."""
+    merged = _merge(dict(values), parse_overrides(overrides))
+    try:
+        return _build(cls, merged)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
+
+
+def merge_settings(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in, nested mappings key by key (neither is changed)."""
+    return _merge(dict(base), update)
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
     """Settings of type ``cls`` from defaults, then the YAML file at ``path``, then ``key=value`` overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: settings file not found")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, Mapping):
-            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-        values = dict(loaded)
-    values = _merge(values, parse_overrides(overrides))
-    try:
-        return _build(cls, values)
-    except ConfigError as exc:
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{exc}") from None
+    values = read_settings_file(path) if path is not None else {}
+    return build_settings(cls, values, overrides, str(path) if path is not None else "")
 
 
 def save_config(config: Any, path: str | Path) -> Path:
