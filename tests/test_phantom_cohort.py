@@ -17,12 +17,21 @@ from PIL import Image
 from medvl.cli import main
 from medvl.data.adapters.base import get_adapter
 from medvl.data.manifest import from_rows, read_manifest, write_manifest
-from medvl.data.phantom import MASK_BITS, PhantomError, read_index, read_mask, synthesize
+from medvl.data.phantom import (
+    MASK_BITS_2D,
+    MASK_BITS_3D,
+    MASK_BITS_BY_KIND,
+    PhantomError,
+    read_index,
+    read_mask,
+    synthesize,
+)
+from medvl.data.phantom.ct import FINDING_TISSUE, HU, SCAN_LENGTH_MM, SLICE_THICKNESSES_MM
 from medvl.data.phantom.montage import write_montage
 
 PARAMS = {
     "n_2d": 30,
-    "n_3d": 3,
+    "n_3d": 4,
     "seed": 5,
     "size": 96,
     "ct_size": 48,
@@ -58,8 +67,8 @@ def test_same_seed_gives_byte_identical_cohorts_with_any_worker_count(cohort, tm
 def test_index_layout_and_cohort_file(cohort, rows):
     meta = json.loads((cohort / "cohort.json").read_text())
     assert meta["parameters"]["seed"] == 5 and meta["parameters"]["depth_range"] == [16, 20]
-    assert meta["mask_bits"] == MASK_BITS and meta["version"]
-    assert [r["kind"] for r in rows].count("2d") == 30 and [r["kind"] for r in rows].count("3d") == 3
+    assert meta["mask_bits"] == {"2d": MASK_BITS_2D, "3d": MASK_BITS_3D} and meta["version"]
+    assert [r["kind"] for r in rows].count("2d") == 30 and [r["kind"] for r in rows].count("3d") == 4
     assert len({r["study_id"] for r in rows}) == len(rows)
     for row in rows:
         for column in ("image", "mask", "dicom"):
@@ -101,7 +110,8 @@ def test_masks_hold_exactly_the_labelled_findings(cohort, rows):
         labels = json.loads(row["labels"])
         masks = read_mask(cohort / row["mask"])
         present = {name for name, mask in masks.items() if mask.any()}
-        assert present == {name for name in MASK_BITS if labels.get(name) == 1}, row["study_id"]
+        expected = {name for name in MASK_BITS_BY_KIND[row["kind"]] if labels.get(name) == 1}
+        assert present == expected, row["study_id"]
         assert labels["No Finding"] == int(not present)
         assert {d["name"] for d in json.loads(row["details"])} == present
 
@@ -171,7 +181,7 @@ def test_ct_series_is_valid_dicom_with_shuffled_order(cohort, rows):
             len({(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID) for ds in slices}) == 1
         )
         assert all(ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2" and ds.Modality == "CT" for ds in slices)
-        assert all(2.5 <= float(ds.SliceThickness) <= 5.0 for ds in slices)
+        assert all(float(ds.SliceThickness) in SLICE_THICKNESSES_MM for ds in slices)
         assert {ds.PixelRepresentation for ds in slices} <= {0, 1} and slices[0].RescaleType == "HU"
         by_name = [ds.SOPInstanceUID for ds in sorted(slices, key=lambda ds: Path(ds.filename).name)]
         assert by_name != [ds.SOPInstanceUID for ds in slices], "file names give away the slice order"
@@ -229,7 +239,14 @@ def test_adapter_refuses_bad_options_and_reports_missing_files(cohort, rows, tmp
 
 
 def test_synthesize_refuses_bad_parameters_and_folders(tmp_path):
-    for bad in ({"n_2d": -1}, {"size": 10}, {"depth_range": (40, 20)}, {"eval_fraction": 1.5}, {"n_2d": 0}):
+    for bad in (
+        {"n_2d": -1},
+        {"size": 10},
+        {"depth_range": (40, 20)},
+        {"eval_fraction": 1.5},
+        {"ct_dicom_fraction": -0.1},
+        {"n_2d": 0},
+    ):
         with pytest.raises(PhantomError, match=next(iter(bad)).split("_")[0]):
             synthesize(tmp_path / "x", **{"n_2d": 1, **bad})
     (tmp_path / "busy").mkdir()
@@ -264,12 +281,16 @@ def test_cli_writes_a_cohort_and_a_montage(tmp_path):
         "32",
         "--depth",
         "16,18",
+        "--ct-dicom-fraction",
+        "0",
         "--montage",
         str(tmp_path / "m.png"),
     )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and "synth" in done.stderr  # the progress bar goes to stderr
-    assert len(read_index(tmp_path / "c")) == 7
+    rows = read_index(tmp_path / "c")
+    assert len(rows) == 7 and [r["dicom"] for r in rows if r["kind"] == "3d"] == [""]
+    assert not list((tmp_path / "c" / "3d").rglob("*.dcm"))
     with Image.open(tmp_path / "m.png") as picture:
         assert picture.size[0] > 300
 
@@ -293,3 +314,47 @@ def test_montage_draws_both_kinds(cohort, tmp_path):
     with Image.open(out) as picture:
         pixels = np.asarray(picture.convert("RGB"))
     assert pixels.shape[0] > 200 and pixels.std() > 10
+
+
+@pytest.fixture(scope="module")
+def ct_cohort(tmp_path_factory) -> Path:
+    """A CT training-style cohort: realistic depths, DICOM for none of the studies."""
+    out = tmp_path_factory.mktemp("phantom") / "ct"
+    return synthesize(
+        out, n_2d=0, n_3d=16, seed=3, ct_size=48, depth_range=(40, 200), ct_dicom_fraction=0.0
+    ).parent
+
+
+def test_ct_cohort_honours_depth_and_thickness_and_plants_visible_findings(ct_cohort):
+    rows = read_index(ct_cohort)
+    names, lengths = set(), []
+    for row in rows:
+        x, y, z = json.loads(row["shape"])
+        dx, dy, dz = json.loads(row["spacing"])
+        assert (x, y) == (48, 48) and 40 <= z <= 200 and dz in SLICE_THICKNESSES_MM
+        lengths.append(z * dz)
+        assert row["dicom"] == "" and row["transfer_syntax"] == "" and row["modality"] == "CT"
+        volume = np.asanyarray(nib.load(ct_cohort / row["image"]).dataobj)
+        masks = read_mask(ct_cohort / row["mask"])
+        text = row["report"].lower()
+        for detail in json.loads(row["details"]):
+            name = detail["name"]
+            names.add(name)
+            voxels = volume[masks[name]]
+            assert voxels.size, name
+            assert abs(np.median(voxels) - HU[FINDING_TISSUE[name]]) < 25, (name, np.median(voxels))
+            if detail["size_cm"]:
+                assert f"{detail['size_cm']:.1f} cm" in text or "IMPRESSION" in row["report"], text
+    assert all(SCAN_LENGTH_MM[0] <= length <= SCAN_LENGTH_MM[1] for length in lengths)
+    assert len(names) >= 4 and {"Kidney Cyst", "Ascites", "Lymphadenopathy"} & names
+    assert sum(not json.loads(r["details"]) for r in rows) < len(rows) / 2
+
+
+def test_adapter_ingests_ct_studies_without_dicom(ct_cohort):
+    adapter = get_adapter("phantom")(ct_cohort)  # images=dicom falls back to the NIfTI
+    rows = [row for unit in adapter.units() for row in adapter.rows(unit)]
+    assert len(rows) == 16
+    for row in rows:
+        image = row["images"][0]
+        assert image["path"].endswith("ct.nii.gz") and Path(image["mask"]).is_file()
+        assert set(json.loads(row["labels"])) >= {"Kidney Cyst", "Ascites", "Lymphadenopathy", "Liver Lesion"}

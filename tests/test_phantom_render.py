@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medvl.data.phantom import LABELS_2D, LABELS_3D, MASK_BITS, decode_mask, ground_truth
-from medvl.data.phantom.ct import HU, render_ct, sample_ct_anatomy, sample_ct_geometry
+from medvl.data.phantom import LABELS_2D, LABELS_3D, MASK_BITS_2D, MASK_BITS_3D, decode_mask, ground_truth
+from medvl.data.phantom.ct import (
+    FOV_MM,
+    HU,
+    SCAN_LENGTH_MM,
+    SLICE_THICKNESSES_MM,
+    render_ct,
+    sample_ct_anatomy,
+    sample_ct_geometry,
+)
 from medvl.data.phantom.cxr import render_cxr, sample_cxr_anatomy, sample_cxr_pose
-from medvl.data.phantom.findings import Finding, sample_ct_findings, sample_cxr_findings
+from medvl.data.phantom.findings import CT_FINDINGS, Finding, sample_ct_findings, sample_cxr_findings
 
 BRIGHTER, DARKER = 1, -1
 CXR_CASES = [
@@ -58,7 +66,7 @@ def _cxr_pair(findings, seed: int, size: int = 256, view: str = "PA"):
 def test_cxr_finding_changes_exactly_its_mask(findings, direction, seed):
     render, normal, pose = _cxr_pair(findings, seed, view="AP" if seed else "PA")
     assert {f.name for f in render.findings} == set(direction)
-    masks = decode_mask(render.mask)
+    masks = decode_mask(render.mask, "2d")
     diff = render.image - normal.image
     union = render.mask > 0
     # Outside the masks (beyond the 0.6 px blur) the pixels are identical; noise and anatomy are shared.
@@ -92,7 +100,7 @@ def test_cxr_findings_stay_visible_at_128_px():
             Finding("Pneumothorax", side="left", severity="mild"),
         )
         render, normal, pose = _cxr_pair(findings, seed, size=128)
-        masks, diff = decode_mask(render.mask), render.image - normal.image
+        masks, diff = decode_mask(render.mask, "2d"), render.image - normal.image
         assert masks["Lung Lesion"].sum() >= 9
         assert diff[masks["Lung Lesion"]].mean() > 3 * pose.noise
         assert -diff[masks["Pneumothorax"]].mean() > 3 * pose.noise
@@ -104,7 +112,7 @@ def test_cxr_masks_never_exceed_lungs_or_image():
         findings = sample_cxr_findings(rng)
         render, normal, _ = _cxr_pair(findings, seed)
         names = {f.name for f in render.findings}
-        masks = decode_mask(render.mask)
+        masks = decode_mask(render.mask, "2d")
         assert {n for n, m in masks.items() if m.any()} == names
         truth = ground_truth(names, LABELS_2D)
         assert truth["No Finding"] == int(not names)
@@ -123,59 +131,101 @@ CT_CASES = [
     ),
     (Finding("Pleural Effusion", side="bilateral", severity="moderate"), HU["fluid"], BRIGHTER),
     (Finding("Liver Lesion", severity="mild", region="left", size_cm=1.2), HU["liver_lesion"], DARKER),
+    (Finding("Kidney Cyst", side="left", severity="mild", size_cm=1.5), HU["cyst"], DARKER),
+    (Finding("Kidney Cyst", side="right", severity="severe", size_cm=4.8), HU["cyst"], DARKER),
+    (Finding("Ascites", severity="mild"), HU["fluid"], BRIGHTER),
+    (Finding("Ascites", severity="severe"), HU["fluid"], BRIGHTER),
+    (
+        Finding("Lymphadenopathy", side="right", severity="mild", region="hilar", size_cm=1.5),
+        HU["node"],
+        BRIGHTER,
+    ),
+    (
+        Finding("Lymphadenopathy", side="left", severity="severe", region="paratracheal", size_cm=3.4),
+        HU["node"],
+        BRIGHTER,
+    ),
 ]
 
 
 @pytest.mark.parametrize(("finding", "value", "sign"), CT_CASES)
-def test_ct_finding_changes_exactly_its_mask(finding, value, sign):
+@pytest.mark.parametrize("depth", [32, 160])
+def test_ct_finding_changes_exactly_its_mask(finding, value, sign, depth):
     rng = np.random.default_rng(7)
-    anatomy, geometry = sample_ct_anatomy(rng), sample_ct_geometry(rng, 96, 32)
+    anatomy = sample_ct_anatomy(rng)
+    geometry = sample_ct_geometry(rng, 96, depth, 2 * anatomy.body_half_width)
     render = render_ct(anatomy, geometry, (finding,), np.random.SeedSequence(7))
     normal = render_ct(anatomy, geometry, (), np.random.SeedSequence(7))
-    assert render.findings[0].name == finding.name
-    mask = decode_mask(render.mask)[finding.name]
+    assert [f.name for f in render.findings] == [finding.name]
+    placed = render.findings[0]
+    assert (placed.size_cm, placed.severity) == (finding.size_cm, finding.severity)
+    mask = decode_mask(render.mask, "3d")[finding.name]
+    assert mask.any()
     diff = render.hu.astype(np.int32) - normal.hu
     np.testing.assert_array_equal(diff != 0, mask)
     assert sign * diff[mask].mean() > 15
     assert abs(np.median(render.hu[mask]) - value) < 3 * geometry.noise_hu
+    if finding.size_cm:  # a sphere of the reported size, at most (clipped by the organs around it)
+        sphere_voxels = np.pi / 6 * (10 * finding.size_cm) ** 3 / np.prod(geometry.spacing)
+        assert mask.sum() < 1.3 * sphere_voxels + 12
 
 
 def test_ct_tissues_have_their_hounsfield_units():
     rng = np.random.default_rng(11)
-    anatomy, geometry = sample_ct_anatomy(rng), sample_ct_geometry(rng, 96, 40)
+    anatomy = sample_ct_anatomy(rng)
+    geometry = sample_ct_geometry(rng, 96, 80, 2 * anatomy.body_half_width)
     render = render_ct(anatomy, geometry, (), np.random.SeedSequence(11))
-    hu = render.hu
-    assert hu.dtype == np.int16 and hu.shape == (40, 96, 96)
+    hu, noise = render.hu, 3 * geometry.noise_hu
+    assert hu.dtype == np.int16 and hu.shape == (80, 96, 96)
     assert not render.mask.any()
     assert abs(np.median(hu[:, :3, :3]) - HU["air"]) < 30  # outside the body
     top = hu[-3:]  # above the diaphragm: the lungs are the darkest large region inside the body
     assert ((top > -950) & (top < -500)).mean() > 0.08
-    bottom = hu[:3]  # below the right dome: liver at ~60 HU
-    assert np.abs(bottom - HU["liver"]).__lt__(3 * geometry.noise_hu).mean() > 0.1
+    # Below the diaphragm the abdomen is not uniform: enhanced liver and kidneys, fat around bowel loops.
+    abdomen = hu[: int(0.4 * len(hu))]
+    for tissue, share in (("liver", 0.03), ("kidney", 0.003), ("fat", 0.1), ("soft", 0.05)):
+        assert (np.abs(abdomen - HU[tissue]) < noise).mean() > share, tissue
     assert (hu >= 500).any()  # bone
 
 
-def test_ct_geometry_respects_the_slice_and_scan_constraints():
-    for seed in range(30):
+@pytest.mark.parametrize("depth", [16, 24, 40, 48, 100, 200, 512])
+def test_ct_geometry_uses_real_slice_thicknesses_and_scan_lengths(depth):
+    lengths = set()
+    for seed in range(12):
         rng = np.random.default_rng(seed)
-        depth = int(rng.integers(16, 60))
-        geometry = sample_ct_geometry(rng, 64, depth)
+        geometry = sample_ct_geometry(rng, 64, depth, body_width_mm=360.0)
         dz, dy, dx = geometry.spacing
-        assert 2.5 <= dz <= 5.0 and dy == dx and 320 / 64 <= dx <= 440 / 64 + 1e-6
-        assert depth * dz >= min(120.0, depth * 5.0) - 1e-6
+        assert dz in SLICE_THICKNESSES_MM and dy == dx and 400 / 64 <= dx <= FOV_MM[1] / 64 + 1e-6
+        lengths.add(depth * dz)
         ras = geometry.affine_ras
         np.testing.assert_allclose(np.abs(np.diag(ras))[:3], [dx, dy, dz])
+    low, high = SCAN_LENGTH_MM
+    if low <= depth * SLICE_THICKNESSES_MM[-1] and depth * SLICE_THICKNESSES_MM[0] <= high:
+        assert all(low <= length <= high for length in lengths)
+    else:  # too few or too many slices for the range: the closest thickness
+        assert len(lengths) == 1
+    if depth == 200:
+        assert len(lengths) > 1
 
 
-def test_ct_findings_sampler_only_plants_ct_observations():
-    seen = set()
-    for seed in range(200):
+def test_ct_findings_sampler_plants_several_ct_observations_and_normals():
+    seen, counts = set(), []
+    for seed in range(400):
         findings = sample_ct_findings(np.random.default_rng(seed))
         names = [f.name for f in findings]
-        assert len(names) == len(set(names)) <= 2
+        assert len(names) == len(set(names)) <= 4
         seen.update(names)
+        counts.append(len(names))
         ground_truth(names, LABELS_3D)
-    assert seen == {"Lung Lesion", "Pleural Effusion", "Liver Lesion"}
+        for finding in findings:
+            if finding.name == "Kidney Cyst":
+                assert finding.side in ("right", "left") and 1.5 <= finding.size_cm <= 5.0
+            if finding.name == "Lymphadenopathy":
+                assert finding.side in ("right", "left") and finding.region in ("hilar", "paratracheal")
+                assert 1.5 <= finding.size_cm <= 3.5
+    assert seen == set(CT_FINDINGS)
+    share = np.bincount(counts, minlength=5) / len(counts)
+    assert 0.18 < share[0] < 0.32 and share[1] + share[2] > share[3] + share[4] > 0.1
 
 
 def test_ground_truth_follows_the_hierarchy():
@@ -189,8 +239,22 @@ def test_ground_truth_follows_the_hierarchy():
 
 
 def test_decode_mask_splits_overlapping_bits():
-    mask = np.array([[0, MASK_BITS["Pleural Effusion"] | MASK_BITS["Consolidation"]]], dtype=np.uint8)
-    masks = decode_mask(mask)
+    mask = np.array([[0, MASK_BITS_2D["Pleural Effusion"] | MASK_BITS_2D["Consolidation"]]], dtype=np.uint8)
+    masks = decode_mask(mask, "2d")
     assert masks["Pleural Effusion"][0, 1] and masks["Consolidation"][0, 1] and not masks["Lung Lesion"].any()
     with pytest.raises(ValueError, match="integer"):
-        decode_mask(mask.astype(np.float32))
+        decode_mask(mask.astype(np.float32), "2d")
+    with pytest.raises(ValueError, match="kind"):
+        decode_mask(mask, "4d")
+
+
+def test_mask_bits_fit_uint8_and_are_unique_within_a_kind():
+    for bits in (MASK_BITS_2D, MASK_BITS_3D):
+        assert len(set(bits.values())) == len(bits) and set(bits.values()) <= {1, 2, 4, 8, 16, 32, 64, 128}
+    assert set(MASK_BITS_3D) == set(CT_FINDINGS) and set(MASK_BITS_2D) <= set(LABELS_2D)
+    shared = set(MASK_BITS_2D) & set(MASK_BITS_3D)
+    assert shared and all(MASK_BITS_2D[name] == MASK_BITS_3D[name] for name in shared)
+    # Bit 16 is a radiograph's pneumothorax and a CT's lymphadenopathy: decoding needs the kind.
+    mask = np.array([16], dtype=np.uint8)
+    assert decode_mask(mask, "2d")["Pneumothorax"][0] and "Lymphadenopathy" not in decode_mask(mask, "2d")
+    assert decode_mask(mask, "3d")["Lymphadenopathy"][0] and "Pneumothorax" not in decode_mask(mask, "3d")

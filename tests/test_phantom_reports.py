@@ -13,8 +13,19 @@ import numpy as np
 import pytest
 
 from medvl.data.phantom import LABELS_2D, LABELS_3D, ZERO_SHOT_PROMPTS, ground_truth, phrases
-from medvl.data.phantom.findings import LOBES, SEVERITIES, Finding, sample_ct_findings, sample_cxr_findings
+from medvl.data.phantom.findings import (
+    FOCAL_CT_FINDINGS,
+    LOBES,
+    NODE_STATIONS,
+    SEVERITIES,
+    SIDES,
+    Finding,
+    sample_ct_findings,
+    sample_cxr_findings,
+)
 from medvl.data.phantom.reports import finding_fields, render_sentence, write_report
+from medvl.text.labeller import Labeller
+from medvl.text.labels import CT_OBSERVATIONS, LabelSpace
 
 KEYWORDS = {
     "Cardiomegaly": r"cardiomegaly|\bheart\b|\bcardiac\b",
@@ -24,7 +35,10 @@ KEYWORDS = {
     "Consolidation": r"consolidat|airspace",
     "Lung Lesion": r"nodul|\bmass",
     "Lung Opacity": r"opacit",
-    "Liver Lesion": r"hepat|liver",
+    "Liver Lesion": r"\bhepat|\bliver",
+    "Kidney Cyst": r"renal|kidney",
+    "Ascites": r"ascites|intraperitoneal|free fluid|paracolic|perihepatic",
+    "Lymphadenopathy": r"lymph|adenopathy|\bnodes?\b",
     "Pneumonia": r"pneumonia",
     "Edema": r"edema",
     "Atelectasis": r"atelecta",
@@ -39,7 +53,7 @@ def statements(text: str) -> dict[str, set[int]]:
     """Per observation, the polarities the text gives it: 1 asserted, -1 uncertain, 0 denied."""
     found: dict[str, set[int]] = {}
     for sentence in re.split(r"(?<=\.)\s+|\n", text.lower()):
-        sentence = re.sub(r"^[a-z]+:\s*", "", sentence.strip())
+        sentence = re.sub(r"^[a-z ]+:\s*", "", sentence.strip())
         polarity = -1 if re.search(UNCERTAIN, sentence) else 0 if re.search(NEGATED, sentence) else 1
         for name, pattern in KEYWORDS.items():
             if re.search(pattern, sentence):
@@ -63,8 +77,17 @@ def assert_faithful(text: str, planted: tuple[Finding, ...], space: tuple[str, .
 
 def _variants(name: str, kind: str) -> list[Finding]:
     """One finding per combination of the attributes its templates can show."""
-    if name == "Cardiomegaly":
+    if name in ("Cardiomegaly", "Ascites"):
         return [Finding(name, severity=s) for s in SEVERITIES]
+    if name == "Kidney Cyst":
+        return [Finding(name, side=side, severity=s, size_cm=3.2) for side in SIDES for s in SEVERITIES]
+    if name == "Lymphadenopathy":
+        return [
+            Finding(name, side=side, severity=s, region=station, size_cm=2.3)
+            for side in SIDES
+            for station in NODE_STATIONS
+            for s in SEVERITIES
+        ]
     if name in ("Pleural Effusion", "Pneumothorax"):
         sides = ("right", "left", "bilateral") if name == "Pleural Effusion" else ("right", "left")
         return [Finding(name, side=side, severity=s) for side in sides for s in SEVERITIES]
@@ -196,9 +219,12 @@ def test_project_zero_shot_prompts_are_never_a_training_sentence():
         return " ".join(text.lower().rstrip(".").split())
 
     train = {normal(s) for kind in ("2d", "3d") for _, _, s in _rendered(kind, "train")}
-    prompts = {normal(p) for pair in build_prompts().values() for p in (*pair.positive, *pair.negative)}
-    assert len(prompts) > 100
-    assert sorted(train & prompts) == []
+    for space in (None, LabelSpace.chest_abdomen_ct()):
+        prompts = {
+            normal(p) for pair in build_prompts(space).values() for p in (*pair.positive, *pair.negative)
+        }
+        assert len(prompts) > 100
+        assert sorted(train & prompts) == []
 
 
 def test_report_kind_and_pool_are_checked():
@@ -206,3 +232,70 @@ def test_report_kind_and_pool_are_checked():
         write_report("4d", (), "train", np.random.default_rng(0))
     with pytest.raises(ValueError, match="pool"):
         write_report("2d", (), "test", np.random.default_rng(0))
+
+
+# Where each focal CT finding is, as its sentences must say it (sizes are rendered "2.3").
+_WHERE = {
+    "Lung Lesion": lambda f: rf"{f.side} {f.region} lobe",
+    "Liver Lesion": lambda f: rf"{f.region} hepatic lobe",
+    "Kidney Cyst": lambda f: rf"{f.side} (kidney|renal)",
+    "Lymphadenopathy": lambda f: rf"{f.side} {f.region}",
+}
+
+
+def test_ct_reports_state_location_size_and_severity():
+    assert set(_WHERE) == set(FOCAL_CT_FINDINGS)
+    for pool in phrases.POOLS:
+        for key, finding, sentence in _rendered("3d", pool):
+            if finding is None:
+                continue
+            (name, variant), text = key, sentence.lower()
+            if name in _WHERE and not variant.startswith("impression"):
+                assert f"{finding.size_cm:.1f} cm" in text, f"{key}: no size in {sentence!r}"
+                assert re.search(_WHERE[name](finding), text), f"{key}: no location in {sentence!r}"
+            if name == "Ascites" and variant == "present":
+                assert any(w in text for w in phrases.SEVERITY_WORDS[name][finding.severity]), sentence
+            if name == "Pleural Effusion" and not variant.startswith("uncertain"):
+                assert finding.side in text or "both sides" in text, sentence
+
+
+def test_every_ct_finding_has_eval_phrasings_of_its_own():
+    for name in ("Liver Lesion", "Kidney Cyst", "Ascites", "Lymphadenopathy"):
+        for variant in ("present", "uncertain", "impression"):
+            pools = phrases.CT_POSITIVE[(name, variant)]
+            assert pools.train and pools.eval and not set(pools.train) & set(pools.eval), (name, variant)
+        negations = [n for n in phrases.CT_NEGATIONS if name in n.negates]
+        assert negations and all(n.pools.train and n.pools.eval for n in negations), name
+    train = {s for _, _, s in _rendered("3d", "train")}
+    held_out = {s for _, _, s in _rendered("3d", "eval")}
+    assert not train & held_out
+
+
+@pytest.fixture(scope="module")
+def ct_labeller() -> Labeller:
+    return Labeller(LabelSpace.chest_abdomen_ct())
+
+
+@pytest.mark.parametrize("pool", phrases.POOLS)
+def test_labeller_reads_the_ct_findings_of_every_template(ct_labeller, pool):
+    for key, finding, sentence in _rendered("3d", pool):
+        labels = ct_labeller.label(sentence)
+        if finding is not None and finding.name in CT_OBSERVATIONS:
+            expected = -1 if key[1].startswith("uncertain") else 1
+            assert labels.get(finding.name) == expected, f"{sentence!r} labelled {labels}"
+        elif finding is None and key != "normal":
+            for name in key.negates & set(CT_OBSERVATIONS):
+                assert labels.get(name) == 0, f"{sentence!r} should deny {name}, labelled {labels}"
+        assert not {n for n in CT_OBSERVATIONS if labels.get(n) in (1, -1)} - (
+            {finding.name} if finding is not None else set()
+        ), f"{sentence!r} labelled {labels}"
+
+
+def test_labeller_agrees_with_generated_ct_reports(ct_labeller):
+    for i in range(200):
+        rng = np.random.default_rng(i)
+        planted = sample_ct_findings(rng)
+        report = write_report("3d", planted, phrases.POOLS[i % 2], rng, slice_mm=1.25)
+        labels = ct_labeller.label(f"{report.findings}\n{report.impression}")
+        for name in CT_OBSERVATIONS:
+            assert labels.get(name) == report.mentions.get(name), f"{name}: {labels} vs {report.mentions}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from medvl.text.errors import LabelSpaceError
-from medvl.text.labels import CHEXPERT_14
+from medvl.text.labels import CHEXPERT_14, CT_OBSERVATIONS
 from medvl.text.lexicon import CATEGORIES, Lexicon
 from medvl.text.tokenizer import train_wordpiece
 
@@ -22,7 +22,7 @@ def test_default_content(lexicon: Lexicon) -> None:
     assert len(lexicon) >= 120
     assert {c.category for c in lexicon} == set(CATEGORIES)
     assert all(c.cui is None or re.fullmatch(r"C\d{7}", c.cui) for c in lexicon)
-    assert all(c.parent_observation in (None, *CHEXPERT_14) for c in lexicon)
+    assert all(c.parent_observation in (None, *CHEXPERT_14, *CT_OBSERVATIONS) for c in lexicon)
     cuis = [c.cui for c in lexicon if c.cui]
     assert len(cuis) == len(set(cuis)), "a CUI is used by two concepts"
     by_name = {c.name: c for c in lexicon}
@@ -30,7 +30,7 @@ def test_default_content(lexicon: Lexicon) -> None:
     assert by_name["pleural effusion"].cui == "C0032227"
     assert by_name["pneumothorax"].cui == "C0032326"
     assert by_name["lung"].category == "anatomy"
-    for observation in CHEXPERT_14[1:]:
+    for observation in (*CHEXPERT_14[1:], *CT_OBSERVATIONS):
         assert lexicon.children(observation), f"no concept below {observation}"
 
 
@@ -89,3 +89,15 @@ def test_yaml_extends_and_validates(tmp_path: Path) -> None:
         good.write_text(content)
         with pytest.raises(LabelSpaceError, match=reason):
             Lexicon.from_yaml(good)
+
+
+def test_ct_findings_are_concepts_with_their_observation(lexicon: Lexicon) -> None:
+    text = (
+        "Small ascites in the perihepatic space. 2.1 cm renal cyst. Right hilar lymphadenopathy. "
+        "No focal hepatic lesion."
+    )
+    found = {m.concept.name: (m.concept.parent_observation, m.negated) for m in lexicon.extract(text)}
+    assert found["ascites"] == ("Ascites", False)
+    assert found["renal cyst"] == ("Kidney Cyst", False)
+    assert found["lymphadenopathy"] == ("Lymphadenopathy", False)
+    assert found["liver lesion"] == ("Liver Lesion", True)

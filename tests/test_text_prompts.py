@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from medvl.text.labeller import Labeller
-from medvl.text.labels import CHEXPERT_14, LabelSpace
+from medvl.text.labels import CHEXPERT_14, CT_OBSERVATIONS, LabelSpace
 from medvl.text.prompts import build_prompts
 
 
@@ -23,14 +25,24 @@ def test_one_pair_per_observation_with_ensembles() -> None:
     assert not any("*" in p or "pleural other" in p for pair in prompts.values() for p in pair.positive)
 
 
-def test_labeller_agrees_with_every_prompt() -> None:
-    labeller = Labeller()
-    for name, pair in build_prompts().items():
+@pytest.mark.parametrize("space", [None, LabelSpace.chest_abdomen_ct()], ids=["chexpert", "ct"])
+def test_labeller_agrees_with_every_prompt(space: LabelSpace | None) -> None:
+    labeller = Labeller(space)
+    for name, pair in build_prompts(space).items():
         for text in pair.positive:
             assert labeller.label(text).get(name) == 1, text
         if name != "No Finding":
             for text in pair.negative:
                 assert labeller.label(text).get(name) == 0, text
+
+
+def test_chest_abdomen_ct_prompts_cover_the_ct_findings() -> None:
+    prompts = build_prompts(LabelSpace.chest_abdomen_ct())
+    assert list(prompts) == [*CHEXPERT_14, *CT_OBSERVATIONS]
+    assert "there is ascites" in prompts["Ascites"].positive and "no ascites" in prompts["Ascites"].negative
+    assert "renal cyst" in prompts["Kidney Cyst"].positive
+    assert "there is lymphadenopathy" in prompts["Lymphadenopathy"].positive
+    assert "liver lesion" in prompts["Liver Lesion"].positive
 
 
 def test_custom_label_space_and_ensemble_size(tmp_path: Path) -> None:

@@ -6,8 +6,11 @@
 
 The folder gets cohort.json (generator version and parameters), studies.csv (one row per study: paths,
 labels, report, phrasing pool...) and one folder per study (PNG + mask PNG, some DX/CR DICOM; CT as a
-DICOM series, NIfTI volume and NIfTI mask). The same arguments give byte-identical files. Read it into a
-manifest with 'medvl ingest phantom DIR -o cohort.parquet'.
+NIfTI volume and NIfTI mask, and a DICOM series for --ct-dicom-fraction of them). The same arguments give
+byte-identical files. Read it into a manifest with 'medvl ingest phantom DIR -o cohort.parquet'.
+
+  medvl synth -o ct --n-2d 0 --n-3d 2000 --depth 40,200 --ct-dicom-fraction 0.1 --workers 8
+                                                           a CT training cohort, DICOM for 10 %
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_depth,
         default=(24, 48),
         metavar="MIN,MAX",
-        help="CT slice count range (default 24,48)",
+        help="CT slice count range, 16-512 (default 24,48); slices are 0.625-5 mm thick for a 120-420 mm scan",
     )
     parser.add_argument(
         "--eval-fraction",
@@ -53,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.2,
         help="share of radiographs also written as DICOM (default 0.2)",
+    )
+    parser.add_argument(
+        "--ct-dicom-fraction",
+        type=float,
+        default=1.0,
+        help="share of CTs also written as a DICOM series; the NIfTI is always written (default 1.0)",
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in process)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous cohort in --out")
@@ -74,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             depth_range=args.depth,
             eval_fraction=args.eval_fraction,
             dicom_fraction=args.dicom_fraction,
+            ct_dicom_fraction=args.ct_dicom_fraction,
             workers=args.workers,
             overwrite=args.overwrite,
             progress=not args.quiet,

@@ -1,6 +1,8 @@
 """Label spaces: the observations a labeller reports, with their vocabulary.
 
-The default label space is CheXpert's 14 observations (``data/chexpert14.yaml``). A YAML file with the same
+The default label space is CheXpert's 14 observations (``data/chexpert14.yaml``).
+:meth:`LabelSpace.chest_abdomen_ct` adds the findings of chest/abdomen CT reports that CheXpert lacks
+(:data:`CT_OBSERVATIONS`, ``data/ct_findings.yaml``). A YAML file with the same
 layout extends it (``extend=True``: same-named observations get the extra vocabulary, new ones are appended) or
 replaces it (``extend=False``). See ``data/chexpert14.yaml`` for the fields.
 """
@@ -34,10 +36,12 @@ CHEXPERT_14: tuple[str, ...] = (
     "Fracture",
     "Support Devices",
 )
+CT_OBSERVATIONS: tuple[str, ...] = ("Liver Lesion", "Kidney Cyst", "Ascites", "Lymphadenopathy")
 NO_FINDING_RULE = "no_finding"
 _LIST_FIELDS = ("synonyms", "patterns", "absent", "uncertain", "exclude")
 _KNOWN_FIELDS = frozenset({"name", "rule", "blocks_no_finding", *_LIST_FIELDS})
 DEFAULT_YAML = "chexpert14.yaml"
+CT_YAML = "ct_findings.yaml"
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,19 @@ class LabelSpace:
     @classmethod
     def default(cls) -> LabelSpace:
         """CheXpert's 14 observations with medvl's vocabulary."""
-        text = files("medvl.text.data").joinpath(DEFAULT_YAML).read_text(encoding="utf-8")
-        return cls.from_mapping(yaml.safe_load(text), source="default")
+        return cls._shipped(DEFAULT_YAML, "default")
+
+    @classmethod
+    def chest_abdomen_ct(cls) -> LabelSpace:
+        """CheXpert's 14 observations followed by :data:`CT_OBSERVATIONS`: the label space of chest/abdomen CT
+        reports (the phantom CTs' ``LABELS_3D``)."""
+        return cls.default().extended(cls._shipped(CT_YAML, "ct"))
+
+    @classmethod
+    def _shipped(cls, name: str, source: str) -> LabelSpace:
+        """A label space shipped in ``medvl/text/data``."""
+        text = files("medvl.text.data").joinpath(name).read_text(encoding="utf-8")
+        return cls.from_mapping(yaml.safe_load(text), source=source)
 
     @classmethod
     def from_yaml(cls, path: str | Path, extend: bool = True) -> LabelSpace:

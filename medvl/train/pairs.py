@@ -44,8 +44,10 @@ def label_reports(cohort: CachedCohort, indices: np.ndarray) -> np.ndarray:
     What MedCLIP's label-aware loss uses: labels read from the text, not from any other annotation.
     """
     from medvl.text.labeller import Labeller
+    from medvl.text.labels import CT_OBSERVATIONS, LabelSpace
 
-    labeller = Labeller()
+    ct = any(name in CT_OBSERVATIONS for name in cohort.label_space)
+    labeller = Labeller(LabelSpace.chest_abdomen_ct()) if ct else Labeller()
     out = np.full((len(indices), len(cohort.label_space)), np.nan, dtype=np.float32)
     column = {name: j for j, name in enumerate(cohort.label_space)}
     for row, i in enumerate(indices):

@@ -7,15 +7,34 @@ bit-coded mask into per-finding masks. The ``phantom`` source adapter turns a co
 
 from medvl.data.phantom.cohort import GENERATOR_VERSION, CohortSpec, PhantomError, read_index, synthesize
 from medvl.data.phantom.files import read_mask
-from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, LIVER_LESION, MASK_BITS, decode_mask, ground_truth
+from medvl.data.phantom.labels import (
+    ASCITES,
+    KIDNEY_CYST,
+    LABELS_2D,
+    LABELS_3D,
+    LIVER_LESION,
+    LYMPHADENOPATHY,
+    MASK_BITS,
+    MASK_BITS_2D,
+    MASK_BITS_3D,
+    MASK_BITS_BY_KIND,
+    decode_mask,
+    ground_truth,
+)
 from medvl.data.phantom.prompts import ZERO_SHOT_PROMPTS
 
 __all__ = [
+    "ASCITES",
     "GENERATOR_VERSION",
+    "KIDNEY_CYST",
     "LABELS_2D",
     "LABELS_3D",
     "LIVER_LESION",
+    "LYMPHADENOPATHY",
     "MASK_BITS",
+    "MASK_BITS_2D",
+    "MASK_BITS_3D",
+    "MASK_BITS_BY_KIND",
     "ZERO_SHOT_PROMPTS",
     "CohortSpec",
     "PhantomError",

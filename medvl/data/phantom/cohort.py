@@ -7,9 +7,10 @@ Folder layout (paths in the index are relative to the cohort folder)::
     2d/<patient_id>/<study_id>/image.png     8-bit radiograph (rows, cols)
     2d/<patient_id>/<study_id>/mask.png      bit-coded lesion masks, same grid
     2d/<patient_id>/<study_id>/image.dcm     the same radiograph as DX/CR DICOM (a fraction of studies)
-    3d/<patient_id>/<study_id>/dicom/*.dcm   CT series, one file per slice, shuffled names
-    3d/<patient_id>/<study_id>/ct.nii.gz     the same volume in HU, (X, Y, Z) with its RAS affine
+    3d/<patient_id>/<study_id>/ct.nii.gz     CT volume in HU, (X, Y, Z) with its RAS affine
     3d/<patient_id>/<study_id>/mask.nii.gz   bit-coded lesion masks, same grid
+    3d/<patient_id>/<study_id>/dicom/*.dcm   the same volume as a CT series, one file per slice, shuffled names
+                                             (a fraction of studies; the index's ``dicom`` is empty otherwise)
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, MASK_BITS
+from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, MASK_BITS_BY_KIND
 from medvl.data.phantom.study import INDEX_COLUMNS, KIND_CODES, StudyOptions, StudyPlan, make_study
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 INDEX_NAME = "studies.csv"
 COHORT_NAME = "cohort.json"
 _VISIT_WEIGHTS = (0.55, 0.25, 0.12, 0.08)  # patients with 1, 2, 3, 4 studies
@@ -52,6 +53,7 @@ class CohortSpec:
     depth_range: tuple[int, int]
     eval_fraction: float
     dicom_fraction: float
+    ct_dicom_fraction: float
     monochrome1_fraction: float
     ap_fraction: float
 
@@ -71,7 +73,13 @@ class CohortSpec:
             raise PhantomError(
                 f"depth_range must be two integers with 16 <= low <= high <= 512, got {self.depth_range!r}"
             )
-        for name in ("eval_fraction", "dicom_fraction", "monochrome1_fraction", "ap_fraction"):
+        for name in (
+            "eval_fraction",
+            "dicom_fraction",
+            "ct_dicom_fraction",
+            "monochrome1_fraction",
+            "ap_fraction",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 raise PhantomError(f"{name} must be a number within [0, 1], got {value!r}")
@@ -84,6 +92,7 @@ class CohortSpec:
             ct_size=self.ct_size,
             depth_range=self.depth_range,
             dicom_fraction=self.dicom_fraction,
+            ct_dicom_fraction=self.ct_dicom_fraction,
             monochrome1_fraction=self.monochrome1_fraction,
             ap_fraction=self.ap_fraction,
         )
@@ -163,6 +172,7 @@ def synthesize(
     ct_size: int = 128,
     eval_fraction: float = 0.2,
     dicom_fraction: float = 0.2,
+    ct_dicom_fraction: float = 1.0,
     monochrome1_fraction: float = 0.3,
     ap_fraction: float = 0.3,
     workers: int = 1,
@@ -177,10 +187,13 @@ def synthesize(
         n_3d: number of CT scans.
         seed: the cohort seed; the same parameters give byte-identical files, whatever ``workers`` is.
         size: radiograph side in pixels.
-        depth_range: inclusive range of CT slice counts.
+        depth_range: inclusive range of CT slice counts (16-512; the slice thickness, 0.625-5 mm, is chosen so
+            that a scan covers 120-420 mm where its slice count allows).
         ct_size: CT matrix (rows = columns).
         eval_fraction: share of patients whose reports use the held-out ``eval`` phrasings.
         dicom_fraction: share of radiographs also written as DICOM.
+        ct_dicom_fraction: share of CTs also written as a DICOM series (writing the series takes most of a
+            CT's time; the NIfTI volume is always written).
         monochrome1_fraction: share of those DICOM radiographs stored as MONOCHROME1.
         ap_fraction: share of AP (portable) radiographs; the rest are PA.
         workers: processes making studies (1 = in this process). More than 1 starts spawned processes:
@@ -200,6 +213,7 @@ def synthesize(
         depth_range=tuple(depth_range),
         eval_fraction=eval_fraction,
         dicom_fraction=dicom_fraction,
+        ct_dicom_fraction=ct_dicom_fraction,
         monochrome1_fraction=monochrome1_fraction,
         ap_fraction=ap_fraction,
     )
@@ -212,7 +226,7 @@ def synthesize(
         "generator": "medvl.data.phantom",
         "version": GENERATOR_VERSION,
         "parameters": asdict(spec),
-        "mask_bits": MASK_BITS,
+        "mask_bits": MASK_BITS_BY_KIND,
         "label_spaces": {"2d": list(LABELS_2D), "3d": list(LABELS_3D)},
         "index": INDEX_NAME,
     }

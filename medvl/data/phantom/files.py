@@ -32,9 +32,9 @@ def write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
 def read_mask(path: str | Path) -> dict[str, np.ndarray]:
     """One boolean array per finding from a phantom mask file.
 
-    A ``.png`` mask gives ``(rows, cols)`` arrays aligned with the study's PNG; a ``.nii.gz`` mask gives
-    ``(X, Y, Z)`` arrays aligned with the study's NIfTI volume (and with the DICOM series once stacked
-    along the slice normal).
+    A ``.png`` mask (a radiograph's) gives ``(rows, cols)`` arrays aligned with the study's PNG, one per
+    radiograph finding; a ``.nii.gz`` mask (a CT's) gives ``(X, Y, Z)`` arrays aligned with the study's NIfTI
+    volume (and with the DICOM series once stacked along the slice normal), one per CT finding.
 
     Raises:
         FileNotFoundError: the mask file does not exist.
@@ -44,5 +44,5 @@ def read_mask(path: str | Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"{path}: no such mask file")
     if path.suffix == ".png":
         with Image.open(path) as image:
-            return decode_mask(np.asarray(image))
-    return decode_mask(np.asanyarray(nib.load(path).dataobj))
+            return decode_mask(np.asarray(image), "2d")
+    return decode_mask(np.asanyarray(nib.load(path).dataobj), "3d")

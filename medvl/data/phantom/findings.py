@@ -11,18 +11,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from medvl.data.phantom.labels import LIVER_LESION
+from medvl.data.phantom.labels import ASCITES, KIDNEY_CYST, LIVER_LESION, LYMPHADENOPATHY
 
 SEVERITIES = ("mild", "moderate", "severe")
 SIDES = ("right", "left")
 CXR_FINDINGS = ("Cardiomegaly", "Pleural Effusion", "Consolidation", "Lung Lesion", "Pneumothorax")
-CT_FINDINGS = ("Lung Lesion", "Pleural Effusion", LIVER_LESION)
+CT_FINDINGS = ("Lung Lesion", "Pleural Effusion", LIVER_LESION, KIDNEY_CYST, ASCITES, LYMPHADENOPATHY)
+# Findings at one place with a size (reported with location and size); effusion and ascites are diffuse.
+FOCAL_CT_FINDINGS = ("Lung Lesion", LIVER_LESION, KIDNEY_CYST, LYMPHADENOPATHY)
 # Lobes as (side, lobe); the middle lobe exists on the right only.
 LOBES = (("right", "upper"), ("right", "middle"), ("right", "lower"), ("left", "upper"), ("left", "lower"))
 LUNG_ZONES = ("upper", "mid", "lower")
+NODE_STATIONS = ("hilar", "paratracheal")
 
-_P_NORMAL = 0.3
-_COUNT_WEIGHTS = {1: 0.6, 2: 0.3, 3: 0.1}
+# Share of normal studies and weights of the number of different findings in the others.
+_CXR_MIX = (0.3, {1: 0.6, 2: 0.3, 3: 0.1})
+_CT_MIX = (0.25, {1: 0.4, 2: 0.32, 3: 0.18, 4: 0.1})
 _SEVERITY_WEIGHTS = (0.35, 0.4, 0.25)
 _SIDE_WEIGHTS = {"right": 0.4, "left": 0.4, "bilateral": 0.2}
 
@@ -33,13 +37,14 @@ class Finding:
 
     Attributes:
         name: observation name (a key of :data:`medvl.data.phantom.labels.MASK_BITS`).
-        side: ``right``, ``left`` or ``bilateral`` (patient's side); empty for the heart.
+        side: ``right``, ``left`` or ``bilateral`` (patient's side); empty for the heart and ascites.
         severity: ``mild``, ``moderate`` or ``severe``; mild findings are subtle and may be reported with
             uncertainty.
         region: lobe (``upper``/``middle``/``lower``) for consolidation and CT nodules, lung zone
             (``upper``/``mid``/``lower``) for radiograph nodules, hepatic lobe (``right``/``left``) for liver
-            lesions; empty otherwise.
-        size_cm: diameter of a nodule or liver lesion in cm (one decimal), 0 otherwise.
+            lesions, lymph node station (``hilar``/``paratracheal``) for lymphadenopathy; empty otherwise.
+        size_cm: in cm (one decimal): diameter of a nodule, liver lesion or kidney cyst, short axis of an
+            enlarged lymph node; 0 otherwise.
     """
 
     name: str
@@ -73,10 +78,13 @@ def _size_severity(size_cm: float, mild_below: float, severe_from: float) -> str
     return "severe" if size_cm >= severe_from else "moderate"
 
 
-def _chosen_names(rng: np.random.Generator, names: tuple[str, ...], max_count: int) -> list[str]:
-    if rng.random() < _P_NORMAL:
+def _chosen_names(
+    rng: np.random.Generator, names: tuple[str, ...], mix: tuple[float, dict[int, float]]
+) -> list[str]:
+    p_normal, count_weights = mix
+    if rng.random() < p_normal:
         return []
-    count = min(int(_pick(rng, {k: w for k, w in _COUNT_WEIGHTS.items() if k <= max_count})), len(names))
+    count = min(int(_pick(rng, count_weights)), len(names))
     order = rng.permutation(len(names))[:count]
     return [names[i] for i in sorted(order)]
 
@@ -118,7 +126,7 @@ def sample_cxr_findings(rng: np.random.Generator) -> tuple[Finding, ...]:
     """Findings for one chest radiograph: none (a normal study, 30 %) or one to three different ones."""
     planted: list[Finding] = []
     # Effusion first: pneumothorax, consolidation and nodule placement avoid its side.
-    names = sorted(_chosen_names(rng, CXR_FINDINGS, 3), key=lambda n: n != "Pleural Effusion")
+    names = sorted(_chosen_names(rng, CXR_FINDINGS, _CXR_MIX), key=lambda n: n != "Pleural Effusion")
     for name in names:
         finding = _cxr_finding(rng, name, planted)
         if finding is not None:
@@ -126,19 +134,29 @@ def sample_cxr_findings(rng: np.random.Generator) -> tuple[Finding, ...]:
     return tuple(planted)
 
 
+def _ct_finding(rng: np.random.Generator, name: str) -> Finding:
+    if name == "Pleural Effusion":
+        return _effusion(rng)
+    if name == ASCITES:
+        return Finding(name, severity=_severity(rng))
+    if name == "Lung Lesion":
+        size = round(float(rng.uniform(0.8, 2.5)), 1)
+        side, lobe = LOBES[int(rng.integers(len(LOBES)))]
+        return Finding(name, side=side, severity=_size_severity(size, 1.2, 2.0), region=lobe, size_cm=size)
+    if name == LIVER_LESION:
+        size = round(float(rng.uniform(1.0, 4.0)), 1)
+        lobe = SIDES[int(rng.integers(2))]
+        return Finding(name, severity=_size_severity(size, 1.5, 3.0), region=lobe, size_cm=size)
+    side = SIDES[int(rng.integers(2))]
+    if name == KIDNEY_CYST:
+        size = round(float(rng.uniform(1.5, 5.0)), 1)
+        return Finding(name, side=side, severity=_size_severity(size, 2.5, 4.0), size_cm=size)
+    size = round(float(rng.uniform(1.5, 3.5)), 1)  # lymph node short axis
+    station = NODE_STATIONS[int(rng.integers(len(NODE_STATIONS)))]
+    return Finding(name, side=side, severity=_size_severity(size, 2.0, 3.0), region=station, size_cm=size)
+
+
 def sample_ct_findings(rng: np.random.Generator) -> tuple[Finding, ...]:
-    """Findings for one chest/upper-abdomen CT: none (30 %) or one or two of nodule, effusion, liver lesion."""
-    planted: list[Finding] = []
-    for name in _chosen_names(rng, CT_FINDINGS, 2):
-        if name == "Pleural Effusion":
-            planted.append(_effusion(rng))
-        elif name == "Lung Lesion":
-            size = round(float(rng.uniform(0.8, 2.5)), 1)
-            side, lobe = LOBES[int(rng.integers(len(LOBES)))]
-            severity = _size_severity(size, 1.2, 2.0)
-            planted.append(Finding(name, side=side, severity=severity, region=lobe, size_cm=size))
-        else:
-            size = round(float(rng.uniform(1.0, 4.0)), 1)
-            lobe = SIDES[int(rng.integers(2))]
-            planted.append(Finding(name, severity=_size_severity(size, 1.5, 3.0), region=lobe, size_cm=size))
-    return tuple(planted)
+    """Findings for one chest/abdomen CT: none (25 %) or one to four different ones of :data:`CT_FINDINGS`
+    (one or two most often)."""
+    return tuple(_ct_finding(rng, name) for name in _chosen_names(rng, CT_FINDINGS, _CT_MIX))

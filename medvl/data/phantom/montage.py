@@ -20,7 +20,11 @@ COLOURS = {
     "Lung Lesion": "#40ff40",
     "Pneumothorax": "#ff40ff",
     "Liver Lesion": "#ffff40",
+    "Kidney Cyst": "#40ffff",
+    "Ascites": "#ff8000",
+    "Lymphadenopathy": "#c080ff",
 }
+_ABDOMINAL = frozenset({"Liver Lesion", "Kidney Cyst", "Ascites"})
 _WINDOWS = {"lung": (-600.0, 1500.0), "soft": (40.0, 400.0)}
 
 
@@ -64,7 +68,7 @@ def _ct_slice(
     lesion = sum(m.astype(np.int32) for m in masks.values())
     k = int(np.argmax(lesion.sum(axis=(0, 1)))) if lesion.any() else (3 * volume.shape[2]) // 4
     names = {d["name"] for d in json.loads(row["details"])}
-    centre, width = _WINDOWS["soft" if names == {"Liver Lesion"} else "lung"]
+    centre, width = _WINDOWS["soft" if names and names <= _ABDOMINAL else "lung"]
     # (X, Y) -> (rows, cols) for display: rows are Y, columns are X.
     return (
         volume[:, :, k].T,

@@ -3,8 +3,9 @@
 Every sentence either asserts findings (present or, for subtle ones, uncertain) or denies them, never both,
 so that a sentence-level labeller can check reports against ground truth. Templates are ``str.format``
 strings over the fields ``sev`` (severity adjective), ``sevly`` (its adverb), ``side``, ``lobe`` (``right
-lower lobe``), ``zone`` (``upper``/``mid``/``lower``), ``size`` (cm) and ``hep`` (``right hepatic lobe``);
-the first letter of each sentence is capitalised after formatting.
+lower lobe``), ``zone`` (``upper``/``mid``/``lower``), ``size`` (cm: a diameter, or a lymph node's short
+axis), ``hep`` (``right hepatic lobe``) and ``station`` (lymph node station, ``right hilar``); the first
+letter of each sentence is capitalised after formatting.
 
 A patient's studies use one pool: held-out patients get ``eval`` phrasings, which never occur in ``train``, so
 a model cannot pass the held-out evaluation by memorising training sentences. The zero-shot prompts
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medvl.data.phantom.labels import LIVER_LESION
+from medvl.data.phantom.labels import ASCITES, KIDNEY_CYST, LIVER_LESION, LYMPHADENOPATHY
 
 POOLS = ("train", "eval")
 
@@ -61,6 +62,7 @@ SEVERITY_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "Pneumothorax": {"mild": ("small",), "moderate": ("moderate", "moderate-sized"), "severe": ("large",)},
     "Consolidation": {"mild": ("patchy", "mild"), "moderate": ("focal",), "severe": ("dense", "extensive")},
+    ASCITES: {"mild": ("small", "trace"), "moderate": ("moderate",), "severe": ("large",)},
 }
 ADVERBS = {"mild": "mildly", "moderate": "moderately", "marked": "markedly", "severe": "severely"}
 ORGANS = {
@@ -68,6 +70,9 @@ ORGANS = {
     "Pleural Effusion": "Pleura",
     "Pneumothorax": "Pleura",
     LIVER_LESION: "Liver",
+    KIDNEY_CYST: "Kidneys",
+    ASCITES: "Peritoneum",
+    LYMPHADENOPATHY: "Lymph nodes",
 }
 
 _LUNG_FINDINGS = frozenset(
@@ -250,6 +255,60 @@ CT_POSITIVE: dict[tuple[str, str], Pools] = {
         train=("Hypodense lesion in the {hep}.", "{size} cm hypodense liver lesion."),
         eval=("Hepatic lesion in the {hep}.",),
     ),
+    (KIDNEY_CYST, "present"): Pools(
+        train=(
+            "{size} cm simple cyst in the {side} kidney.",
+            "There is a {size} cm fluid-attenuation renal cyst arising from the {side} kidney.",
+        ),
+        eval=(
+            "{side} renal cyst measuring {size} cm.",
+            "A {size} cm water-density cyst is seen in the {side} kidney.",
+        ),
+    ),
+    (KIDNEY_CYST, "uncertain"): Pools(
+        train=("Possible {size} cm cyst in the {side} kidney.",),
+        eval=("A {size} cm hypodensity in the {side} kidney may represent a renal cyst.",),
+    ),
+    (KIDNEY_CYST, "impression"): Pools(
+        train=("{side} renal cyst.", "{size} cm simple {side} renal cyst."),
+        eval=("Simple cyst of the {side} kidney.",),
+    ),
+    (ASCITES, "present"): Pools(
+        train=(
+            "{sev} ascites in the perihepatic space and both paracolic gutters.",
+            "There is {sev} ascites, perihepatic and along the flanks.",
+        ),
+        eval=(
+            "Ascites, {sev} in amount, tracking along the paracolic gutters into the perihepatic space.",
+            "{sev} intraperitoneal fluid in the flanks and perihepatic space, consistent with ascites.",
+        ),
+    ),
+    (ASCITES, "uncertain"): Pools(
+        train=("Possible trace perihepatic ascites.",),
+        eval=("Questionable small amount of ascites in the flanks.",),
+    ),
+    (ASCITES, "impression"): Pools(
+        train=("{sev} ascites.", "{sev} perihepatic and paracolic ascites."),
+        eval=("Ascites, {sev} in amount.",),
+    ),
+    (LYMPHADENOPATHY, "present"): Pools(
+        train=(
+            "{station} lymphadenopathy: enlarged lymph node measuring {size} cm in short axis.",
+            "There is an enlarged {station} lymph node, {size} cm in short axis.",
+        ),
+        eval=(
+            "{station} adenopathy, the node measuring {size} cm in short-axis diameter.",
+            "Pathologically enlarged {station} node with a short axis of {size} cm.",
+        ),
+    ),
+    (LYMPHADENOPATHY, "uncertain"): Pools(
+        train=("Possible enlarged {station} lymph node, {size} cm in short axis.",),
+        eval=("Questionable {station} lymphadenopathy ({size} cm short axis).",),
+    ),
+    (LYMPHADENOPATHY, "impression"): Pools(
+        train=("{station} lymphadenopathy.", "{size} cm {station} lymph node enlargement."),
+        eval=("Enlarged {station} node.",),
+    ),
 }
 
 
@@ -373,6 +432,27 @@ CT_NEGATIONS: tuple[Negation, ...] = (
         ("Heart size is normal.",),
         ("The heart is not enlarged.",),
     ),
+    _negation(
+        {KIDNEY_CYST},
+        {KIDNEY_CYST},
+        "Kidneys",
+        ("No renal cysts.", "The kidneys are unremarkable."),
+        ("No cystic renal lesion is identified.", "Both kidneys are normal in appearance."),
+    ),
+    _negation(
+        {ASCITES},
+        {ASCITES},
+        "Peritoneum",
+        ("No ascites is seen.", "No intraperitoneal free fluid."),
+        ("There is no ascites.", "No free fluid in the abdomen."),
+    ),
+    _negation(
+        {LYMPHADENOPATHY},
+        {LYMPHADENOPATHY},
+        "Lymph nodes",
+        ("No enlarged lymph nodes.", "No thoracic lymphadenopathy."),
+        ("There is no lymphadenopathy.", "Lymph nodes are not enlarged by size criteria."),
+    ),
 )
 
 NORMAL_IMPRESSIONS = {
@@ -399,6 +479,9 @@ INDICATIONS = (
 )
 EXAMINATIONS = {
     "2d": ("EXAMINATION: Chest radiograph, {view} view.", "EXAMINATION: CHEST ({view})."),
-    "3d": ("EXAMINATION: CT chest and upper abdomen without contrast.", "EXAMINATION: CT CHEST/ABDOMEN."),
+    "3d": (
+        "EXAMINATION: CT chest and upper abdomen with intravenous contrast, portal venous phase.",
+        "EXAMINATION: CT CHEST/ABDOMEN WITH CONTRAST.",
+    ),
 }
 COMPARISONS = ("COMPARISON: None.", "COMPARISON: None available.")

@@ -9,7 +9,7 @@ of them is a whole training sentence.
 
 from __future__ import annotations
 
-from medvl.data.phantom.labels import LIVER_LESION
+from medvl.data.phantom.labels import ASCITES, KIDNEY_CYST, LIVER_LESION, LYMPHADENOPATHY
 
 ZERO_SHOT_PROMPTS: dict[str, tuple[str, str]] = {
     "Cardiomegaly": ("Cardiomegaly is present.", "There is no cardiomegaly."),
@@ -23,6 +23,9 @@ ZERO_SHOT_PROMPTS: dict[str, tuple[str, str]] = {
     "Pneumothorax": ("Pneumothorax is present.", "There is no pneumothorax."),
     "Pleural Effusion": ("Pleural effusion is present.", "There is no pleural effusion."),
     LIVER_LESION: ("A liver lesion is present.", "There is no liver lesion."),
+    KIDNEY_CYST: ("A kidney cyst is present.", "There is no kidney cyst."),
+    ASCITES: ("Ascites is present.", "There is no ascites."),
+    LYMPHADENOPATHY: ("An enlarged lymph node is present.", "There are no enlarged lymph nodes."),
     "No Finding": ("No acute abnormality is present.", "An acute abnormality is present."),
 }
 """Observation -> (positive prompt, negative prompt)."""

@@ -19,7 +19,17 @@ from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, ground_truth
 
 HEDGE_PROBABILITY = 0.35
 _NEGATION_PROBABILITY = {"normal": 0.6, "abnormal": 0.4}
-_ORGAN_ORDER = ("Heart", "Mediastinum", "Lungs", "Pleura", "Liver", "Bones")
+_ORGAN_ORDER = (
+    "Heart",
+    "Mediastinum",
+    "Lymph nodes",
+    "Lungs",
+    "Pleura",
+    "Liver",
+    "Kidneys",
+    "Peritoneum",
+    "Bones",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ def finding_fields(finding: Finding, rng: np.random.Generator) -> dict[str, str]
         fields["zone"] = finding.region
         fields["lobe"] = f"{finding.side} {finding.region} lobe"
         fields["hep"] = f"{finding.region} hepatic lobe"
+        fields["station"] = f"{finding.side} {finding.region}"
     return fields
 
 
@@ -147,7 +158,7 @@ def write_report(
     """Write the report of one study.
 
     Args:
-        kind: ``2d`` (chest radiograph) or ``3d`` (CT of chest and upper abdomen).
+        kind: ``2d`` (chest radiograph) or ``3d`` (CT of chest and abdomen).
         findings: the findings drawn in the image.
         pool: phrasing pool, ``train`` or ``eval``.
         rng: random stream of this report.

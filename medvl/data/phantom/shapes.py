@@ -15,8 +15,10 @@ def ellipse(
     return ((du * c + dv * s) / ru) ** 2 + ((dv * c - du * s) / rv) ** 2
 
 
-def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
-    """Gaussian-filtered white noise with unit standard deviation (``sigma`` in pixels)."""
+def smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, ...], sigma: float | tuple[float, ...]
+) -> np.ndarray:
+    """Gaussian-filtered white noise with unit standard deviation (``sigma`` in pixels, one or one per axis)."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma, mode="wrap")
     return field / max(float(field.std()), 1e-6)
 

@@ -59,6 +59,7 @@ class StudyOptions:
     ct_size: int
     depth_range: tuple[int, int]
     dicom_fraction: float
+    ct_dicom_fraction: float
     monochrome1_fraction: float
     ap_fraction: float
 
@@ -195,7 +196,7 @@ def make_2d_study(options: StudyOptions, plan: StudyPlan, root: Path) -> dict:
 
 
 def make_3d_study(options: StudyOptions, plan: StudyPlan, root: Path) -> dict:
-    """Render, write and index one CT (DICOM series, NIfTI volume, NIfTI mask)."""
+    """Render, write and index one CT (NIfTI volume, NIfTI mask, for a share of the studies a DICOM series)."""
     patient = _patient(options, plan)
     meta_rng, finding_rng, report_rng, file_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence([options.seed, 3, 1, plan.index]).spawn(4)
@@ -203,24 +204,26 @@ def make_3d_study(options: StudyOptions, plan: StudyPlan, root: Path) -> dict:
     render_seed = np.random.SeedSequence([options.seed, 3, 2, plan.index])
     anatomy = ct.sample_ct_anatomy(np.random.default_rng(patient.anatomy_seed))
     depth = int(meta_rng.integers(options.depth_range[0], options.depth_range[1] + 1))
-    geometry = ct.sample_ct_geometry(meta_rng, options.ct_size, depth)
+    geometry = ct.sample_ct_geometry(meta_rng, options.ct_size, depth, 2 * anatomy.body_half_width)
     render = ct.render_ct(anatomy, geometry, sample_ct_findings(finding_rng), render_seed)
     report = write_report("3d", render.findings, plan.phrasing, report_rng, slice_mm=geometry.spacing[0])
 
     folder = Path("3d") / plan.patient_id / plan.study_id
     (root / folder).mkdir(parents=True, exist_ok=True)
     date, age = _visit_date(patient, plan)
-    info = dicom.StudyInfo(plan.patient_id, plan.study_id, patient.sex, age, date, str(options.seed))
-    syntax = _syntax("3d", file_rng)
-    dicom.write_ct_series(
-        root / folder / "dicom",
-        render.hu,
-        geometry,
-        info,
-        file_rng,
-        syntax=syntax,
-        signed=bool(file_rng.random() < 0.5),
-    )
+    fields: dict[str, str] = {}
+    if file_rng.random() < options.ct_dicom_fraction:
+        fields = {"transfer_syntax": _syntax("3d", file_rng), "dicom": str(folder / "dicom")}
+        info = dicom.StudyInfo(plan.patient_id, plan.study_id, patient.sex, age, date, str(options.seed))
+        dicom.write_ct_series(
+            root / fields["dicom"],
+            render.hu,
+            geometry,
+            info,
+            file_rng,
+            syntax=fields["transfer_syntax"],
+            signed=bool(file_rng.random() < 0.5),
+        )
     files.write_nifti(root / folder / "ct.nii.gz", render.hu.transpose(2, 1, 0), geometry.affine_ras)
     files.write_nifti(root / folder / "mask.nii.gz", render.mask.transpose(2, 1, 0), geometry.affine_ras)
     return _row(
@@ -231,12 +234,11 @@ def make_3d_study(options: StudyOptions, plan: StudyPlan, root: Path) -> dict:
         options.seed,
         image=str(folder / "ct.nii.gz"),
         mask=str(folder / "mask.nii.gz"),
-        dicom=str(folder / "dicom"),
         modality="CT",
         photometric="MONOCHROME2",
-        transfer_syntax=syntax,
         shape=json.dumps(list(render.hu.shape[::-1])),
         spacing=json.dumps([round(v, 6) for v in geometry.spacing[::-1]]),
+        **fields,
         **_report_fields(report, render.findings, LABELS_3D),
     )
 
