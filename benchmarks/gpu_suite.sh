@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Every GPU figure of the pretraining-engine and volume issues in one run of at most 8 minutes, in one JSON file.
+# Every GPU figure of the pretraining-engine and volume issues in one run of at most 9.5 minutes, in one JSON file.
 #
 #   bash benchmarks/gpu_suite.sh [OUT.json]               on a GPU machine (default OUT: gpu_suite.json)
-#   bash benchmarks/gpu_suite.sh --cpu-smoke [OUT.json]   every step on tiny models on the CPU (CI; 1-1.5 min)
+#   bash benchmarks/gpu_suite.sh --cpu-smoke [OUT.json]   every step on tiny models on the CPU (CI; about 2 min)
 #
 # Steps, each time-boxed so that one slow step cannot eat the others' time:
 #   input_pipeline  benchmarks/bench_input_pipeline.py: the trainer's host path alone (model a no-op), pairs/s
@@ -11,14 +11,17 @@
 #                   BERT-base, 224 px, bf16, batch 256, through the real input pipeline
 #   slice_pooling   benchmarks/bench_slice_pooling.py: memory and volumes/s of RadCLIP slice pooling at 64 and
 #                   128 slices of 224 px in bf16, chunked with checkpointing against all slices at once
+#   volume_encoders benchmarks/bench_volume_encoders.py: peak memory and time per volume of a training step at
+#                   64 and 128 slices of 224 px in bf16: slice pooling (stage volume and stage 2d) against the
+#                   native 3D encoder (ResNet-18 3D at depth 32, and at the volume's own depth)
 # The JSON records the card (torch.cuda.get_device_name), each step's command, exit status, seconds, results
-# and figures, and what is not measured yet (the native 3D encoder: medvl has none).
+# and figures, and what is not measured yet.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 command="$0 $*" mode=gpu
 case "${1:-}" in
-  -h | --help) sed -n '2,15p' "$0" | cut -c 3-; exit 0 ;;
+  -h | --help) sed -n '2,18p' "$0" | cut -c 3-; exit 0 ;;
   --cpu-smoke) mode=cpu-smoke; shift ;;
 esac
 out=$(realpath -m "${1:-gpu_suite.json}")
@@ -33,16 +36,18 @@ if [ "$mode" = gpu ]; then
     exit 2
   fi
   device=cuda
-  input_limit=150 pretrain_limit=200 slices_limit=90  # with kill grace and collection: < 8 minutes
+  input_limit=150 pretrain_limit=200 slices_limit=90 volumes_limit=90  # with kill grace and collection: < 9.5 minutes
   pretrain=(--model vit-b16-bert resnet50-bert --size 224 --batch 256 --steps 10 --warmup 3 --repeats 3)
   slices=(--model radclip-resnet18 --size 224 --depths 64 128 --chunk 16 --repeats 5)
+  volumes=(--model radclip-resnet18 --size 224 --slices 64 128 --precision bf16 --repeats 3)
   input=(--quick)
 else
   device=cpu
-  input_limit=120 pretrain_limit=120 slices_limit=120  # only against hangs
+  input_limit=120 pretrain_limit=120 slices_limit=120 volumes_limit=120  # only against hangs
   # --peak-tflops 1 exercises the MFU arithmetic; a CPU has no peak worth quoting (the JSON says cpu-smoke).
   pretrain=(--model tiny-resnet18 --size 64 --batch 16 --steps 2 --warmup 1 --repeats 1 --peak-tflops 1)
   slices=(--model tiny-radclip-resnet18 --size 64 --depths 8 --chunk 4 --repeats 1)
+  volumes=(--model tiny-radclip-resnet18 --size 32 --quick)
   input=(--quick --n 64 --size 64 --batch 32 --steps 2 --volumes 2 --repeats 1)
 fi
 
@@ -64,5 +69,7 @@ step pretrain "$pretrain_limit" "$py" benchmarks/bench_pretrain.py --device "$de
   "${pretrain[@]}" --json "$work/pretrain.json"
 step slice_pooling "$slices_limit" "$py" benchmarks/bench_slice_pooling.py --device "$device" "${slices[@]}" \
   --json "$work/slice_pooling.json"
+step volume_encoders "$volumes_limit" "$py" benchmarks/bench_volume_encoders.py --device "$device" "${volumes[@]}" \
+  --json "$work/volume_encoders.json"
 
 "$py" benchmarks/gpu_suite_collect.py "$work" "$out" --mode "$mode" --command "$command"

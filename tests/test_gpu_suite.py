@@ -27,7 +27,10 @@ def test_cpu_smoke_writes_every_figure(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads(out.read_text())
     assert doc["mode"] == "cpu-smoke" and doc["device_name"] and doc["torch"]
-    assert "native_3d_encoder" in doc["not_measured"]
+    assert doc["not_measured"] == {}
+    volumes = doc["figures"]["volume_encoders"]
+    assert set(volumes) == {"8", "16"}
+    assert all(_numbers(volumes["16"][c], ("peak_mb", "step_s")) for c in ("pool-volume", "pool-2d", "3d", "3d-native"))
     steps, figures = doc["steps"], doc["figures"]
     for name in ("pretrain", "slice_pooling"):
         assert steps[name]["status"] == "ok" and steps[name]["command"][1].startswith("benchmarks/")

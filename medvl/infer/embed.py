@@ -24,9 +24,10 @@ def evaluating(model: Any) -> Iterator[None]:
 
 
 def uses_slices(model: Any) -> bool:
-    """True when the model encodes volumes (its image inputs go through ``encode_volume``; a 2D image is a
-    one-slice volume, whose embedding equals ``encode_image``'s)."""
-    return getattr(model, "slice_pooling", None) is not None
+    """True when the model encodes volumes, by slice pooling or with a 3D encoder (its image inputs go through
+    ``encode_volume``; a 2D image is a one-slice volume, whose embedding equals ``encode_image``'s with slice
+    pooling, and a constant stack through a 3D encoder)."""
+    return bool(getattr(model, "encodes_volumes", False))
 
 
 def as_volume_batch(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -40,8 +41,8 @@ def as_volume_batch(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, 
 def image_inputs(model: Any, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
     """Keyword inputs of ``model.forward`` for the images of a collated batch."""
     if uses_slices(model) or batch["image"].ndim == 5:
-        if getattr(model, "slice_pooling", None) is None:
-            raise ValueError("the batch holds volumes but the model has no slice pooling; train on 2D items (data.kinds=2d)")
+        if not uses_slices(model):
+            raise ValueError("the batch holds volumes but the model encodes none (no slice_pooling or volume_encoder); use 2D items")
         slices, z_mm, pad = as_volume_batch(batch)
         return {"slices": slices.to(device), "z_mm": z_mm.to(device), "pad_mask": pad.to(device)}
     return {"images": batch["image"].to(device)}

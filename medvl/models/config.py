@@ -1,9 +1,10 @@
 """Architecture configs: read a JSON/YAML file, fill defaults, refuse unknown keys and impossible values.
 
 A config is a plain dict with the sections ``image``, ``text``, ``projection``, ``slice_pooling`` (or null),
-``schedule``, ``logit`` and ``loss`` plus ``name``, ``description`` and ``embed_dim``. Every section is merged
-onto its defaults, so a config file only states what differs; a key that no section knows is an error that
-names the key (typos never pass silently). The resolved dict is what :class:`VisionLanguageModel` keeps as
+``volume_encoder`` (or null; a native 3D encoder, the alternative to slice pooling), ``schedule``, ``logit`` and
+``loss`` plus ``name``, ``description`` and ``embed_dim``. Every section is merged onto its defaults, so a
+config file only states what differs; a key that no section knows is an error that names the key (typos never
+pass silently). The resolved dict is what :class:`VisionLanguageModel` keeps as
 ``model.config`` and writes next to its weights.
 """
 
@@ -144,8 +145,12 @@ def resolve_config(raw: Mapping[str, Any], source: str, base_dir: Path | None = 
     from medvl.models.image import resolve_image_config
     from medvl.models.slice_pooling import resolve_slice_pooling_config
     from medvl.models.text import resolve_text_config
+    from medvl.models.volume3d import resolve_volume_encoder_config
 
-    known = {"name", "description", "embed_dim", "image", "text", "projection", "slice_pooling", "schedule", "logit", "loss"}
+    known = {
+        "name", "description", "embed_dim", "image", "text", "projection", "slice_pooling", "volume_encoder", "schedule",
+        "logit", "loss",
+    }  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ModelConfigError(f"{source}: {unknown[0]}", f"unknown section; known sections: {', '.join(sorted(known))}")
@@ -163,6 +168,11 @@ def resolve_config(raw: Mapping[str, Any], source: str, base_dir: Path | None = 
     if cfg["projection"]["hidden_dim"] is not None:
         check_number(cfg["projection"]["hidden_dim"], f"{source}: projection.hidden_dim", minimum=1, integer=True)
     cfg["slice_pooling"] = resolve_slice_pooling_config(raw.get("slice_pooling"), f"{source}: slice_pooling")
+    cfg["volume_encoder"] = resolve_volume_encoder_config(raw.get("volume_encoder"), f"{source}: volume_encoder")
+    if cfg["slice_pooling"] is not None and cfg["volume_encoder"] is not None:
+        raise ModelConfigError(
+            f"{source}: volume_encoder", "a model encodes volumes by slice pooling or with a 3D encoder, not both: set slice_pooling to null"
+        )
     cfg["schedule"] = _resolve_schedule(raw.get("schedule"), cfg["slice_pooling"], f"{source}: schedule")
     cfg["logit"] = merge_section(LOGIT_DEFAULTS, raw.get("logit"), f"{source}: logit")
     for key in ("init_temperature", "max_scale", "concept_init_scale"):

@@ -77,15 +77,24 @@ def quarter_layers(num_layers: int) -> list[int]:
     return sorted({max(1, round(num_layers * q / 4)) for q in (1, 2, 3)})
 
 
+INSTANCE_NORMS: dict[type[nn.Module], type[nn.Module]] = {
+    nn.BatchNorm1d: nn.InstanceNorm1d,
+    nn.BatchNorm2d: nn.InstanceNorm2d,
+    nn.BatchNorm3d: nn.InstanceNorm3d,
+}
+
+
 def replace_batch_norm(module: nn.Module, norm: str) -> None:
-    """Swap every ``BatchNorm2d`` in ``module`` for ``GroupNorm(8, C)`` or an affine ``InstanceNorm2d`` (in place).
+    """Swap every ``BatchNorm1d/2d/3d`` in ``module`` for ``GroupNorm(8, C)`` or an affine instance norm of the
+    same dimensionality (in place), so 2D and 3D networks alike can drop batch statistics.
 
     Done after building because MONAI's ResNet applies its ``norm`` argument to the stem only.
     """
     for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
+        instance_norm = INSTANCE_NORMS.get(type(child))
+        if instance_norm is not None:
             c = child.num_features
-            setattr(module, name, nn.GroupNorm(8, c) if norm == "group" else nn.InstanceNorm2d(c, affine=True))
+            setattr(module, name, nn.GroupNorm(8, c) if norm == "group" else instance_norm(c, affine=True))
         else:
             replace_batch_norm(child, norm)
 

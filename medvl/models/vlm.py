@@ -1,8 +1,10 @@
-"""The image-report model: image encoder, text encoder, projection heads, optional slice pooling.
+"""The image-report model: image encoder, text encoder, projection heads, optional slice pooling or 3D encoder.
 
 All embeddings returned by ``encode_*`` live in one joint space of size ``embed_dim`` and are L2-normalised.
 A volume is a stack of 2D slices ``(B, S, 1, H, W)`` with their positions ``z_mm`` and a padding mask; a 2D
-image is a 1-slice volume.
+image is a 1-slice volume. A model encodes volumes in one of two ways: RadCLIP-style, its 2D encoder embeds
+every slice and ``slice_pooling`` pools them; or natively, a ``volume_encoder`` (a 3D CNN with its own
+projection head, :mod:`medvl.models.volume3d`) sees the whole resampled stack.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from medvl.models.chunking import encode_in_chunks
 from medvl.models.config import resolve_config
 from medvl.models.heads import ProjectionHead
 from medvl.models.hf_loading import save_tower
-from medvl.models.image import HF_ARCH, build_image_encoder
+from medvl.models.image import HF_ARCH, ImageEncoder, build_image_encoder
 from medvl.models.param_groups import decay_groups
 from medvl.models.slice_pooling import SlicePooling
 from medvl.models.text import TextEncoder
+from medvl.models.volume3d import build_volume_encoder, resample_depth
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -38,21 +41,29 @@ def _scalar(value: float) -> nn.Parameter:
     return nn.Parameter(torch.tensor(float(value)))
 
 
+def _uniform_weights(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(B, S)`` weights ``1 / n`` on each volume's ``n`` real slices (``real`` True), 0 on padding."""
+    return real.to(dtype) / real.sum(dim=1, keepdim=True).to(dtype)
+
+
 @dataclass
 class VolumeEncoding:
     """What :meth:`VisionLanguageModel.encode_volume` returns.
 
     Attributes:
         embedding: ``(B, D)`` L2-normalised volume embeddings.
-        slice_weights: ``(B, S)`` share of each slice in the embedding (sums to 1 over real slices, 0 on padding).
-        slice_embeddings: ``(B, S, D)`` L2-normalised per-slice embeddings (zeros on padding).
-        region_embeddings: ``(B, S, h*w, D)`` L2-normalised region embeddings of every slice (zeros on padding),
-            when asked for (``return_regions``).
+        slice_weights: ``(B, S)`` share of each slice in the embedding (sums to 1 over real slices, 0 on padding;
+            uniform over the real slices for a 3D encoder, which has no per-slice weighting).
+        slice_embeddings: ``(B, S, D)`` L2-normalised per-slice embeddings (zeros on padding); None for a 3D
+            encoder, which embeds no slice on its own.
+        region_embeddings: when asked for (``return_regions``), L2-normalised region embeddings: ``(B, S, h*w, D)``
+            for every slice (zeros on padding), or for a 3D encoder ``(B, d, h*w, D)`` for the cells of its
+            feature map, ``d`` depth cells in place of slices (none of them padding).
     """
 
     embedding: torch.Tensor
     slice_weights: torch.Tensor
-    slice_embeddings: torch.Tensor
+    slice_embeddings: torch.Tensor | None
     region_embeddings: torch.Tensor | None = None
 
 
@@ -64,6 +75,10 @@ class VisionLanguageModel(nn.Module):
             checked) and kept as :attr:`config`. Use :func:`medvl.models.build_model` to build by name.
 
     Attributes:
+        slice_pooling: the RadCLIP slice adapter (None unless configured).
+        volume_encoder, volume_projection: the native 3D encoder and its own projection head into the joint
+            space (None unless ``volume_encoder`` is configured; then the 2D tower, still used by
+            :meth:`encode_image`, is frozen, see :meth:`apply_schedule`).
         logit_scale: log of the CLIP/SigLIP logit scale (a parameter; None unless the loss config uses it).
         logit_bias: SigLIP bias (None unless ``siglip`` is weighted).
         concept_logit_scale, concept_logit_bias: scale (log) and bias of the concept loss (None unless used).
@@ -82,6 +97,9 @@ class VisionLanguageModel(nn.Module):
         self.slice_pooling = (
             SlicePooling(dim, **{k: v for k, v in pooling.items() if k not in ("chunk_size", "checkpoint")}) if pooling else None
         )
+        volume = cfg["volume_encoder"]
+        self.volume_encoder = build_volume_encoder(volume) if volume else None
+        self.volume_projection = ProjectionHead(self.volume_encoder.out_channels, dim, hidden) if volume else None
         self._init_logit_parameters(cfg["logit"], cfg["loss"]["weights"])
         self.apply_schedule()
 
@@ -98,18 +116,27 @@ class VisionLanguageModel(nn.Module):
         """The modules that make slice embeddings (frozen or slowed down by the schedule)."""
         return [self.image_encoder, self.image_projection]
 
+    @property
+    def freezes_image_encoder(self) -> bool:
+        """True when the 2D tower (:meth:`image_modules`) does not train: stage ``volume`` with
+        ``freeze_image_encoder``, or a model with a ``volume_encoder`` (its volumes never reach the 2D tower,
+        which would otherwise hold parameters without gradients, an error under DDP)."""
+        schedule = self.config["schedule"]
+        return self.volume_encoder is not None or (schedule["stage"] == "volume" and schedule["freeze_image_encoder"])
+
     def apply_schedule(self) -> None:
         """Set ``requires_grad`` from ``config['schedule']``.
 
         Stage ``2d`` trains everything but the slice adapter; stage ``volume`` trains the adapter too, with
-        the image encoder frozen (``freeze_image_encoder``, kept in eval mode) or trained.
+        the image encoder frozen (``freeze_image_encoder``, kept in eval mode) or trained. A model with a
+        ``volume_encoder`` (stage ``2d``, no slice adapter) trains the 3D encoder, its projection, the text
+        tower and the logit parameters; its 2D tower is frozen (:attr:`freezes_image_encoder`).
         """
         schedule = self.config["schedule"]
         if self.slice_pooling is not None:
             self.slice_pooling.requires_grad_(schedule["stage"] == "volume")
-        frozen = schedule["stage"] == "volume" and schedule["freeze_image_encoder"]
         for module in self.image_modules():
-            module.requires_grad_(not frozen)
+            module.requires_grad_(not self.freezes_image_encoder)
         self.train(self.training)
 
     @property
@@ -117,14 +144,18 @@ class VisionLanguageModel(nn.Module):
         """True in stage ``volume``: the slice adapter pools slices (in stage ``2d`` a volume is their mean)."""
         return self.slice_pooling is not None and self.config["schedule"]["stage"] == "volume"
 
+    @property
+    def encodes_volumes(self) -> bool:
+        """True when :meth:`encode_volume` works: the model has a slice adapter or a 3D encoder."""
+        return self.slice_pooling is not None or self.volume_encoder is not None
+
     def train(self, mode: bool = True) -> VisionLanguageModel:
         """Like ``nn.Module.train``, but in stage ``volume`` the image encoder's batch-norm layers keep the
         statistics of the 2D stage (so a volume's embedding does not depend on how its slices are chunked or
-        batched), and a frozen image encoder stays in eval mode altogether."""
+        batched), and a frozen image encoder (:attr:`freezes_image_encoder`) stays in eval mode altogether."""
         super().train(mode)
-        schedule = self.config["schedule"]
-        if schedule["stage"] == "volume":
-            frozen = schedule["freeze_image_encoder"]
+        frozen = self.freezes_image_encoder
+        if frozen or self.config["schedule"]["stage"] == "volume":
             for module in self.image_modules():
                 for part in module.modules() if not frozen else (module,):
                     if frozen or isinstance(part, nn.modules.batchnorm._BatchNorm):
@@ -136,18 +167,20 @@ class VisionLanguageModel(nn.Module):
     ) -> list[dict[str, Any]]:
         """Optimizer groups of the trainable parameters, each with its ``name``, ``lr`` and ``weight_decay``.
 
-        Parts: ``image`` (the image encoder, at ``image_lr``), ``image_head`` (its projection, at ``lr``),
-        ``text`` (the text encoder, at ``text_lr``) and ``heads`` (the text projection, slice pooling and logit
-        parameters, at ``lr``); ``image_lr`` / ``text_lr`` None or 0 mean ``lr``. In stage ``volume`` the image
+        Parts: ``image`` (the image encoder and any 3D encoder, at ``image_lr``), ``image_head`` (their
+        projections, at ``lr``), ``text`` (the text encoder, at ``text_lr``) and ``heads`` (the text projection,
+        slice pooling and logit parameters, at ``lr``); ``image_lr`` / ``text_lr`` None or 0 mean ``lr``. In stage ``volume`` the image
         parts' rates are multiplied by ``image_encoder_lr_scale``. Each part splits into ``<part>/decay`` and
         ``<part>/no_decay`` (weight decay 0: biases, norms, embeddings, logit parameters, see
         :mod:`medvl.models.param_groups`); empty groups are left out.
         """
         schedule = self.config["schedule"]
         scale = schedule["image_encoder_lr_scale"] if schedule["stage"] == "volume" else 1.0
+        towers = [m for m in (self.image_encoder, self.volume_encoder) if m is not None]
+        projections = [m for m in (self.image_projection, self.volume_projection) if m is not None]
         parts = [
-            ("image", [self.image_encoder], (image_lr or lr) * scale),
-            ("image_head", [self.image_projection], lr * scale),
+            ("image", towers, (image_lr or lr) * scale),
+            ("image_head", projections, lr * scale),
             ("text", [self.text_encoder], text_lr or lr),
             ("heads", [self], lr),
         ]
@@ -170,14 +203,16 @@ class VisionLanguageModel(nn.Module):
         """``(B, 1, H, W)`` images -> ``(B, D)`` normalised embeddings."""
         return F.normalize(self._project_image(images), dim=-1)
 
-    def _embed_feature_map(self, fmap: torch.Tensor) -> torch.Tensor:
-        """``(B, 1 + h*w, D)`` unnormalised: the global embedding of a feature map, then each region's."""
+    @staticmethod
+    def _embed_feature_map(fmap: torch.Tensor, encoder: ImageEncoder, projection: ProjectionHead) -> torch.Tensor:
+        """``(B, 1 + N, D)`` unnormalised: the global embedding of a ``(B, C, *grid)`` feature map of ``encoder``,
+        then each of its ``N`` cells' (row-major), through ``projection``."""
         regions = fmap.flatten(2).transpose(1, 2)
-        glob = self.image_projection(self.image_encoder.pool_regions(regions))
-        return torch.cat([glob.unsqueeze(1), self.image_projection(regions)], dim=1)
+        glob = projection(encoder.pool_regions(regions))
+        return torch.cat([glob.unsqueeze(1), projection(regions)], dim=1)
 
     def _project_image_and_regions(self, images: torch.Tensor) -> torch.Tensor:
-        return self._embed_feature_map(self.image_encoder.feature_map(images))
+        return self._embed_feature_map(self.image_encoder.feature_map(images), self.image_encoder, self.image_projection)
 
     def image_and_patch_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """Global and region embeddings from one pass: ``(B, D)``, ``(B, h*w, D)`` (normalised) and ``(h, w)``.
@@ -186,7 +221,7 @@ class VisionLanguageModel(nn.Module):
         region projects its own feature with the same head, so regions and images (and texts) are comparable.
         """
         fmap = self.image_encoder.feature_map(images)
-        both = F.normalize(self._embed_feature_map(fmap), dim=-1)
+        both = F.normalize(self._embed_feature_map(fmap, self.image_encoder, self.image_projection), dim=-1)
         return both[:, 0], both[:, 1:], tuple(fmap.shape[2:])
 
     def patch_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -206,17 +241,20 @@ class VisionLanguageModel(nn.Module):
 
         Args:
             slices: ``(B, S, 1, H, W)``; padded slices may hold anything (they are not encoded).
-            z_mm: ``(B, S)`` position of each slice along the volume axis in mm.
+            z_mm: ``(B, S)`` position of each slice along the volume axis in mm (a 3D encoder only sorts by it).
             pad_mask: ``(B, S)`` bool, True on padding; None means no padding.
-            return_regions: also return every slice's region embeddings (for the patch-concept term and
-                per-slice concept scores).
+            return_regions: also return the region embeddings, every slice's or a 3D encoder's feature-map
+                cells (for the patch-concept term and per-slice concept scores).
 
-        Only real slices go through the 2D encoder, ``chunk_size`` at a time (with activation checkpointing
-        when ``slice_pooling.checkpoint``). In stage ``volume`` the slice adapter pools them; in stage ``2d``
-        (RadCLIP's first stage, the adapter not trained yet) the volume embedding is their mean.
+        With slice pooling, only real slices go through the 2D encoder, ``chunk_size`` at a time (with
+        activation checkpointing when ``slice_pooling.checkpoint``). In stage ``volume`` the slice adapter pools
+        them; in stage ``2d`` (RadCLIP's first stage, the adapter not trained yet) the volume embedding is their
+        mean. With a ``volume_encoder``, see :meth:`_encode_volume_3d`.
         """
-        if self.slice_pooling is None:
-            raise ValueError(f"model '{self.config['name']}' has no slice_pooling section: it cannot encode volumes")
+        if not self.encodes_volumes:
+            raise ValueError(
+                f"model '{self.config['name']}' has no slice_pooling section (nor a volume_encoder): it cannot encode volumes"
+            )
         if slices.ndim != 5 or slices.shape[2] != 1 or not slices.is_floating_point():
             raise ValueError(f"slices: expected a float (B, S, 1, H, W) stack of single-channel slices, got {slices.dtype} {tuple(slices.shape)}")
         b, s = slices.shape[:2]
@@ -225,6 +263,8 @@ class VisionLanguageModel(nn.Module):
         real = ~pad_mask
         if tuple(real.shape) != (b, s):
             raise ValueError(f"pad_mask: expected shape {(b, s)}, got {tuple(pad_mask.shape)}")
+        if self.volume_encoder is not None:
+            return self._encode_volume_3d(slices, z_mm, pad_mask, return_regions)
         pooling_cfg = self.config["slice_pooling"]
         encoded = encode_in_chunks(
             self._project_image_and_regions if return_regions else self._project_image,
@@ -238,12 +278,30 @@ class VisionLanguageModel(nn.Module):
         if self.pools_slices:
             pooled, weights, _ = self.slice_pooling(per_slice, z_mm, pad_mask)
         else:
-            weights = real.to(per_slice.dtype) / real.sum(dim=1, keepdim=True).to(per_slice.dtype)
+            weights = _uniform_weights(real, per_slice.dtype)
             pooled = torch.einsum("bs,bsd->bd", weights, per_slice)
         slice_embeddings = F.normalize(per_slice, dim=-1).masked_fill(pad_mask.unsqueeze(-1), 0.0)
         if regions is not None:
             regions = F.normalize(regions, dim=-1).masked_fill(pad_mask[:, :, None, None], 0.0)
         return VolumeEncoding(F.normalize(pooled, dim=-1), weights, slice_embeddings, regions)
+
+    def _encode_volume_3d(
+        self, slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor, return_regions: bool
+    ) -> VolumeEncoding:
+        """The native 3D path: real slices sorted by ``z_mm`` and resampled to ``volume_encoder.depth``
+        (:func:`~medvl.models.volume3d.resample_depth`), one pass of the 3D encoder over the whole batch, its
+        pooled feature through ``volume_projection``. Slice weights are uniform over the real slices (every
+        slice contributes through the resampling alike), there are no per-slice embeddings, and the regions
+        are the feature map's cells."""
+        encoder, projection = self.volume_encoder, self.volume_projection
+        volumes = resample_depth(slices[:, :, 0], z_mm, pad_mask, encoder.depth).unsqueeze(1)
+        weights = _uniform_weights(~pad_mask, slices.dtype)
+        if not return_regions:
+            return VolumeEncoding(F.normalize(projection(encoder(volumes)), dim=-1), weights, None)
+        fmap = encoder.feature_map(volumes)
+        both = F.normalize(self._embed_feature_map(fmap, encoder, projection), dim=-1)
+        b, _, d = fmap.shape[:3]
+        return VolumeEncoding(both[:, 0], weights, None, both[:, 1:].reshape(b, d, -1, both.shape[-1]))
 
     # ----------------------------------------------------------------------------------------- text
     @property
@@ -278,9 +336,10 @@ class VisionLanguageModel(nn.Module):
 
         Give ``images`` (2D) or ``slices``/``z_mm``/``pad_mask`` (volumes), and the tokenised texts. Returns a
         dict with ``image`` and ``text`` (``(B, D)``), ``slice_weights`` for volumes, ``patches`` when
-        ``return_patches`` (with ``grid`` for 2D images; for volumes every real slice's regions, with
-        ``patch_mask`` True on padded slices' regions), and the logit parameters (``logit_scale``, ``logit_bias``,
-        ``concept_logit_scale``, ``concept_logit_bias``; None when unused) for the losses.
+        ``return_patches`` (with ``grid`` for 2D images; for volumes every slice's regions, with ``patch_mask``
+        True on padded slices' regions, or a 3D encoder's feature-map cells, none masked), and the logit
+        parameters (``logit_scale``, ``logit_bias``, ``concept_logit_scale``, ``concept_logit_bias``; None when
+        unused) for the losses.
         """
         out: dict[str, Any] = {
             name: getattr(self, name) for name in ("logit_scale", "logit_bias", "concept_logit_scale", "concept_logit_bias")
@@ -296,10 +355,13 @@ class VisionLanguageModel(nn.Module):
                 raise ValueError("slices need z_mm, the slice positions in mm")
             volume = self.encode_volume(slices, z_mm, pad_mask, return_regions=return_patches)
             out["image"], out["slice_weights"] = volume.embedding, volume.slice_weights
-            if volume.region_embeddings is not None:  # every slice's regions; padded slices' masked out
+            if volume.region_embeddings is not None:  # every slice's regions (padded slices' masked out) or 3D cells
                 b, s, n, d = volume.region_embeddings.shape
                 out["patches"] = volume.region_embeddings.reshape(b, s * n, d)
-                pad = pad_mask if pad_mask is not None else volume.slice_weights == 0
+                if self.volume_encoder is not None:
+                    pad = torch.zeros(b, s, dtype=torch.bool, device=slices.device)
+                else:
+                    pad = pad_mask if pad_mask is not None else volume.slice_weights == 0
                 out["patch_mask"] = pad[:, :, None].expand(b, s, n).reshape(b, s * n)
         if input_ids is not None:
             out["text"] = self.encode_text(input_ids, attention_mask)

@@ -140,12 +140,12 @@ class Trainer:
     # ----------------------------------------------------------------------------------------- set-up
     def _kinds(self) -> str:
         kinds = self.cfg.data.kinds
-        volumes = self.model.slice_pooling is not None
-        if kinds == "auto":
-            return "all" if self.model.pools_slices else "2d"
-        if kinds in ("3d", "all") and not volumes:
+        if kinds == "auto":  # a 3D encoder trains on volumes; a slice adapter on volumes and 2D images
+            return "3d" if self.model.volume_encoder is not None else "all" if self.model.pools_slices else "2d"
+        if kinds in ("3d", "all") and not self.model.encodes_volumes:
             raise ValueError(
-                f"data.kinds={kinds} needs a model with a slice_pooling section; model '{self.model.config['name']}' has none"
+                f"data.kinds={kinds} needs a model that encodes volumes (a slice_pooling or volume_encoder section); "
+                f"model '{self.model.config['name']}' has neither"
             )
         return kinds
 
