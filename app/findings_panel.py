@@ -6,7 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from app.model_choice import LoadedModel
-from medvl.infer.attribution import FindingScore, ImageAnalysis, QueryScore, finding_scores, query_score
+from medvl.infer.attribution import (
+    FindingScore,
+    ImageAnalysis,
+    QueryScore,
+    finding_scores,
+    observations_for,
+    query_score,
+)
 
 
 def findings_table(scores: list[FindingScore]) -> pd.DataFrame:
@@ -22,14 +29,16 @@ def findings_table(scores: list[FindingScore]) -> pd.DataFrame:
 def findings_panel(loaded: LoadedModel, analysis: ImageAnalysis) -> tuple[list[FindingScore], QueryScore | None]:
     """Draw the findings bars and the query box; returns the scores and the query's score (None when empty)."""
     st.subheader("Findings")
-    scores = finding_scores(analysis, loaded.bank)
+    scores = finding_scores(analysis, loaded.bank, observations_for(loaded.bank, analysis.n_slices > 1))
     st.dataframe(
         findings_table(scores),
         hide_index=True,
         key="findings_table",
         column_config={
             "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.2f",
-                                                           help="zero-shot: softmax over positive vs negative prompts"),
+                                                           help="zero-shot: the patch-concept head (the best region of any slice "
+                                                                "against the trained concept) where the model has one, "
+                                                                "else softmax over positive vs negative prompts"),
         },  # fmt: skip
     )
     text = st.text_input("Free-text query", key="query", placeholder="e.g. small left pleural effusion")

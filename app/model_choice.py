@@ -18,6 +18,7 @@ from medvl.data.preprocess import PrepSettings
 from medvl.infer.attribution import TextBank, build_text_bank
 from medvl.infer.loading import load_for_inference, read_concepts
 from medvl.infer.model_ref import ModelRefError, model_fingerprint, resolve_model
+from medvl.text.labels import LabelSpace
 from medvl.text.prompts import build_prompts
 
 REGISTRY = "Registry model"
@@ -44,8 +45,9 @@ class LoadedModel:
 
 
 def prompt_set(name: str) -> dict[str, Any]:
-    """The zero-shot prompts of a named set: ``default`` (CheXpert-14 ensembles) or ``phantom``."""
-    return dict(ZERO_SHOT_PROMPTS) if name == "phantom" else dict(build_prompts())
+    """The zero-shot prompts of a named set: ``default`` (ensembles for CheXpert-14 and the chest/abdomen CT
+    findings) or ``phantom``."""
+    return dict(ZERO_SHOT_PROMPTS) if name == "phantom" else dict(build_prompts(LabelSpace.chest_abdomen_ct()))
 
 
 def load_model(ref: str, tracking_uri: str | None, prompts: str) -> LoadedModel:

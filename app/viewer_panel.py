@@ -66,10 +66,12 @@ def _jump(display_index: int) -> None:
 def _slice_controls(study: Study, analysis: ImageAnalysis, relevance: np.ndarray, target: str) -> int:
     """Relevance strips, top-slice buttons and the slice slider; returns the displayed slice."""
     model_slice = nearest_slice(analysis.z_mm, float(study.z_mm[st.session_state.get(SLICE, 1) - 1]))
-    label = "slice-pooling attention" if analysis.pooling == "attention" else "uniform (the model has no slice pooling)"
+    label = {"attention": "the model's slice-pooling attention: each slice's share of the volume embedding",
+             "max": "each slice's share of the embedding dimensions it sets (max over slices, no slice adapter)",
+             "3d": "uniform over the 3D encoder's depth cells (a native 3D model weighs no slices)"}.get(analysis.pooling, "uniform (the model averages its slices: no trained slice adapter)")  # fmt: skip
     st.caption(f"Per-slice relevance, {label}:")
     st.image(relevance_strip(analysis.slice_weights, model_slice), width="stretch")
-    st.caption(f"Per-slice score for '{target}':")
+    st.caption(f"Per-slice score for '{target}' (each slice's best region):")
     st.image(relevance_strip(relevance, model_slice), width="stretch")
     buttons = st.columns(TOP_SLICES)
     for column, m in zip(buttons, top_slices(relevance, TOP_SLICES), strict=False):

@@ -8,8 +8,9 @@ Synthesizes a CT phantom cohort (``--n-3d`` volumes of 40-200 slices at 0.6-5 mm
 the slice adapter) once per seed with ``train.seed=N`` plus any ``--set`` overrides, and prints per seed what
 :mod:`medvl.infer.volume_eval` measures on the test split (the patients whose reports use held-out phrasings):
 zero-shot AUROC per finding as the review app scores it, volume-report R@k both ways against chance, and how
-often the app's top 3 slices contain a focal lesion against 3 random slices. The same architecture untrained
-(the random twin) is measured once. Rows go to ``WORK/volume-seeds.jsonl`` too.
+often the app's top 3 slices contain a focal lesion against 3 random slices, and the benchx phantom-3d linear probe
+(macro AUROC with its 95% CI). The same architecture untrained (the random twin) is measured once. Rows go to
+``WORK/volume-seeds.jsonl`` too.
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ def summary(evaluation: dict) -> dict:
     }
 
 
+def linear_probe(model: str, work: Path, name: str) -> dict:
+    """benchx phantom-3d linear probe (all training labels, seeds 0-2): macro AUROC with its 95% CI."""
+    from benchx.api import evaluate
+
+    results = evaluate(model, "phantom", tasks=["linear_probe"], fractions=[1.0], datasets=["phantom-3d"],
+                       out_dir=work / f"benchx-{name}", tracking_uri=f"sqlite:///{work / 'benchx.db'}",
+                       data_dir=work / "benchx-data", progress=False)  # fmt: skip
+    row = next(r for r in results.results if r.metric == "auroc_macro" and not r.group)
+    return {"probe_auroc": round(row.mean, 3), "probe_ci": [round(row.ci_low, 3), round(row.ci_high, 3)]}
+
+
 def run_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest: Path) -> dict:
     """Train every stage of ``recipe`` for one seed and evaluate the last stage's model."""
     out = work / f"seed-{seed}"
@@ -67,7 +79,8 @@ def run_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest
     minutes = (time.perf_counter() - started) / 60
     model_dir = plan_stages(recipe, settings)[-1].run_dir / "model"
     row = {"seed": seed, "overrides": overrides, "train_minutes": round(minutes, 1)}
-    return row | summary(evaluate_volumes(model_dir, work / "cache", "test", progress=True).as_dict())
+    row |= summary(evaluate_volumes(model_dir, work / "cache", "test", progress=True).as_dict())
+    return row | linear_probe(str(model_dir), work, f"seed-{seed}")
 
 
 def random_twin(work: Path) -> dict:
@@ -86,7 +99,8 @@ def random_twin(work: Path) -> dict:
     twin = build_model(config["name"], image={"image_size": config["image"]["image_size"]}, schedule=config["schedule"])
     twin_dir = twin.save_pretrained(work / "random-twin")
     save_preprocess(read_preprocess(trained[-1]), twin_dir)
-    return {"seed": "random twin"} | summary(evaluate_volumes(twin_dir, work / "cache").as_dict())
+    row = {"seed": "random twin"} | summary(evaluate_volumes(twin_dir, work / "cache").as_dict())
+    return row | linear_probe(str(twin_dir), work, "random-twin")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medvl.config import ConfigError
 from pipelines.config import PipelineConfig, load_pipeline_config
@@ -18,17 +19,23 @@ from pipelines.runner import Context, StageError, failure_status
 from pipelines.state import STATE_FILE, StateError
 
 CONFIG = Path(__file__).with_name("configs") / "demo.yaml"
+CT_CONFIG = CONFIG.with_name("demo-ct.yaml")
 PHANTOM_DIR = "phantom"
+CT_PHANTOM_DIR = "phantom-ct"
 PIPELINE_DIR = "pipeline"
+CT_PIPELINE_DIR = "pipeline-ct"
 MONTAGE = "montage.png"
+CT_SIZE = 64
+CT_DEPTH = (40, 120)
 
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How big the demo is: cohort, image size, benchx seeds; pretraining steps and batch (``--quick`` only: the full
-    demo takes them from its recipe)."""
+    """How big the demo is: cohorts, image size, benchx seeds; pretraining steps and batch (``--quick`` only: the full
+    demo takes them from its recipes)."""
 
     n_2d: int
+    n_3d: int
     synth_size: int
     cache_size: int
     steps: int
@@ -36,21 +43,21 @@ class DemoSize:
     seeds: tuple[int, ...]
 
 
-FULL = DemoSize(n_2d=1200, synth_size=128, cache_size=128, steps=600, batch_size=32, seeds=(0, 1, 2))
-QUICK = DemoSize(n_2d=80, synth_size=64, cache_size=64, steps=20, batch_size=16, seeds=(0,))
+FULL = DemoSize(n_2d=1200, n_3d=240, synth_size=128, cache_size=128, steps=600, batch_size=32, seeds=(0, 1, 2))
+QUICK = DemoSize(n_2d=80, n_3d=24, synth_size=64, cache_size=64, steps=20, batch_size=16, seeds=(0,))
 
 
-def synthesize_cohort(root: Path, n_2d: int, n_3d: int, seed: int, size: int) -> bool:
-    """Write the phantom cohort into ``root`` unless the same one is there; returns True when (re)written."""
+def synthesize_cohort(root: Path, **params: Any) -> bool:
+    """Write the phantom cohort of ``params`` (:func:`medvl.data.phantom.synthesize` arguments) into ``root``
+    unless the same one is there; returns True when (re)written."""
     from medvl.data.phantom import synthesize
 
-    params = {"n_2d": n_2d, "n_3d": n_3d, "seed": seed, "size": size}
     cohort = root / "cohort.json"
     if cohort.is_file() and (root / "studies.csv").is_file():
         written = json.loads(cohort.read_text())["parameters"]
-        if all(written.get(k) == v for k, v in params.items()):
+        if all(written.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in params.items()):
             return False
-    synthesize(root, n_2d=n_2d, n_3d=n_3d, seed=seed, size=size, overwrite=True, progress=True)
+    synthesize(root, **params, overwrite=True, progress=True)
     return True
 
 
@@ -62,8 +69,7 @@ def demo_config(args: argparse.Namespace, size: DemoSize, out: Path) -> Pipeline
     real = None if (args.no_realdata or args.quick) else realdata_root()
     if real is not None:
         os.environ["MEDVL_REALDATA"] = str(real)
-    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(out / 'mlflow.db').resolve()}"
-    config = load_pipeline_config(CONFIG, [f"tracking_uri={tracking}", f"cache.size={size.cache_size}",
+    config = load_pipeline_config(CONFIG, [f"tracking_uri={tracking_uri(out)}", f"cache.size={size.cache_size}",
                                            f"evaluate.seeds={list(size.seeds)}"])
     if real is None:
         config.sources = [s for s in config.sources if s.adapter == "phantom"]
@@ -72,6 +78,23 @@ def demo_config(args: argparse.Namespace, size: DemoSize, out: Path) -> Pipeline
         config.pretrain.overrides += [f"train.steps={size.steps}", f"train.batch_size={size.batch_size}",
                                       "train.eval_every=10", "train.checkpoint_every=10", "train.log_every=5"]
     return config
+
+
+def demo_ct_config(args: argparse.Namespace, size: DemoSize, out: Path) -> PipelineConfig:
+    """The volume pipeline config (``demo-ct.yaml``) with this run's folders, seeds and tracking URI."""
+    os.environ["MEDVL_DEMO_PHANTOM_CT"] = str((out / CT_PHANTOM_DIR).resolve())
+    config = load_pipeline_config(CT_CONFIG, [f"tracking_uri={tracking_uri(out)}", f"evaluate.seeds={list(size.seeds)}"])
+    if args.quick:
+        config.gate.policy = str(CONFIG.with_name("gate-demo-ct-quick.yaml"))
+        config.evaluate.tasks = ["linear_probe", "retrieval"]
+        config.pretrain.overrides += [f"train.steps={size.steps}", "train.batch_size=8", "data.max_slices=8",
+                                      "train.eval_every=10", "train.checkpoint_every=10", "train.log_every=5"]
+    return config
+
+
+def tracking_uri(out: Path) -> str:
+    """``$MLFLOW_TRACKING_URI``, else a sqlite store in the demo folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(out / 'mlflow.db').resolve()}"
 
 
 def is_stale(work: Path, config_hash: str, cohort_rewritten: bool) -> bool:
@@ -83,7 +106,7 @@ def is_stale(work: Path, config_hash: str, cohort_rewritten: bool) -> bool:
 
 
 def print_evaluation(ctx: Context) -> None:
-    """The benchx comparison of the demo model with the baseline."""
+    """The benchx comparison of a demo model with its baseline."""
     from pipelines.summary import comparison_table
 
     evaluated = ctx.state.outputs("benchx")
@@ -93,43 +116,61 @@ def print_evaluation(ctx: Context) -> None:
         print(comparison_table(evaluated["model"]["results"], evaluated["baseline"]["results"]))
 
 
-def print_next_steps(ctx: Context) -> None:
-    """How to open the review app and the lineage of the demo model."""
+def model_ref(ctx: Context) -> str:
+    """The demo model's registry reference: ``@alias`` when the gate passed it, else its version."""
     name, alias = ctx.config.model_name, ctx.config.gate.alias
-    gate = ctx.state.outputs("gate")
-    ref = f"models:/{name}@{alias}" if gate["passed"] else ctx.state.outputs("register")["model_uri"]
-    env = f"MLFLOW_TRACKING_URI={ctx.tracking_uri}"
-    print(f"\nmodel: {ref}\nreview it in the clinician app:\n  {env} medvl review --model {ref}\n"
-          f"  (or: {env} streamlit run app/Home.py)\nlineage: {env} medvl lineage {ref}")
+    return f"models:/{name}@{alias}" if ctx.state.outputs("gate")["passed"] else ctx.state.outputs("register")["model_uri"]
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run ``medvl demo`` (see :mod:`pipelines.demo`); returns the exit status."""
+def print_next_steps(contexts: list[Context]) -> None:
+    """How to open the review app on the demo models, and their lineage."""
+    env = f"MLFLOW_TRACKING_URI={contexts[0].tracking_uri}"
+    for ctx in contexts:
+        kind = "volumes (CT)" if ctx.config.name.endswith("-ct") else "radiographs"
+        print(f"\nmodel for {kind}: {model_ref(ctx)}")
+    print(f"review them in the clinician app:\n  {env} medvl review --model {model_ref(contexts[0])}\n"
+          f"  (or: {env} streamlit run app/Home.py; pick the model in the sidebar)\n"
+          f"lineage: {env} medvl lineage {model_ref(contexts[0])}")
+
+
+def run_pipeline(config: PipelineConfig, work: Path, fresh: bool, montage: Path | None) -> Context:
+    """One demo pipeline up to the cache (with a cohort summary and a montage), then to the end."""
     from pipelines import pretrain_evaluate_register as pipeline
     from pipelines.montage import write_montage
     from pipelines.summary import cohort_summary
 
+    if is_stale(work, pipeline.config_hash(config), fresh):
+        print(f"[demo] {work} was made from another cohort or config: starting it over", flush=True)
+        shutil.rmtree(work)
+    ctx = pipeline.run(config, work, until="cache")
+    print("\n" + cohort_summary(ctx.state.outputs("ingest")["manifest"]))
+    if montage is not None:
+        print(f"montage: {write_montage(ctx.state.outputs('cache')['cache'], montage)}\n", flush=True)
+    return pipeline.run(config, work)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run ``medvl demo`` (see :mod:`pipelines.demo`); returns the exit status."""
     size = QUICK if args.quick else FULL
     n_2d = args.n_2d if args.n_2d is not None else size.n_2d
-    if n_2d < 2 * size.batch_size or args.n_3d < 0:
-        print(f"medvl demo: --n-2d must be at least {2 * size.batch_size} and --n-3d at least 0", file=sys.stderr)
+    n_3d = args.n_3d if args.n_3d is not None else size.n_3d
+    if n_2d < 2 * size.batch_size or not (n_3d == 0 or n_3d >= 20):
+        print(f"medvl demo: --n-2d must be at least {2 * size.batch_size} and --n-3d 0 or at least 20", file=sys.stderr)
         return 2
     out: Path = args.out
+    contexts = []
     try:
-        print(f"[demo] phantom cohort: {n_2d} radiographs, {args.n_3d} CTs in {out / PHANTOM_DIR}", flush=True)
-        fresh = synthesize_cohort(out / PHANTOM_DIR, n_2d, args.n_3d, args.seed, size.synth_size)
-        config = demo_config(args, size, out)
-        work = out / PIPELINE_DIR
-        if is_stale(work, pipeline.config_hash(config), fresh):
-            print(f"[demo] {work} was made from another cohort or config: starting it over", flush=True)
-            shutil.rmtree(work)
-        ctx = pipeline.run(config, work, until="cache")
-        print("\n" + cohort_summary(ctx.state.outputs("ingest")["manifest"]))
-        montage = write_montage(ctx.state.outputs("cache")["cache"], out / MONTAGE)
-        print(f"montage: {montage}\n", flush=True)
-        ctx = pipeline.run(config, work)
+        print(f"[demo] phantom cohorts: {n_2d} radiographs in {out / PHANTOM_DIR}, {n_3d} CTs in {out / CT_PHANTOM_DIR}",
+              flush=True)  # fmt: skip
+        fresh = synthesize_cohort(out / PHANTOM_DIR, n_2d=n_2d, n_3d=0, seed=args.seed, size=size.synth_size)
+        contexts.append(run_pipeline(demo_config(args, size, out), out / PIPELINE_DIR, fresh, out / MONTAGE))
+        print_evaluation(contexts[-1])
+        if n_3d:
+            fresh = synthesize_cohort(out / CT_PHANTOM_DIR, n_2d=0, n_3d=n_3d, seed=args.seed, ct_size=CT_SIZE,
+                                      depth_range=CT_DEPTH, ct_dicom_fraction=0.1, workers=2)  # fmt: skip
+            contexts.append(run_pipeline(demo_ct_config(args, size, out), out / CT_PIPELINE_DIR, fresh, None))
+            print_evaluation(contexts[-1])
     except (ConfigError, StateError, StageError) as exc:
         return failure_status("medvl demo", exc)
-    print_evaluation(ctx)
-    print_next_steps(ctx)
-    return 0 if ctx.state.outputs("gate")["passed"] else 1
+    print_next_steps(contexts)
+    return 0 if all(ctx.state.outputs("gate")["passed"] for ctx in contexts) else 1

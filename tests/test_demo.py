@@ -32,19 +32,28 @@ def test_quick_demo_runs_the_whole_loop_and_reruns_from_its_state(tmp_path):
     assert "benchx (quick): models:/medvl-demo/1 vs random:tiny-resnet18" in first.stdout
     assert "linear_probe" in first.stdout and "auroc_macro" in first.stdout
     assert "medvl review --model models:/medvl-demo@champion" in first.stdout
+    assert "cohort: 24 studies" in first.stdout  # the CT cohort of the volume model
+    assert "benchx (quick-ct): models:/medvl-demo-ct/1 vs random:tiny-radclip-resnet18" in first.stdout
+    assert "model for volumes (CT): models:/medvl-demo-ct@champion" in first.stdout
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{(out / 'mlflow.db').resolve()}")
-    champion = client.get_model_version_by_alias("medvl-demo", "champion")
-    assert str(champion.version) == "1" and champion.tags["gate.passed"].lower() == "true"
-    assert "model_card" in champion.tags
+    for name in ("medvl-demo", "medvl-demo-ct"):
+        champion = client.get_model_version_by_alias(name, "champion")
+        assert str(champion.version) == "1" and champion.tags["gate.passed"].lower() == "true"
+        assert "model_card" in champion.tags
+    volume_model = client.get_model_version_by_alias("medvl-demo-ct", "champion")
+    assert (out / "pipeline-ct" / "pretrain" / "medvl-demo-ct-2d" / "model" / "lineage.json").is_file()  # both stages ran
+    assert volume_model.run_id
     again = demo(out)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert again.stdout.count("done before, skipped") >= 8 + 3  # data stages seen twice, the rest once
-    assert len(client.search_model_versions("name = 'medvl-demo'")) == 1
+    assert again.stdout.count("done before, skipped") >= 2 * (8 + 3)  # data stages seen twice, the rest once, per model
+    for name in ("medvl-demo", "medvl-demo-ct"):
+        assert len(client.search_model_versions(f"name = '{name}'")) == 1
 
 
 def test_demo_refuses_a_cohort_smaller_than_two_batches(tmp_path):
-    bad = demo(tmp_path / "demo", "--n-2d", "10")
-    reasons = [line for line in bad.stderr.splitlines() if line.startswith("medvl demo:")]
-    assert bad.returncode == 2 and len(reasons) == 1 and "--n-2d" in reasons[0]
+    for flag, value in (("--n-2d", "10"), ("--n-3d", "5")):
+        bad = demo(tmp_path / "demo", flag, value)
+        reasons = [line for line in bad.stderr.splitlines() if line.startswith("medvl demo:")]
+        assert bad.returncode == 2 and len(reasons) == 1 and flag in reasons[0]

@@ -182,17 +182,23 @@ def test_volume_stage_keeps_batch_norm_statistics_of_the_2d_stage():
     assert all(int(m.num_batches_tracked) == 0 for m in model.image_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
-def test_stage_2d_volumes_are_the_mean_of_their_slices_with_every_region():
+@pytest.mark.parametrize("first_stage", ["max", "mean"])
+def test_stage_2d_pools_real_slices_without_the_adapter_and_returns_every_region(first_stage):
     torch.manual_seed(0)
-    model = build_model("tiny-radclip-resnet18").eval()
+    model = build_model("tiny-radclip-resnet18", slice_pooling={"first_stage": first_stage}).eval()
     slices, z = _slices(b=2, s=4)
     mask = torch.tensor([[False] * 4, [False, False, True, True]])
     with torch.no_grad():
         out = model.encode_volume(slices, z, mask, return_regions=True)
         first = model.image_and_patch_embeddings(slices[1, :2])
         per_slice = model._project_image(slices[1, :2])
-    torch.testing.assert_close(out.embedding[1], torch.nn.functional.normalize(per_slice.mean(0), dim=0), atol=1e-5, rtol=0)
-    torch.testing.assert_close(out.slice_weights[1], torch.tensor([0.5, 0.5, 0.0, 0.0]))
+    pooled = per_slice.amax(0) if first_stage == "max" else per_slice.mean(0)
+    torch.testing.assert_close(out.embedding[1], torch.nn.functional.normalize(pooled, dim=0), atol=1e-5, rtol=0)
+    if first_stage == "max":  # a slice's weight: the share of dimensions it sets
+        wins = (per_slice[0] > per_slice[1]).float().mean()
+        torch.testing.assert_close(out.slice_weights[1], torch.stack([wins, 1 - wins, torch.tensor(0.0), torch.tensor(0.0)]))
+    else:
+        torch.testing.assert_close(out.slice_weights[1], torch.tensor([0.5, 0.5, 0.0, 0.0]))
     assert out.region_embeddings.shape == (2, 4, 4, 128)  # 64 px through stride 32: 2 x 2 regions per slice
     torch.testing.assert_close(out.region_embeddings[1, :2], first[1], atol=1e-5, rtol=0)
     assert bool((out.region_embeddings[1, 2:] == 0).all())

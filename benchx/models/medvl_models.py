@@ -62,9 +62,10 @@ class MedvlAdapter:
         return self.model.feature_pyramid(self._pixels(images))
 
     def encode_volume(self, slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        """The model's slice pooling when it has one, else the normalised mean of its slice embeddings."""
+        """The model's own volume encoding (slice pooling or a 3D encoder) when it has one, else the normalised
+        mean of its slice embeddings."""
         slices = self._pixels(slices)
-        if self.model.slice_pooling is not None:
+        if self.model.encodes_volumes:
             return self.model.encode_volume(slices, z_mm, pad_mask).embedding
         return slice_mean(self.model.encode_image, slices, pad_mask)
 

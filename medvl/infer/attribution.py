@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from medvl.infer.embed import encode_texts
 from medvl.infer.loading import ModelInput
 from medvl.infer.zeroshot import logit_scale_of, prompt_table, zero_shot_probabilities
+from medvl.text.labels import CT_OBSERVATIONS
 from medvl.text.lexicon import Concept, Lexicon
 from medvl.text.prompts import build_prompts
 from medvl.train.concepts import ConceptVocabulary
@@ -161,19 +162,18 @@ class ImageAnalysis:
 
     Attributes:
         embedding: ``(D,)`` normalised study embedding (image, or slice-pooled volume).
-        slice_embeddings: ``(S, D)`` normalised embedding of each slice.
         patches: ``(S, h*w, D)`` normalised region embeddings of each slice, row-major over the grid.
         grid: the region grid ``(h, w)``: the encoder's feature grid, or twice as fine (``analyse(dense=True)``).
         slice_weights: ``(S,)`` share of each slice in the volume embedding (sums to 1).
-        pooling: ``image`` (one slice), ``attention`` (the model's slice pooling) or ``mean`` (the model has no
-            trained slice pooling: slices are averaged).
+        pooling: ``image`` (one slice), ``attention`` (the model's slice adapter), ``max`` (a model in stage 2d:
+            each embedding dimension from the slice where it is largest), ``mean`` (slices averaged) or ``3d`` (a
+            native 3D encoder: the "slices" are its feature map's depth cells).
         content_box: ``(top, left, bottom, right)`` of the image inside the model's padded square input.
         input_size: side of the model's square input in pixels.
         z_mm: ``(S,)`` slice positions of the model input.
     """
 
     embedding: torch.Tensor
-    slice_embeddings: torch.Tensor
     patches: torch.Tensor
     grid: tuple[int, int]
     slice_weights: np.ndarray
@@ -250,21 +250,22 @@ def analyse(
     for a volume (a model without a trained slice adapter averages its slices).
     """
     device = torch.device(device)
+    if getattr(model, "volume_encoder", None) is not None and model_input.is_volume:
+        return _analyse_3d(model, model_input, device)
     pixels = torch.from_numpy(model_input.pixels).to(device).unsqueeze(1)
     projected, patches, grid = _encode_slices(model, pixels, dense)
     n = projected.shape[0]
     if n == 1:
         pooled, weights, pooling = projected[0], torch.ones(1), "image"
-    elif getattr(model, "pools_slices", False):
+    elif getattr(model, "slice_pooling", None) is not None:
         z_mm = torch.from_numpy(model_input.z_mm).to(device)[None]
-        pad = torch.zeros(1, n, dtype=torch.bool, device=device)
-        pooled, weights, _ = model.slice_pooling(projected[None], z_mm, pad)
-        pooled, weights, pooling = pooled[0], weights[0], "attention"
+        pooled, weights = model.pool_slices(projected[None], z_mm, torch.zeros(1, n, dtype=torch.bool, device=device))
+        pooling = "attention" if model.pools_slices else model.config["slice_pooling"]["first_stage"]
+        pooled, weights = pooled[0], weights[0]
     else:
         pooled, weights, pooling = projected.mean(0), torch.full((n,), 1.0 / n), "mean"
     return ImageAnalysis(
         embedding=F.normalize(pooled, dim=0).float().cpu(),
-        slice_embeddings=F.normalize(projected, dim=-1).float().cpu(),
         patches=patches.float().cpu(),
         grid=grid,
         slice_weights=weights.float().cpu().numpy(),
@@ -272,6 +273,27 @@ def analyse(
         content_box=model_input.content_box,
         input_size=int(model_input.pixels.shape[-1]),
         z_mm=np.asarray(model_input.z_mm, dtype=np.float32),
+    )
+
+
+def _analyse_3d(model: Any, model_input: ModelInput, device: torch.device) -> ImageAnalysis:
+    """A native 3D encoder's view of a volume: its embedding, and its feature-map cells as the regions, each depth
+    cell standing in for a slice at the centre of the z range it covers (so heatmaps and slice scores map onto the
+    displayed slices by position)."""
+    slices, z_mm = model_input.volume_tensors()
+    encoded = model.encode_volume(slices.to(device), z_mm.to(device), return_regions=True)
+    cells = encoded.region_embeddings[0]
+    depth, side = cells.shape[0], int(round(cells.shape[1] ** 0.5))
+    edges = np.linspace(float(np.min(model_input.z_mm)), float(np.max(model_input.z_mm)), depth + 1)
+    return ImageAnalysis(
+        embedding=encoded.embedding[0].float().cpu(),
+        patches=cells.float().cpu(),
+        grid=(side, cells.shape[1] // side),
+        slice_weights=np.full(depth, 1.0 / depth, dtype=np.float32),
+        pooling="3d",
+        content_box=model_input.content_box,
+        input_size=int(model_input.pixels.shape[-1]),
+        z_mm=((edges[:-1] + edges[1:]) / 2).astype(np.float32),
     )
 
 
@@ -299,16 +321,30 @@ def concept_probability(analysis: ImageAnalysis, bank: TextBank, observation: st
     return float(torch.sigmoid(torch.tensor(bank.concept_scale * best + bank.concept_bias)))
 
 
-def finding_scores(analysis: ImageAnalysis, bank: TextBank) -> list[FindingScore]:
-    """Probability of every observation of the bank (label-space order).
+VOLUME_OBSERVATIONS = ("Lung Lesion", "Pleural Effusion", "Consolidation", "Pneumothorax", *CT_OBSERVATIONS, "No Finding")
+"""What a CT / MR volume is read for (a radiograph: everything but :data:`CT_OBSERVATIONS`)."""
+
+
+def observations_for(bank: TextBank, is_volume: bool) -> list[str]:
+    """The bank's observations that apply to a volume or to a radiograph, in label-space order."""
+    if is_volume:
+        return [name for name in bank.observations if name in VOLUME_OBSERVATIONS]
+    return [name for name in bank.observations if name not in CT_OBSERVATIONS]
+
+
+def finding_scores(analysis: ImageAnalysis, bank: TextBank, observations: Sequence[str] | None = None) -> list[FindingScore]:
+    """Probability of the bank's observations (all, or those named; label-space order).
 
     Observations with a trained region concept are read by the patch-concept head (:func:`concept_probability`),
     the reliable zero-shot detector of models trained with that term (docs/pretraining.md), on radiographs and
     volumes alike; the others by the prompt ensembles on the study embedding.
     """
     probs = zero_shot_probabilities(analysis.embedding[None], bank.positive, bank.negative, bank.scale)[0]
+    wanted = set(bank.observations if observations is None else observations)
     scores = []
     for (name, (pos, neg)), p in zip(bank.prompts.items(), probs.tolist(), strict=True):
+        if name not in wanted:
+            continue
         if name in bank.region_concepts and bank.concept_scale is not None:
             concept = bank.region_concepts[name][0]
             scores.append(FindingScore(name, concept_probability(analysis, bank, name), [concept], [], "concept"))

@@ -61,7 +61,7 @@ class MedvlEmbedder(PythonModel):
             item = prepare_input(
                 Path(path), self.settings, modality if isinstance(modality, str) and modality else "OT"
             )
-            if item.is_volume and self.model.slice_pooling is not None:
+            if item.is_volume and self.model.encodes_volumes:
                 slices, z_mm = item.volume_tensors()
                 out = self.model.encode_volume(slices, z_mm)
                 rows.append({"kind": "volume", "embedding": out.embedding[0].tolist(),

@@ -9,7 +9,8 @@ For every volume of a cache split (all its slices, as the app sees a series):
   the model trained on), R@k in both directions, with chance ``k / N``;
 - **slice relevance**: for every planted focal lesion, do the top 3 slices by the app's per-slice score for
   that finding (:func:`medvl.infer.attribution.slice_scores`) contain it? Chance is the probability that 3
-  slices drawn at random do (hypergeometric), so ``slice_lift`` is the hit rate over the chance rate.
+  slices drawn at random do (hypergeometric), so ``slice_lift`` is the hit rate over the chance rate (slice
+  models only: a native 3D encoder ranks no slices).
 
 ``benchmarks/volume_seeds.py`` prints these per seed; ``tests/test_pretrain_volume.py`` asserts floors.
 """
@@ -121,6 +122,8 @@ def evaluate_volumes(
         probs.append([s.probability for s in finding_scores(analysis, bank)])
         labels.append(item["labels"].numpy()[columns])
         embeddings.append(analysis.embedding)
+        if analysis.pooling == "3d":  # a native 3D encoder has depth cells, not slices, to rank
+            continue
         mask = item["mask"][:, 0].numpy()
         for name in FOCAL_CT_FINDINGS:
             on_slice = ((mask & MASK_BITS_3D[name]) > 0).any(axis=(1, 2))

@@ -39,7 +39,9 @@ SLICE_POOLING_DEFAULTS: dict[str, Any] = {
     "max_wavelength_mm": 2000.0,
     "chunk_size": 16,
     "checkpoint": True,
+    "first_stage": "max",
 }
+FIRST_STAGE_POOLS = ("max", "mean")
 
 
 def resolve_slice_pooling_config(given: Any, where: str) -> dict[str, Any] | None:
@@ -56,6 +58,7 @@ def resolve_slice_pooling_config(given: Any, where: str) -> dict[str, Any] | Non
     check_number(cfg["min_wavelength_mm"], f"{where}.min_wavelength_mm", minimum=1e-3)
     check_number(cfg["max_wavelength_mm"], f"{where}.max_wavelength_mm", minimum=cfg["min_wavelength_mm"])
     check_flag(cfg["checkpoint"], f"{where}.checkpoint")
+    check_choice(cfg["first_stage"], FIRST_STAGE_POOLS, f"{where}.first_stage")
     if cfg["ff_dim"] is not None:
         check_number(cfg["ff_dim"], f"{where}.ff_dim", minimum=1, integer=True)
     if cfg["mode"] == "mean" and cfg["values"] == "slices" and cfg["num_layers"]:
@@ -96,6 +99,23 @@ class ZPositionEncoding(nn.Module):
         phase = self.relative_z(z_mm.float(), pad_mask).unsqueeze(-1) * self.angular
         features = torch.cat([phase.sin(), phase.cos()], dim=-1)[..., : self.dim]
         return self.proj(features)
+
+
+def first_stage_pool(per_slice: torch.Tensor, pad_mask: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """How stage ``2d`` (before the adapter is trained) pools ``(B, S, D)`` slice embeddings: ``(B, D)`` and
+    ``(B, S)`` weights summing to 1 over real slices.
+
+    ``max`` (multiple-instance): each dimension takes its largest value over the real slices, so a finding seen
+    on a few slices reaches the volume embedding undiluted; a slice's weight is the share of dimensions it
+    wins. ``mean``: the average, uniform weights (a lesion on 2 of 32 slices contributes 1/16).
+    """
+    real = ~pad_mask
+    if how == "mean":
+        weights = real.to(per_slice.dtype) / real.sum(dim=1, keepdim=True).to(per_slice.dtype)
+        return torch.einsum("bs,bsd->bd", weights, per_slice), weights
+    pooled, winner = per_slice.masked_fill(pad_mask.unsqueeze(-1), float("-inf")).max(dim=1)
+    weights = torch.nn.functional.one_hot(winner, per_slice.shape[1]).to(per_slice.dtype).mean(dim=1)
+    return pooled, weights
 
 
 def check_volume_inputs(shape_bs: tuple[int, int], z_mm: torch.Tensor, pad_mask: torch.Tensor) -> None:

@@ -26,7 +26,7 @@ from medvl.models.heads import ProjectionHead
 from medvl.models.hf_loading import save_tower
 from medvl.models.image import HF_ARCH, ImageEncoder, build_image_encoder
 from medvl.models.param_groups import decay_groups
-from medvl.models.slice_pooling import SlicePooling
+from medvl.models.slice_pooling import SlicePooling, first_stage_pool
 from medvl.models.text import TextEncoder
 from medvl.models.volume3d import build_volume_encoder, resample_depth
 
@@ -95,7 +95,7 @@ class VisionLanguageModel(nn.Module):
         self.text_projection = ProjectionHead(self.text_encoder.out_channels, dim, hidden)
         pooling = cfg["slice_pooling"]
         self.slice_pooling = (
-            SlicePooling(dim, **{k: v for k, v in pooling.items() if k not in ("chunk_size", "checkpoint")}) if pooling else None
+            SlicePooling(dim, **{k: v for k, v in pooling.items() if k not in ("chunk_size", "checkpoint", "first_stage")}) if pooling else None
         )
         volume = cfg["volume_encoder"]
         self.volume_encoder = build_volume_encoder(volume) if volume else None
@@ -141,7 +141,7 @@ class VisionLanguageModel(nn.Module):
 
     @property
     def pools_slices(self) -> bool:
-        """True in stage ``volume``: the slice adapter pools slices (in stage ``2d`` a volume is their mean)."""
+        """True in stage ``volume``: the slice adapter pools slices (in stage ``2d`` see :meth:`pool_slices`)."""
         return self.slice_pooling is not None and self.config["schedule"]["stage"] == "volume"
 
     @property
@@ -248,8 +248,8 @@ class VisionLanguageModel(nn.Module):
 
         With slice pooling, only real slices go through the 2D encoder, ``chunk_size`` at a time (with
         activation checkpointing when ``slice_pooling.checkpoint``). In stage ``volume`` the slice adapter pools
-        them; in stage ``2d`` (RadCLIP's first stage, the adapter not trained yet) the volume embedding is their
-        mean. With a ``volume_encoder``, see :meth:`_encode_volume_3d`.
+        them; in stage ``2d`` (RadCLIP's first stage, the adapter not trained yet) they are pooled by
+        ``slice_pooling.first_stage`` (max by default). With a ``volume_encoder``, see :meth:`_encode_volume_3d`.
         """
         if not self.encodes_volumes:
             raise ValueError(
@@ -275,15 +275,19 @@ class VisionLanguageModel(nn.Module):
         )
         per_item = encoded.new_zeros(b, s, *encoded.shape[1:]).masked_scatter(real.view(b, s, *[1] * (encoded.ndim - 1)), encoded)
         per_slice, regions = (per_item[:, :, 0], per_item[:, :, 1:]) if return_regions else (per_item, None)
-        if self.pools_slices:
-            pooled, weights, _ = self.slice_pooling(per_slice, z_mm, pad_mask)
-        else:
-            weights = _uniform_weights(real, per_slice.dtype)
-            pooled = torch.einsum("bs,bsd->bd", weights, per_slice)
+        pooled, weights = self.pool_slices(per_slice, z_mm, pad_mask)
         slice_embeddings = F.normalize(per_slice, dim=-1).masked_fill(pad_mask.unsqueeze(-1), 0.0)
         if regions is not None:
             regions = F.normalize(regions, dim=-1).masked_fill(pad_mask[:, :, None, None], 0.0)
         return VolumeEncoding(F.normalize(pooled, dim=-1), weights, slice_embeddings, regions)
+
+    def pool_slices(self, per_slice: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, D)`` volume features and ``(B, S)`` slice weights from ``(B, S, D)`` projected slice embeddings:
+        the slice adapter in stage ``volume``, :func:`~medvl.models.slice_pooling.first_stage_pool` in stage ``2d``."""
+        if self.pools_slices:
+            pooled, weights, _ = self.slice_pooling(per_slice, z_mm, pad_mask)
+            return pooled, weights
+        return first_stage_pool(per_slice, pad_mask, self.config["slice_pooling"]["first_stage"])
 
     def _encode_volume_3d(
         self, slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor, return_regions: bool

@@ -8,41 +8,43 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from medvl.config import ConfigError, load_config
+from medvl.config import ConfigError
 from pipelines.registry import register_once
 from pipelines.runner import Context, StageError
 
 PRETRAIN_DIR = "pretrain"
 
 
-def pretrain_config(ctx: Context) -> Any:
-    """The ``medvl pretrain`` settings of this pipeline: the file, its overrides, then the pipeline's own paths."""
-    from medvl.train.settings import PretrainConfig
+def pretrain_stages(ctx: Context) -> list[Any]:
+    """The ``medvl pretrain`` runs of this pipeline (one, or one per stage of a staged recipe): the file, its
+    overrides, then the pipeline's own paths."""
+    from medvl.train.stages import plan_stages
 
     p = ctx.config.pretrain
     forced = [f"data.cache={ctx.state.outputs('cache')['cache']}", "data.manifest=",
               f"output_dir={ctx.work_dir / PRETRAIN_DIR}", f"run_name={ctx.config.name}",
               f"tracking.uri={ctx.tracking_uri}", "tracking.register_as=", "tracking.log_model=true"]
     try:
-        return load_config(PretrainConfig, p.config or None, [*p.overrides, *forced])
+        return plan_stages(p.config or None, [*p.overrides, *forced])
     except ConfigError as exc:
         raise StageError(f"pretrain settings: {exc}") from None
 
 
 def pretrain_stage(ctx: Context) -> dict[str, Any]:
-    """Train (``--resume`` from ``last.pt`` when a killed run left one); replay an offline MLflow journal."""
+    """Train each stage in turn (an earlier stage that exported its model is not trained again; a killed run
+    resumes from ``last.pt``); replay an offline MLflow journal. The last stage's model is the pipeline's."""
     from medvl.tracking import JOURNAL_NAME, sync_offline
-    from medvl.train.checkpoint import LAST
     from medvl.train.trainer import run_pretrain
 
-    config = pretrain_config(ctx)
-    run_dir = Path(config.output_dir) / config.run_name
-    resume = (run_dir / LAST).is_file()
-    if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)  # a run killed before its first checkpoint: start clean
-    ctx.say(f"  {'resuming' if resume else 'starting'} {run_dir} ({config.train.steps} steps)")
     logging.getLogger("medvl").setLevel(logging.WARNING)
-    result = run_pretrain(config, resume=resume)
+    *earlier, last = pretrain_stages(ctx)
+    for stage in [s for s in earlier if not s.finished] + [last]:
+        config, run_dir = stage.config, stage.run_dir
+        resume = stage.has_checkpoint
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)  # a run killed before its first checkpoint: start clean
+        ctx.say(f"  {'resuming' if resume else 'starting'} {run_dir} ({config.train.steps} steps)")
+        result = run_pretrain(config, resume=resume)
     run_id = result.mlflow_run_id
     if (run_dir / JOURNAL_NAME).is_file():
         ctx.say("  the tracking server went away during training; replaying the offline log")
