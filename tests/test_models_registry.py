@@ -150,6 +150,20 @@ def test_load_for_the_volume_stage_and_refuse_architecture_changes(tmp_path):
         load_pretrained(tmp_path)
 
 
+def test_a_later_stage_may_weigh_other_loss_terms(tmp_path):
+    """RadCLIP's 2D stage may train without the CLIP term; the volume stage adds it: its logit scale starts fresh,
+    every other weight comes from the saved model."""
+    saved = build_model("tiny-radclip-resnet18", loss={"weights": {"clip": 0.0, "concept": 1.0}})
+    assert saved.logit_scale is None
+    saved.save_pretrained(tmp_path / "stage1")
+    stage2 = load_pretrained(tmp_path / "stage1", loss={"weights": {"clip": 1.0, "concept": 1.0}})
+    assert stage2.logit_scale is not None
+    assert float(stage2.logit_scale.exp()) == pytest.approx(1 / stage2.config["logit"]["init_temperature"])
+    torch.testing.assert_close(stage2.image_encoder.state_dict(), saved.image_encoder.state_dict())
+    back = load_pretrained(tmp_path / "stage1", loss={"weights": {"clip": 1.0, "concept": 0.0}})  # dropping a term too
+    assert back.concept_logit_scale is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["convirt-resnet50", "vit-b16-bert", "densenet121-bert", "radclip-resnet18", "convirt-resnet18-tiny"])
 def test_full_size_configs_build_and_run_one_forward(name):

@@ -24,7 +24,8 @@ def _recipe(tmp_path: Path, stages: object) -> Path:
 def test_stages_share_settings_chain_models_and_take_every_override(tmp_path):
     path = _recipe(tmp_path, [{"name": "2d", "data": {"kinds": "all"}},
                               {"name": "volume", "train": {"steps": 20}, "model": {"overrides": {"schedule": {"stage": "volume"}}}}])  # fmt: skip
-    first, second = plan_stages(path, ["optim.lr=0.002"])
+    first, second = plan_stages(path, ["optim.lr=0.002", "tracking.register_as=ct-model"])
+    assert (first.config.tracking.register_as, second.config.tracking.register_as) == ("", "ct-model")
     assert (first.name, first.config.run_name, second.config.run_name) == ("2d", "ct-2d", "ct-volume")
     assert first.config.data.kinds == "all" and second.config.data.kinds == "auto"
     assert (first.config.train.steps, second.config.train.steps) == (50, 20)

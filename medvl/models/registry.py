@@ -9,7 +9,7 @@ from typing import Any
 from safetensors.torch import load_model
 
 from medvl.models.config import ModelConfigError, apply_overrides, read_config_file, resolve_config
-from medvl.models.vlm import CONFIG_FILE, WEIGHTS_FILE, VisionLanguageModel
+from medvl.models.vlm import CONFIG_FILE, LOGIT_PARAMETERS, WEIGHTS_FILE, VisionLanguageModel
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
@@ -71,7 +71,9 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> VisionLanguageMo
 
     ``overrides`` change the config before the weights load, e.g. ``schedule={"stage": "volume",
     "freeze_image_encoder": True}`` for RadCLIP's second stage; they must keep the parameter set (a
-    ``slice_pooling`` section can only be added when the saved model already had one).
+    ``slice_pooling`` section can only be added when the saved model already had one). Only the loss's own
+    scalars (:data:`LOGIT_PARAMETERS`) may appear or go with a change of ``loss.weights``: a new one starts
+    from its configured initial value.
     """
     directory = Path(directory)
     weights = directory / WEIGHTS_FILE
@@ -79,10 +81,15 @@ def load_pretrained(directory: str | Path, **overrides: Any) -> VisionLanguageMo
         raise ModelConfigError(str(directory), f"not a saved model: needs {CONFIG_FILE} and {WEIGHTS_FILE}")
     model = VisionLanguageModel(get_config(directory, **overrides))
     try:
-        load_model(model, str(weights), strict=True)
+        missing, unexpected = load_model(model, str(weights), strict=False)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:300]
         raise ModelConfigError(
             str(weights), f"weights do not fit the config ({detail}...); overrides must not change the architecture"
         ) from exc
+    misfits = sorted((set(missing) | set(unexpected)) - set(LOGIT_PARAMETERS))
+    if misfits:
+        raise ModelConfigError(
+            str(weights), f"weights do not fit the config ({', '.join(misfits[:5])}); overrides must not change the architecture"
+        )
     return model

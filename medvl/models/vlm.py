@@ -30,6 +30,8 @@ from medvl.models.slice_pooling import SlicePooling, first_stage_pool
 from medvl.models.text import TextEncoder
 from medvl.models.volume3d import build_volume_encoder, resample_depth
 
+LOGIT_PARAMETERS = ("logit_scale", "logit_bias", "concept_logit_scale", "concept_logit_bias")
+"""The loss's scalar parameters, which exist only for the loss terms a config weighs."""
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"

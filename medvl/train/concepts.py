@@ -24,12 +24,16 @@ class ConceptVocabulary:
     lexicon: Lexicon
 
     @classmethod
-    def from_reports(cls, reports: Sequence[str], lexicon: Lexicon | None = None, max_concepts: int = 64) -> ConceptVocabulary:
-        """The ``max_concepts`` concepts asserted most often in ``reports``."""
+    def from_reports(
+        cls, reports: Sequence[str], lexicon: Lexicon | None = None, max_concepts: int = 64, categories: Sequence[str] | None = None
+    ) -> ConceptVocabulary:
+        """The ``max_concepts`` concepts asserted most often in ``reports`` (of the lexicon ``categories`` only,
+        e.g. ``["finding"]``, when given)."""
         lexicon = lexicon or Lexicon.default()
         counts: Counter[str] = Counter()
         for text in reports:
-            counts.update({m.concept.name for m in lexicon.extract(text) if not (m.negated or m.uncertain)})
+            counts.update({m.concept.name for m in lexicon.extract(text)
+                           if not (m.negated or m.uncertain) and (categories is None or m.concept.category in categories)})  # fmt: skip
         if not counts:
             raise ValueError("no lexicon concept is asserted in the training reports; drop the concept loss term")
         return cls([name for name, _ in counts.most_common(max_concepts)], lexicon)

@@ -15,7 +15,9 @@ class DataSettings:
     the cache as its own step). ``workers`` read whole batches in background processes (``auto``: up to 8 per
     rank, leaving a core for the training loop), each keeping ``prefetch`` batches ready. ``labels`` feed the label-aware losses
     (soft targets): ``reports`` labels each training report with the medvl labeller (as MedCLIP does),
-    ``manifest`` takes the manifest's labels.
+    ``manifest`` takes the manifest's labels. ``concepts`` is the vocabulary of the patch-concept term: every
+    lexicon concept the training reports assert (``all``), or their findings only (``findings``: anatomy, sides
+    and descriptors are always present somewhere in a volume, so they teach its regions nothing).
     """
 
     cache: str = ""
@@ -31,6 +33,7 @@ class DataSettings:
     augment: Literal["convirt", "light", "none"] = "convirt"
     text: Literal["sentence", "report"] = "sentence"
     labels: Literal["reports", "manifest"] = "reports"
+    concepts: Literal["all", "findings"] = "all"
 
 
 @dataclass

@@ -10,7 +10,8 @@ the file is shared. Stage ``k`` runs as ``<run_name>-<name>`` and starts from th
       - {name: 2d, data: {kinds: all}, train: {steps: 400}}
       - {name: volume, data: {kinds: 3d}, model: {overrides: {schedule: {stage: volume}}}, train: {steps: 200}}
 
-``key=value`` overrides on the command line apply to every stage. With ``--resume`` a stage whose model was
+``key=value`` overrides on the command line apply to every stage, except that only the last stage registers its
+model (``tracking.register_as``). With ``--resume`` a stage whose model was
 exported (``model/lineage.json``, the last file a finished run writes) is skipped, the first unfinished one
 continues from its checkpoint, and the rest start after it.
 """
@@ -83,6 +84,8 @@ def plan_stages(path: str | Path | None, overrides: Iterable[str] = ()) -> list[
         if planned and not config.model.init_from:
             config.model.init_from = str(planned[-1].run_dir / "model")
         planned.append(Stage(name, config))
+    for stage in planned[:-1]:  # the recipe's model is the last stage's: only it is registered
+        stage.config.tracking.register_as = ""
     return planned
 
 

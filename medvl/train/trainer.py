@@ -35,6 +35,7 @@ from medvl.distributed_gather import scale_gradient
 from medvl.infer.embed import embed_pairs, uses_slices
 from medvl.infer.retrieval import retrieval_metrics
 from medvl.losses import ContrastiveLoss
+from medvl.models.vlm import LOGIT_PARAMETERS
 from medvl.provenance import code_version, environment
 from medvl.tracking import RunTracker
 from medvl.train import distributed, fsdp, hardware
@@ -67,7 +68,6 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 SHARDED_LAST = "last.dcp"
 FEATURES = ("image", "text", "patches")
-SHARED_PARAMETERS = ("logit_scale", "logit_bias", "concept_logit_scale", "concept_logit_bias")
 
 
 @dataclass
@@ -153,7 +153,7 @@ class Trainer:
         if self.model.config["loss"]["weights"].get("concept", 0) <= 0:
             return None
         reports = [cached_report_text(self.cohort, i) for i in self.train_idx[:2000]]
-        return ConceptVocabulary.from_reports(reports)
+        return ConceptVocabulary.from_reports(reports, categories=["finding"] if self.cfg.data.concepts == "findings" else None)
 
     def _build_data(self) -> None:
         d, t = self.cfg.data, self.cfg.train
@@ -295,7 +295,7 @@ class Trainer:
     def _loss(self, out: dict[str, Any], micro: list[dict[str, Any]], shared_scale: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of the accumulated batch; parameters used by the loss itself count ``shared_scale`` times."""
         if shared_scale != 1.0:  # they see every micro-step's backward: their gradient must count once in all
-            out = {k: scale_gradient(v, shared_scale) if k in SHARED_PARAMETERS and v is not None else v for k, v in out.items()}
+            out = {k: scale_gradient(v, shared_scale) if k in LOGIT_PARAMETERS and v is not None else v for k, v in out.items()}
         labels = torch.cat([m["labels"] for m in micro]).to(self.device, non_blocking=True)
         concept_emb = concept_targets = None
         with hardware.autocast(self.amp_dtype, self.device):
