@@ -94,7 +94,10 @@ def test_heatmap_is_the_region_scores_cropped_to_the_content_box(loaded):
     assert A.heatmap(analysis, direction, bank.scale, 1, out_shape=(300, 400)).shape == (300, 400)
     with pytest.raises(IndexError):
         A.heatmap(analysis, direction, bank.scale, slice_index=2)
-    np.testing.assert_allclose(A.slice_scores(analysis, direction, bank.scale), grid.reshape(2, -1).max(axis=1), rtol=1e-6)
+    coarse = A.analyse(model, _volume(2), dense=False)  # slice scores read the encoder's own regions, not the dense grid
+    torch.testing.assert_close(analysis.regions, coarse.patches)
+    own = A.patch_scores(coarse, direction, bank.scale).reshape(2, -1).max(axis=1)
+    np.testing.assert_allclose(A.slice_scores(analysis, direction, bank.scale), own, rtol=1e-5)
 
 
 def test_targets_and_concepts(loaded):
@@ -126,7 +129,7 @@ def test_observations_point_at_their_trained_concept(loaded, tmp_path):
     analysis = A.analyse(model, _volume(3))
     scores = {s.name: s for s in A.finding_scores(analysis, bank)}
     effusion = scores["Pleural Effusion"]  # read by the patch-concept head over every region of every slice
-    best = float((analysis.patches @ bank.direction("Pleural Effusion")).max())
+    best = float((analysis.regions @ bank.direction("Pleural Effusion")).max())  # the encoder's own grid, as trained
     expected = 1 / (1 + np.exp(-(float(model.concept_logit_scale.exp()) * best + float(model.concept_logit_bias))))
     assert (effusion.source, effusion.positive_prompts, effusion.negative_prompts) == ("concept", ["pleural effusion"], [])
     assert effusion.probability == pytest.approx(expected, abs=1e-6)

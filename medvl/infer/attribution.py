@@ -162,7 +162,11 @@ class ImageAnalysis:
 
     Attributes:
         embedding: ``(D,)`` normalised study embedding (image, or slice-pooled volume).
-        patches: ``(S, h*w, D)`` normalised region embeddings of each slice, row-major over the grid.
+        patches: ``(S, h*w, D)`` normalised region embeddings of each slice, row-major over the grid (the
+            heatmaps' regions: on twice the encoder's grid with ``analyse(dense=True)``).
+        regions: ``(S, n, D)`` normalised region embeddings on the encoder's own grid: what the patch-concept
+            term trained, so what the findings and the per-slice scores read (shifted inputs of the dense
+            grid are views the model never trained on; their maxima are not the head's evidence).
         grid: the region grid ``(h, w)``: the encoder's feature grid, or twice as fine (``analyse(dense=True)``).
         slice_weights: ``(S,)`` share of each slice in the volume embedding (sums to 1).
         pooling: ``image`` (one slice), ``attention`` (the model's slice adapter), ``max`` (a model in stage 2d:
@@ -175,6 +179,7 @@ class ImageAnalysis:
 
     embedding: torch.Tensor
     patches: torch.Tensor
+    regions: torch.Tensor
     grid: tuple[int, int]
     slice_weights: np.ndarray
     pooling: str
@@ -218,19 +223,23 @@ def _dense_feature_map(model: Any, pixels: torch.Tensor, fmap: torch.Tensor) -> 
 
 def _encode_slices(
     model: Any, pixels: torch.Tensor, dense: bool
-) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """Per-slice projected features ``(S, D)`` (not normalised, as slice pooling takes them), normalised
-    region embeddings ``(S, h*w, D)`` and their grid, one chunk of slices at a time."""
-    projected, patches, grid = [], [], (0, 0)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Per-slice projected features ``(S, D)`` (not normalised, as slice pooling takes them), the heatmaps'
+    normalised region embeddings ``(S, h*w, D)`` (dense or not), those on the encoder's own grid, and the
+    heatmaps' grid, one chunk of slices at a time."""
+    projected, patches, regions, grid = [], [], [], (0, 0)
     for start in range(0, pixels.shape[0], SLICE_CHUNK):
         chunk = pixels[start : start + SLICE_CHUNK]
         fmap = model.image_encoder.feature_map(chunk)
         projected.append(model.image_projection(model.image_encoder.pool_regions(fmap.flatten(2).transpose(1, 2))))
+        regions.append(F.normalize(model.image_projection(fmap.flatten(2).transpose(1, 2)), dim=-1))
         if dense:
             fmap = _dense_feature_map(model, chunk, fmap)
-        patches.append(F.normalize(model.image_projection(fmap.flatten(2).transpose(1, 2)), dim=-1))
+            patches.append(F.normalize(model.image_projection(fmap.flatten(2).transpose(1, 2)), dim=-1))
+        else:
+            patches.append(regions[-1])
         grid = (int(fmap.shape[2]), int(fmap.shape[3]))
-    return torch.cat(projected), torch.cat(patches), grid
+    return torch.cat(projected), torch.cat(patches), torch.cat(regions), grid
 
 
 @torch.no_grad()
@@ -253,7 +262,7 @@ def analyse(
     if getattr(model, "volume_encoder", None) is not None and model_input.is_volume:
         return _analyse_3d(model, model_input, device)
     pixels = torch.from_numpy(model_input.pixels).to(device).unsqueeze(1)
-    projected, patches, grid = _encode_slices(model, pixels, dense)
+    projected, patches, regions, grid = _encode_slices(model, pixels, dense)
     n = projected.shape[0]
     if n == 1:
         pooled, weights, pooling = projected[0], torch.ones(1), "image"
@@ -267,6 +276,7 @@ def analyse(
     return ImageAnalysis(
         embedding=F.normalize(pooled, dim=0).float().cpu(),
         patches=patches.float().cpu(),
+        regions=regions.float().cpu(),
         grid=grid,
         slice_weights=weights.float().cpu().numpy(),
         pooling=pooling,
@@ -288,6 +298,7 @@ def _analyse_3d(model: Any, model_input: ModelInput, device: torch.device) -> Im
     return ImageAnalysis(
         embedding=encoded.embedding[0].float().cpu(),
         patches=cells.float().cpu(),
+        regions=cells.float().cpu(),
         grid=(side, cells.shape[1] // side),
         slice_weights=np.full(depth, 1.0 / depth, dtype=np.float32),
         pooling="3d",
@@ -316,8 +327,9 @@ class FindingScore:
 
 def concept_probability(analysis: ImageAnalysis, bank: TextBank, observation: str) -> float:
     """The patch-concept head's probability of ``observation``: ``sigmoid(scale * best region similarity + bias)``
-    over every region of every slice, as the concept term was trained (needs a trained region concept)."""
-    best = float((analysis.patches @ bank.region_concepts[observation][1].float()).max())
+    over every region (the encoder's own grid) of every slice, as the concept term was trained (needs a trained
+    region concept)."""
+    best = float((analysis.regions @ bank.region_concepts[observation][1].float()).max())
     return float(torch.sigmoid(torch.tensor(bank.concept_scale * best + bank.concept_bias)))
 
 
@@ -437,9 +449,9 @@ def heatmap(
 
 
 def slice_scores(analysis: ImageAnalysis, direction: torch.Tensor, scale: float) -> np.ndarray:
-    """``(S,)`` score of each slice for a target direction: its best region's scaled similarity (the evidence
-    the patch-concept head reads, slice by slice)."""
-    return patch_scores(analysis, direction, scale).reshape(analysis.n_slices, -1).max(axis=1)
+    """``(S,)`` score of each slice for a target direction: its best region's scaled similarity, on the encoder's
+    own grid (the evidence the patch-concept head reads, slice by slice)."""
+    return ((analysis.regions @ direction.float()) * scale).amax(dim=1).numpy()
 
 
 def top_slices(relevance: Sequence[float], k: int = 3) -> list[int]:
