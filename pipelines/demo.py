@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-2d", type=int, default=None,
                         help="phantom radiographs to synthesize (default: 1200; 80 with --quick)")
     parser.add_argument("--n-3d", type=int, default=None,
-                        help="phantom CTs for the volume model (default: 240; 24 with --quick; 0 skips it)")
+                        help="phantom CTs for the volume model (default: 200; 24 with --quick; 0 skips it)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the cohort (default: 0)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke version: tiny cohort and model, few steps, one benchx seed, no real data")

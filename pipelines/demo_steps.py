@@ -43,7 +43,7 @@ class DemoSize:
     seeds: tuple[int, ...]
 
 
-FULL = DemoSize(n_2d=1200, n_3d=240, synth_size=128, cache_size=128, steps=600, batch_size=32, seeds=(0, 1, 2))
+FULL = DemoSize(n_2d=1200, n_3d=200, synth_size=128, cache_size=128, steps=400, batch_size=32, seeds=(0, 1, 2))
 QUICK = DemoSize(n_2d=80, n_3d=24, synth_size=64, cache_size=64, steps=20, batch_size=16, seeds=(0,))
 
 

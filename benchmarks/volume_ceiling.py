@@ -1,0 +1,110 @@
+"""How learnable are the CT phantoms' findings for the tiny volume encoder? A supervised ceiling for the recipes.
+
+    .venv/bin/python benchmarks/volume_ceiling.py --cache volume-seeds/cache --head linear cosine concept
+
+Trains the image encoder of ``tiny-radclip-resnet18`` (64 px, group norm) from scratch on the ground-truth
+labels of the six planted findings (not the reports), each volume pooled as stage 2d pools it (best region of
+any slice), for ``--steps`` steps of 16 volumes x 24 slices, and prints the test AUROC per finding. Heads:
+``linear`` (a linear layer on the pooled encoder features), ``cosine`` (the patch-concept term's form: the best
+projected region's cosine with a learnt vector per finding, scaled, plus a bias) and ``concept`` (the same with
+the text tower's embedding of each finding's concept name in place of the learnt vectors). Reports teach less
+than labels, so what a head cannot reach here the pretraining recipe cannot reach either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from medvl.data.cache import CachedCohort
+from medvl.data.phantom.findings import CT_FINDINGS
+from medvl.models import build_model
+
+CONCEPTS = {"Lung Lesion": "lung nodule", "Pleural Effusion": "pleural effusion", "Liver Lesion": "liver lesion",
+            "Kidney Cyst": "renal cyst", "Ascites": "ascites", "Lymphadenopathy": "lymphadenopathy"}  # fmt: skip
+
+
+class Probe(torch.nn.Module):
+    """The model's image tower plus one of the heads."""
+
+    def __init__(self, head: str, size: int) -> None:
+        super().__init__()
+        self.model = build_model("tiny-radclip-resnet18", image={"image_size": size})
+        self.head = head
+        dim = self.model.config["embed_dim"]
+        self.linear = torch.nn.Linear(self.model.image_encoder.out_channels, len(CT_FINDINGS))
+        self.vectors = torch.nn.Parameter(torch.randn(len(CT_FINDINGS), dim) * 0.02)
+        self.scale, self.bias = torch.nn.Parameter(torch.tensor(math.log(10.0))), torch.nn.Parameter(torch.tensor(-5.0))
+        self.names = self.model.tokenize([CONCEPTS[f] for f in CT_FINDINGS])
+
+    def forward(self, x: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        b, s = x.shape[:2]
+        fmap = self.model.image_encoder.feature_map(x.reshape(b * s, 1, *x.shape[2:]))
+        real = (torch.arange(s)[None] < depth[:, None]).reshape(b * s)
+        if self.head == "linear":
+            pooled = fmap.flatten(2).amax(2).masked_fill(~real[:, None], -1e4).reshape(b, s, -1).amax(1)
+            return self.linear(pooled)
+        regions = F.normalize(self.model.image_projection(fmap.flatten(2).transpose(1, 2)), dim=-1)
+        classes = self.vectors if self.head == "cosine" else self.model.encode_text(**self.names)
+        sims = torch.einsum("rnd,cd->rnc", regions, F.normalize(classes, dim=-1)).amax(1)
+        sims = sims.masked_fill(~real[:, None], -2.0).reshape(b, s, -1).amax(1)
+        return self.scale.exp() * sims + self.bias
+
+
+def run(cache: CachedCohort, head: str, steps: int, slices: int, seed: int) -> dict[str, float]:
+    """Train one head and return its test AUROC per finding."""
+    torch.manual_seed(seed)
+    columns = [cache.label_space.index(f) for f in CT_FINDINGS]
+    train = np.flatnonzero((cache.splits == "train") & cache.is_volume)
+    test = np.flatnonzero((cache.splits == "test") & cache.is_volume)
+
+    def batch(indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pixels, depth, _ = cache.read_batch(indices, slices)
+        labels = torch.from_numpy(cache.item_labels(indices)[:, columns]).nan_to_num(0.0)
+        return torch.from_numpy(pixels).float() / 255.0, torch.from_numpy(depth), labels
+
+    probe = Probe(head, cache.size)
+    optimizer = torch.optim.Adam(probe.parameters(), 1e-3)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        x, depth, y = batch(rng.choice(train, 16, replace=False))
+        loss = F.binary_cross_entropy_with_logits(probe(x, depth), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    probe.eval()
+    scores, truth = [], []
+    with torch.no_grad():
+        for start in range(0, len(test), 16):
+            x, depth, y = batch(test[start : start + 16])
+            scores.append(probe(x, depth))
+            truth.append(y)
+    p, t = torch.cat(scores).numpy(), torch.cat(truth).numpy()
+    return {f: round(float(roc_auc_score(t[:, j], p[:, j])), 3) for j, f in enumerate(CT_FINDINGS)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", type=Path, required=True, help="a CT phantom cache (e.g. volume_seeds.py's)")
+    parser.add_argument("--head", nargs="+", default=["linear", "cosine", "concept"], choices=["linear", "cosine", "concept"])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--slices", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    cache = CachedCohort(args.cache)
+    for head in args.head:
+        aurocs = run(cache, head, args.steps, args.slices, args.seed)
+        print(json.dumps({"head": head, "steps": args.steps, "mean": round(float(np.mean(list(aurocs.values()))), 3)} | aurocs),
+              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
