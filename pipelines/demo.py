@@ -14,7 +14,8 @@ slice adapter) in DIR/pipeline-ct, registered as models:/medvl-demo-ct/N and eva
 how to open the review app on the models. MLflow: $MLFLOW_TRACKING_URI, else sqlite in DIR/mlflow.db.
 Re-running reuses what is done; a killed demo resumes where it stopped.
 
-Exit status: 0 done (gate passed), 1 a step failed or the gate refused the model, 2 bad input.
+Exit status: 0 done (the radiograph model's gate passed; the CT model's verdict is printed), 1 a step failed or
+the gate refused the radiograph model, 2 bad input.
 """
 
 from __future__ import annotations
