@@ -1,9 +1,10 @@
-"""Volumes learn: RadCLIP's two stages (configs/pretrain/phantom-volume.yaml, CI-sized) on CT phantoms of 40-120
-slices, measured on held-out patients as the review app reads the model (:mod:`medvl.infer.volume_eval`), against
-the same architecture untrained; and the registered pyfunc model embeds a NIfTI volume with per-slice weights.
+"""The volume recipe end to end: RadCLIP's two stages (configs/pretrain/phantom-volume.yaml, CI-sized) on CT
+phantoms of 40-120 slices, evaluated on held-out patients as the review app reads the model
+(:mod:`medvl.infer.volume_eval`) next to the same architecture untrained; and the registered pyfunc model embeds
+a NIfTI volume with per-slice weights.
 
-The seed sweep at full size (232 test volumes, three seeds) is ``benchmarks/volume_seeds.py``; docs/pretraining.md
-lists every seed. The floors here are conservative for this smaller run (see FLOORS)."""
+The full-size measurement (232 test volumes) is ``benchmarks/volume_seeds.py``; docs/pretraining.md has its
+figures."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import torch
 import yaml
 
 from medvl.cli import main
+from medvl.data.phantom.findings import CT_FINDINGS
+from medvl.infer.loading import read_preprocess, save_preprocess
 from medvl.infer.volume_eval import evaluate_volumes, random_slices_hit_chance
 from medvl.models.registry import build_model, load_pretrained
-from medvl.infer.loading import read_preprocess, save_preprocess
 from medvl.train.stages import plan_stages
 from tests.conftest import REPO_ROOT
 
@@ -27,7 +29,6 @@ pytestmark = pytest.mark.slow
 
 RECIPE = REPO_ROOT / "configs" / "pretrain" / "phantom-volume.yaml"
 CI_STEPS = {"2d": 300, "volume": 120}
-FLOORS = {"zero_shot_mean": 0.0, "r5_x_chance": 0.0, "slice_lift": 0.0}
 
 
 def _ci_recipe(root: Path) -> Path:
@@ -71,15 +72,22 @@ def _row(evaluation) -> dict:
             "slice_lift": round(evaluation.slice_lift, 2), "volumes": evaluation.n_volumes}  # fmt: skip
 
 
-def test_held_out_volumes_are_read_better_than_by_the_untrained_twin(volume_run):
+def test_held_out_volumes_are_evaluated_as_the_app_reads_them(volume_run):
+    """The evaluation runs end to end on the held-out patients, for the trained model and its untrained twin.
+
+    The recipe does not generalise yet (docs/pretraining.md: zero-shot mean 0.52 against the twin's 0.49 at full
+    size), so no learning floor is asserted; the figures are printed for the log.
+    """
     root, model_dir, twin_dir, _ = volume_run
-    trained = _row(evaluate_volumes(model_dir, root / "cache", "test"))
-    twin = _row(evaluate_volumes(twin_dir, root / "cache", "test"))
-    print("trained:", trained, "\nuntrained twin:", twin)
-    assert trained["volumes"] >= 40
-    for metric, floor in FLOORS.items():
-        assert trained[metric] >= floor, (metric, trained, twin)
-    assert 0.3 <= twin["zero_shot_mean"] <= 0.7, twin
+    evaluations = {"trained": evaluate_volumes(model_dir, root / "cache", "test"),
+                   "untrained twin": evaluate_volumes(twin_dir, root / "cache", "test")}  # fmt: skip
+    for name, evaluation in evaluations.items():
+        print(name, _row(evaluation))
+        assert evaluation.n_volumes >= 40
+        assert set(evaluation.zero_shot_auroc) == set(CT_FINDINGS)  # every finding has both classes and a score
+        assert all(0.0 <= v <= 1.0 for v in [*evaluation.zero_shot_auroc.values(), *evaluation.retrieval.values()])
+        assert len(evaluation.slice_hits) >= 20 and 0.0 < evaluation.slice_chance_rate < 1.0
+    assert 0.3 <= evaluations["untrained twin"].zero_shot_mean <= 0.7
 
 
 def test_random_slice_chance_is_hypergeometric():
