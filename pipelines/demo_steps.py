@@ -47,9 +47,9 @@ FULL = DemoSize(n_2d=1200, n_3d=200, synth_size=128, cache_size=128, steps=400, 
 QUICK = DemoSize(n_2d=80, n_3d=24, synth_size=64, cache_size=64, steps=20, batch_size=16, seeds=(0,))
 
 
-def synthesize_cohort(root: Path, **params: Any) -> bool:
-    """Write the phantom cohort of ``params`` (:func:`medvl.data.phantom.synthesize` arguments) into ``root``
-    unless the same one is there; returns True when (re)written."""
+def synthesize_cohort(root: Path, workers: int = 1, **params: Any) -> bool:
+    """Write the phantom cohort of ``params`` (:func:`medvl.data.phantom.synthesize` arguments; the files do not
+    depend on ``workers``) into ``root`` unless the same one is there; returns True when (re)written."""
     from medvl.data.phantom import synthesize
 
     cohort = root / "cohort.json"
@@ -57,7 +57,7 @@ def synthesize_cohort(root: Path, **params: Any) -> bool:
         written = json.loads(cohort.read_text())["parameters"]
         if all(written.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in params.items()):
             return False
-    synthesize(root, **params, overwrite=True, progress=True)
+    synthesize(root, **params, workers=workers, overwrite=True, progress=True)
     return True
 
 
