@@ -73,7 +73,7 @@ def test_upload_findings_attribution_and_feedback(env, tmp_path):
     assert not at.exception and not at.error
     findings = next(df.value for df in at.dataframe if "probability" in df.value.columns)
     assert set(findings["finding"]) == {"Cardiomegaly", "Enlarged Cardiomediastinum", "Lung Opacity", "Lung Lesion",
-                                        "Consolidation", "Pneumothorax", "Pleural Effusion", "Liver Lesion",
+                                        "Consolidation", "Pneumothorax", "Pleural Effusion",
                                         "No Finding"}  # fmt: skip
     assert findings["probability"].between(0, 1).all() and findings["probability"].is_monotonic_decreasing
     assert "There is no pneumothorax." in set(findings["negative prompts"])
@@ -129,7 +129,9 @@ def test_dicom_volume_shows_slices_relevance_and_no_identifiers(env, tmp_path):
     at = _upload(_logged_in(), "series.zip", zip_bytes({p.name: p.read_bytes() for p in files}), "application/zip")
     assert not at.exception and not at.error
     assert (at.slider(key="slice_index").min, at.slider(key="slice_index").max) == (1, 6)
-    assert any(c.value.startswith("Per-slice relevance, slice-pooling attention") for c in at.caption)
+    assert any(c.value.startswith("Per-slice relevance, the model's slice-pooling attention") for c in at.caption)
+    findings = set(next(df.value for df in at.dataframe if "probability" in df.value.columns)["finding"])
+    assert "Kidney Cyst" in findings and "Cardiomegaly" not in findings  # a CT is read for volume findings only
     top = [b for b in at.button if b.label.startswith("Top slice")]
     assert len(top) == 3
     top[0].click()
