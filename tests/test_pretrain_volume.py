@@ -1,5 +1,5 @@
 """The volume recipe end to end: RadCLIP's two stages (configs/pretrain/phantom-volume.yaml, CI-sized) on CT
-phantoms of 40-120 slices, evaluated on held-out patients as the review app reads the model
+phantoms of 40-100 slices, evaluated on held-out patients as the review app reads the model
 (:mod:`medvl.infer.volume_eval`) next to the same architecture untrained; and the registered pyfunc model embeds
 a NIfTI volume with per-slice weights.
 
@@ -28,7 +28,7 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 RECIPE = REPO_ROOT / "configs" / "pretrain" / "phantom-volume.yaml"
-CI_STEPS = {"2d": 300, "volume": 120}
+CI_STEPS = {"2d": 120, "volume": 50}  # the learning is measured at full size (benchmarks/volume_seeds.py)
 
 
 def _ci_recipe(root: Path) -> Path:
@@ -48,7 +48,7 @@ def _ci_recipe(root: Path) -> Path:
 def volume_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("volumes")
     cohort, manifest = root / "cohort", root / "ct.parquet"
-    assert main(["synth", "-o", str(cohort), "--n-2d", "0", "--n-3d", "300", "--ct-size", "64", "--depth", "40,120",
+    assert main(["synth", "-o", str(cohort), "--n-2d", "0", "--n-3d", "160", "--ct-size", "64", "--depth", "40,100",
                  "--ct-dicom-fraction", "0.05", "--workers", "2", "--seed", "5", "-q"]) == 0  # fmt: skip
     assert main(["ingest", "phantom", str(cohort), "-o", str(manifest), "-q"]) == 0
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -83,10 +83,10 @@ def test_held_out_volumes_are_evaluated_as_the_app_reads_them(volume_run):
                    "untrained twin": evaluate_volumes(twin_dir, root / "cache", "test")}  # fmt: skip
     for name, evaluation in evaluations.items():
         print(name, _row(evaluation))
-        assert evaluation.n_volumes >= 40
+        assert evaluation.n_volumes >= 25
         assert set(evaluation.zero_shot_auroc) == set(CT_FINDINGS)  # every finding has both classes and a score
         assert all(0.0 <= v <= 1.0 for v in [*evaluation.zero_shot_auroc.values(), *evaluation.retrieval.values()])
-        assert len(evaluation.slice_hits) >= 20 and 0.0 < evaluation.slice_chance_rate < 1.0
+        assert len(evaluation.slice_hits) >= 10 and 0.0 < evaluation.slice_chance_rate < 1.0
     assert 0.3 <= evaluations["untrained twin"].zero_shot_mean <= 0.7
 
 
