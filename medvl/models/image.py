@@ -108,6 +108,16 @@ def check_images(images: torch.Tensor, name: str = "images") -> None:
         raise ValueError(f"{name}: expected floating-point pixels, got {images.dtype}; convert with .float()")
 
 
+def resnet_stages(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The feature maps after each of a MONAI ResNet's four stages (2D or 3D), stem first."""
+    x = net.maxpool(net.act(net.bn1(net.conv1(x))))
+    maps = []
+    for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
+        x = stage(x)
+        maps.append(x)
+    return maps
+
+
 class ImageEncoder(nn.Module):
     """Base class: subclasses set ``out_channels`` and implement :meth:`feature_pyramid`."""
 
@@ -157,13 +167,7 @@ class ResNetEncoder(ImageEncoder):
 
     def feature_pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
         check_images(images)
-        net = self.net
-        x = net.maxpool(net.act(net.bn1(net.conv1(images))))
-        maps = []
-        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
-            x = stage(x)
-            maps.append(x)
-        return maps
+        return resnet_stages(self.net, images)
 
 
 class DenseNetEncoder(ImageEncoder):

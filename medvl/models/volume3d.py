@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from medvl.models.config import check_choice, check_number, merge_section
-from medvl.models.image import GLOBAL_POOLS, NORMS, ImageEncoder, replace_batch_norm
+from medvl.models.image import GLOBAL_POOLS, NORMS, ImageEncoder, replace_batch_norm, resnet_stages
 from medvl.models.slice_pooling import check_volume_inputs
 
 ARCHS = ("resnet18", "resnet50")
@@ -112,13 +112,7 @@ class VolumeEncoder(ImageEncoder):
     def feature_pyramid(self, volumes: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps ``(B, C_k, d_k, h_k, w_k)`` after each ResNet stage, the last one being :meth:`feature_map`."""
         check_volumes(volumes)
-        net = self.net
-        x = net.maxpool(net.act(net.bn1(net.conv1(volumes))))
-        maps = []
-        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
-            x = stage(x)
-            maps.append(x)
-        return maps
+        return resnet_stages(self.net, volumes)
 
 
 def build_volume_encoder(cfg: dict[str, Any]) -> VolumeEncoder:
