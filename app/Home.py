@@ -9,22 +9,23 @@ from __future__ import annotations
 import streamlit as st
 
 from app.analysis import analysis_or_stop
+from app.feedback import FeedbackError
 from app.feedback_form import feedback_form
 from app.findings_panel import findings_panel
 from app.login import login_gate, logout_button
 from app.model_choice import choose_model
 from app.open_study import open_study_panel
-from app.settings import settings_from_env
-from app.state import audit_log, feedback_store, user_store
+from app.state import clean_stale_uploads, feedback_store, services_or_stop
 from app.viewer_panel import viewer_panel
 
 st.set_page_config(page_title="medvl review", layout="wide")
 st.title("medvl clinician review")
 
+settings, users, audit = services_or_stop()
+clean_stale_uploads()
 try:
-    settings = settings_from_env()
-    store, audit, users = feedback_store(settings.db_url), audit_log(settings), user_store(settings)
-except ValueError as exc:  # bad settings, unreadable users file, unreachable database
+    store = feedback_store(settings.db_url)
+except FeedbackError as exc:  # unreachable database
     st.error(f"The review app is misconfigured: {exc}")
     st.stop()
 
@@ -34,7 +35,7 @@ if user is None:
 st.sidebar.write(f"Logged in as **{user.name}** ({user.role})")
 logout_button(audit)
 
-loaded = choose_model(settings)
+loaded = choose_model(settings, user)
 if loaded is None:
     st.stop()
 

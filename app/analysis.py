@@ -26,7 +26,7 @@ def study_analysis(loaded: LoadedModel, study: Study) -> ImageAnalysis:
     key = (loaded.fingerprint, study.study_hash)
     if key not in cache:
         try:
-            model_input = prepare_input(study.path, loaded.prep, modality=study.modality)
+            model_input = prepare_input(study.record, loaded.prep, modality=study.modality)
         except (MedvlIOError, ValueError) as exc:
             raise AnalysisError(f"{study.name}: cannot prepare the image for the model ({exc})") from exc
         cache.clear()  # one study at a time: keep the memory of a session bounded

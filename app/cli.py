@@ -3,12 +3,16 @@
   medvl review serve --model models:/radclip@champion --users review/users.yaml
   medvl review serve --model runs/pretrain/model --manifest cohort.parquet --index review/index --port 8502
   medvl review add-user alice --role reviewer          (asks for the password; or --password-stdin)
+  medvl review unlock-user alice                       (after too many failed logins)
   medvl review index --model runs/pretrain/model --cache cache/cohort-128 -o review/index
 
-serve starts Streamlit on 127.0.0.1 (headless) with the settings passed as MEDVL_REVIEW_* variables; put a
-reverse proxy with TLS in front of it to serve other machines. Feedback goes to --db (SQLite by default, any
-SQLAlchemy URL), every opened study and every feedback to the --audit log. Passwords are stored as bcrypt hashes;
-with an [auth] section in .streamlit/secrets.toml users can also log in through OIDC.
+serve starts Streamlit on 127.0.0.1 (headless, file watcher off, no error details shown to users) with the settings
+passed as MEDVL_REVIEW_* variables; put a reverse proxy with TLS in front of it to serve other machines. Reviewers
+choose among --model and the --approved-model references; administrators may also open checkpoint folders under a
+--model-root. Feedback goes to --db (SQLite by default, any SQLAlchemy URL), every login, opened study, search and
+feedback to the --audit log, keyed with --audit-key-file (default $MEDVL_AUDIT_KEY_FILE, else
+~/.config/medvl/audit.key). Passwords are stored as bcrypt hashes; with an [auth] section in
+.streamlit/secrets.toml users can also log in through OIDC.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 from app.auth import ROLES, AuthConfigError, UserStore
 from app.settings import PROMPT_SETS, AppSettings
+from governance.audit import KEY_FILE_ENV, AuditLog, AuditLogError
 
 HELP = "run the clinician review app (Streamlit), add reviewers, build the similar-case index"
 HOME = Path(__file__).with_name("Home.py")
@@ -29,16 +34,22 @@ HOME = Path(__file__).with_name("Home.py")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``serve``, ``add-user`` and ``index`` subcommands."""
-    sub = parser.add_subparsers(dest="review_command", metavar="{serve,add-user,index}", required=True)
+    sub = parser.add_subparsers(dest="review_command", metavar="{serve,add-user,unlock-user,index}", required=True)
     defaults = AppSettings()
     serve = sub.add_parser("serve", help="start the review app on 127.0.0.1")
     serve.add_argument("--model", default=defaults.model,
                        help="models:/NAME@ALIAS, models:/NAME/VERSION, a model folder or a run folder "
                             f"(default {defaults.model})")  # fmt: skip
+    serve.add_argument("--approved-model", action="append", default=[], metavar="REF",
+                       help="a further model reviewers may choose (repeatable)")
+    serve.add_argument("--model-root", action="append", default=[], type=Path, metavar="DIR",
+                       help="a folder under which administrators may open local checkpoints (repeatable)")
     serve.add_argument("--tracking-uri", help="MLflow tracking URI for registry models (default: MLflow's own)")
     serve.add_argument("--users", type=Path, default=defaults.users, help=f"users YAML (default {defaults.users})")
     serve.add_argument("--db", default=defaults.db_url, help=f"feedback database URL (default {defaults.db_url})")
     serve.add_argument("--audit", type=Path, default=defaults.audit, help=f"audit log (default {defaults.audit})")
+    serve.add_argument("--audit-key-file", type=Path, metavar="FILE",
+                       help=f"key of the audit log's hash chain (default ${KEY_FILE_ENV}, else ~/.config/medvl/audit.key)")
     serve.add_argument("--manifest", type=Path, help="manifest whose studies can be picked in the app")
     serve.add_argument("--index", type=Path, help="similar-case index folder (from 'medvl review index')")
     serve.add_argument("--prompts", choices=PROMPT_SETS, default=defaults.prompts,
@@ -51,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--email", help="e-mail address, matched against OIDC logins")
     add.add_argument("--users", type=Path, default=defaults.users, help=f"users YAML (default {defaults.users})")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    unlock = sub.add_parser("unlock-user", help="unlock a user locked after too many failed logins")
+    unlock.add_argument("name", help="user name")
+    unlock.add_argument("--users", type=Path, default=defaults.users, help=f"users YAML (default {defaults.users})")
+    unlock.add_argument("--audit", type=Path, default=defaults.audit,
+                        help=f"audit log that records the unlock (default {defaults.audit})")
     index = sub.add_parser("index", help="embed a training cache into a similar-case index")
     index.add_argument("--model", required=True, help="model reference (as for serve)")
     index.add_argument("--tracking-uri", help="MLflow tracking URI for registry models")
@@ -67,7 +83,8 @@ def _fail(message: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     try:
         settings = AppSettings(
-            model=args.model, tracking_uri=args.tracking_uri, users=args.users, db_url=args.db, audit=args.audit,
+            model=args.model, approved_models=tuple(args.approved_model), model_roots=tuple(args.model_root),
+            tracking_uri=args.tracking_uri, users=args.users, db_url=args.db, audit=args.audit,
             manifest=args.manifest, index=args.index, prompts=args.prompts, max_upload_mb=args.max_upload_mb,
         )  # fmt: skip
         UserStore(settings.users)
@@ -78,16 +95,28 @@ def _serve(args: argparse.Namespace) -> int:
     for path, what in ((settings.manifest, "manifest"), (settings.index, "index folder")):
         if path is not None and not path.exists():
             return _fail(f"{path}: no such {what}")
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(HOME), "--server.address", "127.0.0.1",
-        "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        "--server.maxUploadSize", str(max(1, round(settings.max_upload_mb))),
-    ]  # fmt: skip
+    command = streamlit_command(args.port, settings.max_upload_mb)
+    env = {**os.environ, **settings.as_env()}
+    if args.audit_key_file:
+        if not args.audit_key_file.is_file():
+            return _fail(f"{args.audit_key_file}: no such audit key file")
+        env[KEY_FILE_ENV] = str(args.audit_key_file.resolve())
     print(f"medvl review: serving on http://127.0.0.1:{args.port} (Ctrl-C stops)", file=sys.stderr)
     try:
-        return subprocess.call(command, env={**os.environ, **settings.as_env()})
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return 0
+
+
+def streamlit_command(port: int, max_upload_mb: float) -> list[str]:
+    """The Streamlit server command: 127.0.0.1 only, headless, no usage statistics, no file watcher or rerun on
+    save, no error details or developer menu for users, uploads up to ``max_upload_mb``."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(HOME), "--server.address", "127.0.0.1",
+        "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.maxUploadSize", str(max(1, round(max_upload_mb))), "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false", "--client.showErrorDetails", "none", "--client.toolbarMode", "viewer",
+    ]  # fmt: skip
 
 
 def _add_user(args: argparse.Namespace) -> int:
@@ -102,6 +131,19 @@ def _add_user(args: argparse.Namespace) -> int:
     except (ValueError, AuthConfigError) as exc:
         return _fail(str(exc))
     print(f"{args.users}: {args.name} ({args.role}) saved")
+    return 0
+
+
+def _unlock_user(args: argparse.Namespace) -> int:
+    try:
+        store = UserStore(args.users)
+        if not store.knows(args.name):
+            return _fail(f"{args.users}: no user {args.name!r}")
+        AuditLog(args.audit).append(getpass.getuser(), "auth.unlock", args.name, via="medvl review unlock-user")
+        store.set_locked(args.name, False)
+    except (ValueError, AuthConfigError, AuditLogError) as exc:
+        return _fail(str(exc))
+    print(f"{args.users}: {args.name} unlocked")
     return 0
 
 
@@ -125,4 +167,5 @@ def _index(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen subcommand; returns the exit status (2 with a one-line reason on bad input)."""
-    return {"serve": _serve, "add-user": _add_user, "index": _index}[args.review_command](args)
+    commands = {"serve": _serve, "add-user": _add_user, "unlock-user": _unlock_user, "index": _index}
+    return commands[args.review_command](args)

@@ -2,13 +2,18 @@
 
 One row per verdict: reviewer, model name / version / fingerprint, study hash, finding, the probability shown,
 agree or disagree, comment, UTC time. Several reviewers (processes) may write at once: SQLite runs in WAL mode
-with a busy timeout, and a write that still meets a locked database is retried, so nothing is lost.
+with a busy timeout, and a write that still meets a locked database is retried, so nothing is lost. A SQLite file
+is created readable by its owner only.
+
+The CSV export neutralises spreadsheet formulas (OWASP "CSV injection"): a text cell that starts with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return gets a leading ``'``, so a comment such as ``=HYPERLINK(...)`` stays text.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +30,7 @@ CSV_COLUMNS = (
     "id", "created_at", "reviewer", "model_name", "model_version", "model_fingerprint", "study_hash", "finding",
     "probability", "verdict", "comment",
 )  # fmt: skip
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 WRITE_ATTEMPTS = 20
 SQLITE_BUSY_MS = 30_000
 
@@ -90,7 +96,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get their folder created, WAL mode and a busy timeout."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///")).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # SQLite's -wal and -shm files take this mode
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -152,12 +160,17 @@ class FeedbackStore:
             return [{c: getattr(r, c) for c in CSV_COLUMNS} for r in session.scalars(query)]
 
     def to_csv(self) -> str:
-        """Every verdict as CSV text (header :data:`CSV_COLUMNS`, times in ISO-8601 UTC)."""
+        """Every verdict as CSV text (header :data:`CSV_COLUMNS`, times in ISO-8601 UTC, formulas neutralised)."""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in self.rows():
             created = row["created_at"]
             row["created_at"] = (created if created.tzinfo else created.replace(tzinfo=UTC)).isoformat()
-            writer.writerow(row)
+            writer.writerow({k: safe_cell(v) for k, v in row.items()})
         return buffer.getvalue()
+
+
+def safe_cell(value: Any) -> Any:
+    """``value`` for a CSV cell: text that a spreadsheet would run as a formula gets a leading ``'``."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value

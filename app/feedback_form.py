@@ -7,6 +7,7 @@ import streamlit as st
 from app.auth import User
 from app.feedback import Feedback, FeedbackError, FeedbackStore
 from app.model_choice import LoadedModel
+from app.state import audit_event
 from app.study import Study
 from governance.audit import AuditLog
 from medvl.infer.attribution import FindingScore
@@ -35,6 +36,6 @@ def feedback_form(
     except FeedbackError as exc:
         st.error(f"Not saved: {exc}")
         return
-    audit.append(user.name, "feedback.write", study.study_hash, feedback_id=row_id, finding=finding, verdict=verdict,
-                 model=loaded.label, model_fingerprint=loaded.fingerprint)  # fmt: skip
+    audit_event(audit, user.name, "feedback.write", study.study_hash, feedback_id=row_id, finding=finding,
+                verdict=verdict, model=loaded.label, model_fingerprint=loaded.fingerprint)  # fmt: skip
     st.success(f"Saved review #{row_id}: {verdict} with '{finding}'.")

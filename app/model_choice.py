@@ -1,7 +1,12 @@
-"""Choosing the model: a registry model by alias (default ``@champion``) or a local checkpoint folder.
+"""Choosing the model: one of the models an administrator approved, or (administrators only) a local checkpoint.
+
+Reviewers pick from the approved references (``--model`` and ``--approved-model`` of ``medvl review serve``);
+they cannot type a registry name, a ``runs:/`` URI or a folder. Administrators may also open a checkpoint folder,
+and only under a configured root (``--model-root``): anything else is refused with the same message whether it
+exists or not, so the field is no file-existence oracle.
 
 A model is loaded, with its text bank (prompt ensembles and lexicon concepts embedded), once per process and
-reference (``st.cache_resource``), so every session and rerun after the first is immediate.
+reference (``st.cache_resource``); at most :data:`MAX_LOADED_MODELS` stay in memory.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 import streamlit as st
 
+from app.auth import User
 from app.settings import AppSettings
 from medvl.data.phantom import ZERO_SHOT_PROMPTS
 from medvl.data.preprocess import PrepSettings
@@ -21,8 +27,9 @@ from medvl.infer.model_ref import ModelRefError, model_fingerprint, resolve_mode
 from medvl.text.labels import LabelSpace
 from medvl.text.prompts import build_prompts
 
-REGISTRY = "Registry model"
+APPROVED = "Approved model"
 LOCAL = "Local checkpoint"
+MAX_LOADED_MODELS = 4
 
 
 @dataclass(frozen=True)
@@ -63,38 +70,44 @@ def load_model(ref: str, tracking_uri: str | None, prompts: str) -> LoadedModel:
                        model_fingerprint(resolved.model_dir), model, prep, bank)  # fmt: skip
 
 
-@st.cache_resource(show_spinner="Loading the model and embedding its prompts...")
+@st.cache_resource(show_spinner="Loading the model and embedding its prompts...", max_entries=MAX_LOADED_MODELS)
 def cached_model(ref: str, tracking_uri: str | None, prompts: str) -> LoadedModel:
     """:func:`load_model`, once per process and arguments."""
     return load_model(ref, tracking_uri, prompts)
 
 
-def registry_parts(ref: str) -> tuple[str, str]:
-    """``(name, alias)`` of a ``models:/NAME@ALIAS`` reference; ``("", "champion")`` for anything else."""
-    if ref.startswith("models:/") and "@" in ref:
-        name, alias = ref.removeprefix("models:/").split("@", 1)
-        return name, alias
-    return "", "champion"
+def allowed_local(folder: str, roots: tuple[Path, ...]) -> Path | None:
+    """``folder`` resolved (links followed) when it lies under one of ``roots``, else None."""
+    path = Path(folder).expanduser().resolve()
+    return path if any(path.is_relative_to(root.expanduser().resolve()) for root in roots) else None
 
 
-def choose_model(settings: AppSettings) -> LoadedModel | None:
+def _chosen_reference(settings: AppSettings, user: User) -> str | None:
+    """The reference picked in the sidebar (None, with the reason shown, when it is not allowed)."""
+    sources = (APPROVED, LOCAL) if user.is_admin and settings.model_roots else (APPROVED,)
+    kind = st.radio("Source", sources, key="model_kind", horizontal=True) if len(sources) > 1 else APPROVED
+    if kind == APPROVED:
+        return st.selectbox("Model", settings.models, key="model_ref")
+    folder = st.text_input("Checkpoint folder", key="model_dir",
+                           help="a saved model or pretraining run under: " + ", ".join(map(str, settings.model_roots)))
+    if not folder.strip():
+        st.info("Give a checkpoint folder (a saved model or a pretraining run).")
+        return None
+    path = allowed_local(folder.strip(), settings.model_roots)
+    if path is None:
+        st.error("Local checkpoints must lie under an allowed folder: " + ", ".join(map(str, settings.model_roots)))
+    return str(path) if path else None
+
+
+def choose_model(settings: AppSettings, user: User) -> LoadedModel | None:
     """Sidebar controls for the model; returns the loaded model, or None (with the reason shown) on failure."""
-    default_local = not settings.model.startswith(("models:/", "runs:/"))
     with st.sidebar:
         st.subheader("Model")
-        kind = st.radio("Source", (REGISTRY, LOCAL), index=1 if default_local else 0, key="model_kind", horizontal=True)
-        if kind == REGISTRY:
-            name, alias = registry_parts(settings.model)
-            name = st.text_input("Registered model", value=name or "medvl", key="model_name")
-            alias = st.text_input("Alias", value=alias, key="model_alias")
-            ref = f"models:/{name.strip()}@{alias.strip()}"
-        else:
-            ref = st.text_input("Checkpoint folder", value=settings.model if default_local else "", key="model_dir")
-        if not ref.strip():
-            st.info("Give a checkpoint folder (a saved model or a pretraining run).")
+        ref = _chosen_reference(settings, user)
+        if ref is None:
             return None
         try:
-            loaded = cached_model(ref.strip(), settings.tracking_uri, settings.prompts)
+            loaded = cached_model(ref, settings.tracking_uri, settings.prompts)
         except ModelRefError as exc:
             st.error(f"Cannot load the model: {exc}")
             return None

@@ -1,6 +1,7 @@
 """Opening a study: an uploaded file (checked by :mod:`app.upload`) or a study picked from a manifest.
 
-Every opened study is written to the audit log (actor = reviewer, subject = the study's content hash).
+Every opened study is written to the audit log (actor = reviewer, subject = the study's content hash) before it is
+shown. An upload is written to a private temporary folder only while it is checked and loaded, and deleted then.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import streamlit as st
 
 from app.auth import User
 from app.settings import AppSettings
-from app.state import current_study, session_workdir, set_study
+from app.state import audit_event, current_study, set_study, upload_folder
 from app.study import Study, build_study, describe, path_hash
 from app.upload import UploadError, UploadLimits, open_upload
 from governance.audit import AuditLog
@@ -29,8 +30,8 @@ def manifest_studies(path: str) -> list[tuple[str, str]]:
 
 
 def _opened(study: Study, user: User, audit: AuditLog) -> None:
+    audit_event(audit, user.name, "study.open", study.study_hash, **describe(study))
     set_study(study)
-    audit.append(user.name, "study.open", study.study_hash, **describe(study))
 
 
 def _from_upload(settings: AppSettings, user: User, audit: AuditLog) -> None:
@@ -41,13 +42,15 @@ def _from_upload(settings: AppSettings, user: User, audit: AuditLog) -> None:
     current = current_study()
     if current is not None and current.source == "upload" and st.session_state.get("upload_id") == upload.file_id:
         return
-    try:
-        opened = open_upload(upload.name, upload.getvalue(), session_workdir(), UploadLimits(settings.max_upload_bytes))
-    except UploadError as exc:
-        st.error(f"Cannot open this upload. {exc}")
-        return
+    with upload_folder() as folder:
+        try:
+            opened = open_upload(upload.name, upload.getvalue(), folder, UploadLimits(settings.max_upload_bytes))
+        except UploadError as exc:
+            st.error(f"Cannot open this upload. {exc}")
+            return
+        study = build_study(opened.record, opened.path, upload.name, "upload", opened.study_hash)
     st.session_state["upload_id"] = upload.file_id
-    _opened(build_study(opened.record, opened.path, upload.name, "upload", opened.study_hash), user, audit)
+    _opened(study, user, audit)
 
 
 def _from_manifest(settings: AppSettings, user: User, audit: AuditLog) -> None:

@@ -3,6 +3,8 @@
 | variable | meaning | default |
 |---|---|---|
 | ``MEDVL_REVIEW_MODEL`` | model reference: ``models:/NAME@ALIAS``, a model folder or a run folder | ``models:/medvl@champion`` |
+| ``MEDVL_REVIEW_APPROVED_MODELS`` | further model references reviewers may pick, comma-separated | none |
+| ``MEDVL_REVIEW_MODEL_ROOTS`` | folders (``:``-separated) under which administrators may open local checkpoints | none |
 | ``MEDVL_REVIEW_TRACKING_URI`` | MLflow tracking URI for registry models | MLflow's own resolution |
 | ``MEDVL_REVIEW_USERS`` | users YAML (bcrypt-hashed passwords, roles) | ``review/users.yaml`` |
 | ``MEDVL_REVIEW_DB`` | feedback database, any SQLAlchemy URL | ``sqlite:///review/feedback.db`` |
@@ -28,6 +30,8 @@ class AppSettings:
     """Where the app finds its model, users, database, audit log, manifest and index."""
 
     model: str = "models:/medvl@champion"
+    approved_models: tuple[str, ...] = ()
+    model_roots: tuple[Path, ...] = ()
     tracking_uri: str | None = None
     users: Path = Path("review/users.yaml")
     db_url: str = "sqlite:///review/feedback.db"
@@ -44,6 +48,11 @@ class AppSettings:
             raise ValueError(f"{ENV_PREFIX}MAX_UPLOAD_MB={self.max_upload_mb}: must be a positive number of MB")
 
     @property
+    def models(self) -> tuple[str, ...]:
+        """The models an administrator approved for review: the default first, without repeats."""
+        return tuple(dict.fromkeys((self.model, *self.approved_models)))
+
+    @property
     def max_upload_bytes(self) -> int:
         """The upload limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
@@ -51,7 +60,9 @@ class AppSettings:
     def as_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings (for launching streamlit)."""
         values = {
-            "MODEL": self.model, "TRACKING_URI": self.tracking_uri, "USERS": self.users, "DB": self.db_url,
+            "MODEL": self.model, "APPROVED_MODELS": ",".join(self.approved_models) or None,
+            "MODEL_ROOTS": os.pathsep.join(map(str, self.model_roots)) or None, "TRACKING_URI": self.tracking_uri,
+            "USERS": self.users, "DB": self.db_url,
             "AUDIT": self.audit, "MANIFEST": self.manifest, "INDEX": self.index, "PROMPTS": self.prompts,
             "MAX_UPLOAD_MB": self.max_upload_mb,
         }  # fmt: skip
@@ -78,6 +89,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> AppSettings:
         raise ValueError(f"{ENV_PREFIX}MAX_UPLOAD_MB={limit!r}: not a number of MB") from exc
     return AppSettings(
         model=get("MODEL") or defaults.model,
+        approved_models=tuple(m.strip() for m in (get("APPROVED_MODELS") or "").split(",") if m.strip()),
+        model_roots=tuple(Path(r) for r in (get("MODEL_ROOTS") or "").split(os.pathsep) if r.strip()),
         tracking_uri=get("TRACKING_URI"),
         users=Path(get("USERS") or defaults.users),
         db_url=get("DB") or defaults.db_url,

@@ -33,7 +33,7 @@ class Study:
     Attributes:
         name: what the reviewer opened (file name or manifest study id).
         source: ``upload`` or ``manifest``.
-        path: the file or series folder the loaders read.
+        record: the loaded image (analysed from memory: uploads are deleted once opened).
         study_hash: SHA-256 of the content (feedback and audit refer to it, never to patient identifiers).
         modality: DICOM modality code (``OT`` when unknown).
         slices: ``(S, rows, cols)`` float32 in physical units (HU for CT), oriented like the model input.
@@ -45,7 +45,7 @@ class Study:
 
     name: str
     source: str
-    path: Path
+    record: ImageRecord
     study_hash: str
     modality: str
     slices: np.ndarray
@@ -98,12 +98,12 @@ def header_identifiers(path: Path) -> list[str]:
 
 
 def build_study(record: ImageRecord, path: Path, name: str, source: str, study_hash: str) -> Study:
-    """The viewer's study from a loaded record (see :class:`Study`)."""
+    """The viewer's study from a loaded record (see :class:`Study`); ``path`` is read for header identifiers only."""
     slices = canonical_slices(record)
     return Study(
         name=name,
         source=source,
-        path=path,
+        record=record,
         study_hash=study_hash,
         modality=record.modality,
         slices=slices.pixels,

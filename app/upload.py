@@ -2,10 +2,14 @@
 
 Accepted: a DICOM file, a zip of one DICOM series, NIfTI (``.nii``, ``.nii.gz``), NRRD, PNG, JPEG. Refused with
 an :class:`UploadError` that says why (the app shows it and keeps running): an empty or oversized upload, a file
-that is not an image, a corrupt DICOM, a zip with a path that leaves the extraction folder, links, too many
-members, a member or total size over the limit, or a compression ratio typical of a zip bomb. Zip members are
-read in bounded chunks and counted as they are written, so a header that lies about sizes cannot get past the
+that is not an image, a corrupt DICOM, a damaged zip, a zip with a path that leaves the extraction folder, links,
+too many members, a member or total size over the limit, or a compression ratio typical of a zip bomb. Zip members
+are read in bounded chunks and counted as they are written, so a header that lies about sizes cannot get past the
 limits; they are stored under generated names, so no member name ever becomes a path.
+
+Gzip uploads (``.nii.gz``) are inflated in chunks before they are read, under the same ratio limit and medvl.io's
+decoded-size limit (:func:`medvl.io.limits.max_decoded_bytes`); every image is then loaded under that limit, which
+also bounds what a compressed DICOM or NIfTI header may declare.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ import io
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from medvl.io import ImageRecord, MedvlIOError, load
+from medvl.io.limits import DecodedSizeError, check_gzip_stream, max_decoded_bytes
 
 ZIP_MAGIC = b"PK\x03\x04"
+GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
 _SAFE_SUFFIX = re.compile(r"^(\.[A-Za-z0-9]{1,5}){1,2}$")
 
@@ -41,7 +48,7 @@ class UploadLimits:
     Attributes:
         max_bytes: largest upload, and largest total unpacked size of a zip.
         max_members: most files in a zip.
-        max_ratio: largest uncompressed / compressed size of a zip member (zip-bomb guard).
+        max_ratio: largest uncompressed / compressed size of a zip member or gzip file (bomb guard).
     """
 
     max_bytes: int = 512 * 1024 * 1024
@@ -92,11 +99,25 @@ def open_upload(name: str, data: bytes, workdir: Path, limits: UploadLimits = Up
     else:
         path = workdir / f"upload{safe_suffix(name)}"
         path.write_bytes(data)
+        if data[:2] == GZIP_MAGIC:
+            _check_gzip(name, path, len(data), limits)
     try:
         record = load(path)
     except MedvlIOError as exc:
         raise UploadError(name, _explain(exc)) from exc
     return OpenedUpload(name, path, record, content_hash(data))
+
+
+def _check_gzip(name: str, path: Path, size: int, limits: UploadLimits) -> None:
+    """Refuse gzip data that inflates beyond ``max_ratio`` times its size or medvl.io's decoded-size limit."""
+    limit = min(max_decoded_bytes(), int(size * limits.max_ratio))
+    try:
+        check_gzip_stream(path, limit)
+    except DecodedSizeError as exc:
+        raise UploadError(name, f"the gzip data inflates beyond {limit / 2**20:.0f} MB ({limits.max_ratio:.0f}x the "
+                          "upload, or the decoded-size limit): a decompression bomb? refused") from exc  # fmt: skip
+    except MedvlIOError as exc:
+        raise UploadError(name, _explain(exc)) from exc
 
 
 def _explain(exc: MedvlIOError) -> str:
@@ -148,6 +169,16 @@ def _extract_member(
     name: str, archive: zipfile.ZipFile, member: zipfile.ZipInfo, out: Path, total: int, limits: UploadLimits
 ) -> int:
     """Copy one member in chunks, stopping as soon as a limit is crossed; returns the new running total."""
+    try:
+        return _copy_member(name, archive, member, out, total, limits)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise UploadError(name, f"zip member '{member.filename}' is damaged or uses an unsupported compression "
+                          f"({exc}); zip the series again") from exc  # fmt: skip
+
+
+def _copy_member(
+    name: str, archive: zipfile.ZipFile, member: zipfile.ZipInfo, out: Path, total: int, limits: UploadLimits
+) -> int:
     written = 0
     budget = max(member.compress_size, 1) * limits.max_ratio
     with archive.open(member) as source, open(out, "wb") as sink:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import secrets
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +16,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _isolated_audit_secrets() -> None:
+    """Audit keys and anchors of the test run live in a temporary folder, never in the user's ~/.config."""
+    folder = Path(tempfile.mkdtemp(prefix="medvl-test-audit-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    (folder / "audit.key").write_text(secrets.token_hex(32))
+    os.environ["MEDVL_AUDIT_KEY_FILE"] = str(folder / "audit.key")
+    os.environ["MEDVL_AUDIT_ANCHOR_DIR"] = str(folder / "anchors")
+
+
+_isolated_audit_secrets()
 
 
 @pytest.fixture(autouse=True)

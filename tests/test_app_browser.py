@@ -10,12 +10,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from app.cli import streamlit_command
 from medvl.data.phantom import read_index, synthesize
 from tests.app_support import PASSWORD, app_env, save_small_model
 
@@ -54,11 +54,7 @@ def server(tmp_path_factory):
     env = {**os.environ, **app_env(tmp, save_small_model(tmp / "model"))}
     port = _free_port()
     log = open(tmp / "streamlit.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "Home.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process = subprocess.Popen(streamlit_command(port, 512), env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_http(port, process, START_TIMEOUT)
         yield f"http://127.0.0.1:{port}", tmp

@@ -61,7 +61,7 @@ def _actions(env: dict[str, str]) -> list[str]:
 def test_wrong_password_is_refused_and_audited(env):
     at = _logged_in(password="not-the-password")
     assert not at.exception
-    assert [e.value for e in at.error] == ["Wrong user name or password."]
+    assert [e.value for e in at.error] == ["Wrong user name or password, or the account is locked."]
     assert not at.file_uploader
     assert _actions(env) == ["auth.failed"]
 

@@ -1,14 +1,32 @@
-"""The hash-chained audit log: appends, tamper detection, concurrent appenders, and the ``medvl audit`` CLI."""
+"""The keyed, hash-chained audit log: appends, tamper detection (with and without the key), anchors, file modes,
+concurrent appenders, and the ``medvl audit`` CLI.
+
+The test run's key and anchors live in a temporary folder (tests/conftest.py sets ``$MEDVL_AUDIT_KEY_FILE`` and
+``$MEDVL_AUDIT_ANCHOR_DIR``)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
+import stat
 from pathlib import Path
 
 import pytest
 
-from governance.audit import GENESIS_HASH, AuditLog, AuditLogError, entry_hash, verify
+from governance.audit import (
+    ANCHOR_DIR_ENV,
+    GENESIS_HASH,
+    KEY_ENV,
+    KEY_FILE_ENV,
+    AuditLog,
+    AuditLogError,
+    canonical_json,
+    default_anchor_file,
+    entry_hash,
+    load_audit_key,
+    verify,
+)
 from medvl.cli import main
 
 
@@ -33,7 +51,7 @@ def test_append_builds_a_chain(tmp_path):
     second = log.append("bob", "model.promote", "models:/m-1", alias="champion")
     assert (first["seq"], second["seq"]) == (1, 2)
     assert first["prev_hash"] == GENESIS_HASH and second["prev_hash"] == first["hash"]
-    assert second["hash"] == entry_hash(second) and second["details"] == {"alias": "champion"}
+    assert second["hash"] == entry_hash(second, load_audit_key()) and second["details"] == {"alias": "champion"}
     assert log.head() == (2, second["hash"])
     assert [e["subject"] for e in log.entries()] == ["/data/in", "models:/m-1"]
     result = verify(log.path)
@@ -43,9 +61,17 @@ def test_append_builds_a_chain(tmp_path):
 def test_empty_or_absent_log(tmp_path):
     assert AuditLog(tmp_path / "none.jsonl").head() == (0, GENESIS_HASH)
     (tmp_path / "empty.jsonl").write_text("")
-    assert verify(tmp_path / "empty.jsonl").ok
+    result = verify(tmp_path / "empty.jsonl", use_recorded_anchor=False)
+    assert not result.ok and "empty" in result.reason
     with pytest.raises(AuditLogError, match="cannot read"):
         verify(tmp_path / "none.jsonl")
+
+
+def test_log_and_anchor_are_private_files(tmp_path):
+    log = _log(tmp_path, 1)
+    assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.anchor_file.stat().st_mode) == 0o600
+    assert log.anchor_file == default_anchor_file(log.path) and log.anchor_file.parent != log.path.parent
 
 
 def test_edited_line_is_named(tmp_path):
@@ -62,11 +88,93 @@ def test_edited_and_rehashed_line_breaks_the_next_link(tmp_path):
     lines = _lines(log)
     entry = json.loads(lines[1])
     entry["actor"] = "mallory"
-    entry["hash"] = entry_hash(entry)
+    entry["hash"] = entry_hash(entry, load_audit_key())
     lines[1] = json.dumps(entry) + "\n"
     _write(log, lines)
     result = verify(log.path)
     assert not result.ok and result.first_bad_line == 3 and "prev_hash" in result.reason
+
+
+def _sha256_rechain(lines: list[str]) -> list[str]:
+    """What an attacker without the key can do: recompute every seq, prev_hash and hash with plain SHA-256."""
+    out, prev = [], GENESIS_HASH
+    for seq, line in enumerate(lines, start=1):
+        entry = json.loads(line)
+        entry.update(seq=seq, prev_hash=prev)
+        entry["hash"] = hashlib.sha256(canonical_json({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+        out.append(json.dumps(entry) + "\n")
+        prev = entry["hash"]
+    return out
+
+
+def test_deleted_and_rechained_entry_fails_verify(tmp_path, capsys):
+    log = _log(tmp_path, 5)
+    lines = _lines(log)
+    _write(log, _sha256_rechain(lines[:2] + lines[3:]))
+    result = verify(log.path)
+    assert not result.ok and result.first_bad_line == 1 and "edited" in result.reason
+    assert main(["audit", "verify", str(log.path)]) == 1
+    assert "TAMPERED at line 1" in capsys.readouterr().out
+
+
+def test_truncated_tail_fails_verify_through_the_recorded_anchor(tmp_path, capsys):
+    log = _log(tmp_path, 5)
+    _write(log, _lines(log)[:3])
+    result = verify(log.path)
+    assert not result.ok and result.first_bad_line == 4 and "cut off the end" in result.reason
+    assert main(["audit", "verify", str(log.path)]) == 1
+    assert "entry 5 of the anchor is missing" in capsys.readouterr().out
+    assert verify(log.path, use_recorded_anchor=False).ok  # the chain alone cannot tell
+
+
+def test_emptied_log_fails_verify(tmp_path, capsys):
+    log = _log(tmp_path, 3)
+    log.path.write_bytes(b"")
+    result = verify(log.path)
+    assert not result.ok and result.entries == 0
+    assert main(["audit", "verify", str(log.path)]) == 1
+    assert main(["audit", "verify", str(log.path), "--no-anchor"]) == 1
+    assert "empty" in capsys.readouterr().out
+
+
+def test_deleted_or_forged_anchor_fails_verify(tmp_path, capsys):
+    log = _log(tmp_path, 3)
+    body = json.loads(log.anchor_file.read_text())
+    body.update(seq=1, hash=json.loads(_lines(log)[0])["hash"])
+    log.anchor_file.write_text(json.dumps(body))
+    result = verify(log.path)
+    assert not result.ok and "forged" in result.reason
+    log.anchor_file.unlink()
+    assert main(["audit", "verify", str(log.path)]) == 1
+    assert "no anchor is recorded" in capsys.readouterr().out
+    assert main(["audit", "verify", str(log.path), "--no-anchor"]) == 0
+
+
+def test_another_key_cannot_verify_or_append(tmp_path, monkeypatch):
+    log = _log(tmp_path, 2)
+    other = tmp_path / "other.key"
+    other.write_text("f" * 64)
+    monkeypatch.setenv(KEY_FILE_ENV, str(other))
+    result = verify(log.path, use_recorded_anchor=False)
+    assert not result.ok and result.first_bad_line == 1 and "another key" in result.reason
+    with pytest.raises(AuditLogError, match="tampered"):
+        log.append("alice", "more", "x")
+
+
+def test_key_sources_and_the_default_key(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_FILE_ENV)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv(ANCHOR_DIR_ENV)
+    with pytest.raises(AuditLogError, match="no audit key"):
+        load_audit_key()
+    log = _log(tmp_path, 2)
+    key_file = tmp_path / "config" / "medvl" / "audit.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and len(key_file.read_text().strip()) == 64
+    assert log.anchor_file.parent == tmp_path / "config" / "medvl" / "audit-anchors"
+    assert verify(log.path).ok
+    monkeypatch.setenv(KEY_ENV, "short")
+    with pytest.raises(AuditLogError, match="at least 16"):
+        load_audit_key()
 
 
 @pytest.mark.parametrize(
@@ -91,20 +199,19 @@ def test_forged_entry_with_its_own_valid_hash_is_detected(tmp_path):
     lines = _lines(log)
     forged = {"seq": 2, "time": "2020-01-01T00:00:00+00:00", "actor": "mallory", "action": "x", "subject": "y",
               "details": {}, "prev_hash": json.loads(lines[0])["hash"]}
-    forged["hash"] = entry_hash(forged)
+    forged["hash"] = entry_hash(forged, load_audit_key())
     _write(log, [lines[0], json.dumps(forged) + "\n", *lines[1:]])
     result = verify(log.path)
     assert not result.ok and result.first_bad_line == 3
 
 
-def test_truncation_needs_an_anchor(tmp_path):
+def test_an_anchor_recorded_elsewhere_is_checked_too(tmp_path):
     log = _log(tmp_path, 5)
     anchor = log.head()
     _write(log, _lines(log)[:3])
-    assert verify(log.path).ok
-    result = verify(log.path, anchor=anchor)
+    result = verify(log.path, anchor=anchor, use_recorded_anchor=False)
     assert not result.ok and result.first_bad_line == 4 and "cut off" in result.reason
-    assert not verify(log.path, anchor=(2, "f" * 64)).ok
+    assert not verify(log.path, anchor=(2, "f" * 64), use_recorded_anchor=False).ok
 
 
 def test_cut_short_last_line(tmp_path):

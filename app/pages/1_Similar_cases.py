@@ -6,12 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from app.analysis import analysis_or_stop
+from app.login import require_user
 from app.model_choice import choose_model
-from app.settings import settings_from_env
-from app.state import current_study, require_user
+from app.state import audit_event, current_study, services_or_stop
 from medvl.infer.similar import EmbeddingIndex, SimilarCase, SimilarIndexError
 
 NEIGHBOURS = 5
+MAX_AUDITED_QUERY = 500
 
 
 @st.cache_resource(show_spinner="Loading the similar-case index...")
@@ -26,12 +27,12 @@ def _table(cases: list[SimilarCase]) -> pd.DataFrame:
 
 
 st.title("Similar cases")
-require_user()
-settings = settings_from_env()
+settings, users, audit = services_or_stop()
+user = require_user(users, audit)
 if settings.index is None:
     st.info("No similar-case index configured: build one with 'medvl review index' and pass --index.")
     st.stop()
-loaded = choose_model(settings)
+loaded = choose_model(settings, user)
 if loaded is None:
     st.stop()
 try:
@@ -41,6 +42,7 @@ except SimilarIndexError as exc:
     st.stop()
 text = st.text_input("Find studies showing...", key="similar_text", placeholder="e.g. large right pleural effusion")
 if text.strip():
+    audit_event(audit, user.name, "similar.search_text", loaded.label, query=text.strip()[:MAX_AUDITED_QUERY])
     st.dataframe(_table(index.search_text(loaded.model, text, NEIGHBOURS)), hide_index=True, key="text_hits")
 study = current_study()
 if study is None:
@@ -49,4 +51,5 @@ if study is None:
 analysis = analysis_or_stop(loaded, study)
 st.subheader(f"Nearest to {study.name}")
 exclude = study.name if study.source == "manifest" else None
+audit_event(audit, user.name, "similar.nearest", study.study_hash, model=loaded.label)
 st.dataframe(_table(index.nearest(analysis.embedding, NEIGHBOURS, exclude=exclude)), hide_index=True, key="nearest")

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from pathlib import Path
 
 from governance.deid.errors import DeidConfigError
+from governance.secret_keys import MIN_KEY_BYTES, load_secret_key
 
 KEY_FILE_ENV = "MEDVL_DEID_KEY_FILE"
 KEY_ENV = "MEDVL_DEID_KEY"
-MIN_KEY_BYTES = 16
-MAKE_KEY_HINT = "create one with: python -c 'import secrets; print(secrets.token_hex(32))' > deid.key"
 
 UID_ROOT = "2.25."
 SHIFT_DAYS_MIN = 365
@@ -34,23 +32,7 @@ def load_key(key_file: str | Path | None = None) -> bytes:
     Raises:
         DeidConfigError: no key is configured, the file cannot be read, or the key is shorter than 16 bytes.
     """
-    source = key_file or os.environ.get(KEY_FILE_ENV)
-    if source:
-        try:
-            key = Path(source).read_bytes().strip()
-        except OSError as exc:
-            raise DeidConfigError(source, f"cannot read the key file: {exc.strerror}") from exc
-        where = str(source)
-    elif os.environ.get(KEY_ENV):
-        key = os.environ[KEY_ENV].strip().encode("utf-8")
-        where = f"${KEY_ENV}"
-    else:
-        raise DeidConfigError(
-            "key", f"no de-identification key: pass --key-file, or set {KEY_FILE_ENV} or {KEY_ENV}; {MAKE_KEY_HINT}"
-        )
-    if len(key) < MIN_KEY_BYTES:
-        raise DeidConfigError(where, f"the key is {len(key)} bytes, at least {MIN_KEY_BYTES} are needed; {MAKE_KEY_HINT}")
-    return key
+    return load_secret_key(key_file, KEY_FILE_ENV, KEY_ENV, "de-identification key", DeidConfigError, "deid.key")
 
 
 class KeyedHasher:

@@ -2,7 +2,10 @@
 
 The steps, in order (each also usable on its own, e.g. by a benchmark baseline):
 
-1. **Decode** with :func:`medvl.io.load` (colour is converted to luminance, ITU-R BT.601).
+1. **Decode** with :func:`medvl.io.load` (colour is converted to luminance, ITU-R BT.601). A NIfTI/NRRD image
+   whose header states no orientation (``geometry_known`` False) is refused
+   (:func:`medvl.io.validation.require_known_orientation`): it may be mirrored. DICOM and PNG/JPEG images
+   without geometry are used as displayed, with 1 mm assumed for an unknown spacing (step 5).
 2. **Orient** (:func:`canonical_slices`): volumes are reoriented to ``LPS`` and become axial slices
    ``(S, rows, cols)``: slices from inferior to superior, anterior at the top, the patient's left on the right
    (the radiological view); each slice keeps its physical z in mm (RAS/LPS superior axis, at the slice
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 
 from medvl.io import WINDOW_PRESETS, ImageRecord, apply_window, load, reorient
 from medvl.io.errors import UnsupportedLayoutError
+from medvl.io.validation import require_known_orientation
 
 VOLUME_CODE = "LPS"
 PLANE_CODE = "LPI"
@@ -228,11 +232,23 @@ def prepare(ref: dict, settings: PrepSettings) -> Prepared:
     The manifest's modality decides the intensity rule when the file does not say (``OT``).
 
     Raises:
-        MedvlIOError: the image or mask cannot be read.
+        MedvlIOError: the image or mask cannot be read, or the image's orientation is unknown.
         ValueError: a constant image, a mask that is not aligned with its image or not a label map.
     """
     record = load(ref["path"], series_uid=ref.get("series_uid") or None)
-    modality = record.modality if record.modality not in ("", "OT") else ref.get("modality", "OT")
+    require_known_orientation(record)
+    return prepare_record(record, settings, ref.get("modality", "OT"), ref.get("mask") or None)
+
+
+def prepare_record(record: ImageRecord, settings: PrepSettings, modality: str = "OT", mask: str | None = None) -> Prepared:
+    """:func:`prepare` of an image already loaded (``modality`` applies when the record does not say; ``mask`` is
+    the path of its label map, if any).
+
+    Raises:
+        MedvlIOError: the mask cannot be read.
+        ValueError: a constant image, a mask that is not aligned with its image or not a label map.
+    """
+    modality = record.modality if record.modality not in ("", "OT") else modality
     slices = canonical_slices(record)
     pixels = normalise(slices.pixels, modality, settings)
     z_mm = slices.z_mm
@@ -242,8 +258,8 @@ def prepare(ref: dict, settings: PrepSettings) -> Prepared:
     known = not math.isnan(slices.row_mm)
     slice_mm = settings.slice_mm if settings.slice_mm is not None and len(z_mm) > 1 else slices.slice_mm
     spacing = (out_mm if known else math.nan, out_mm if known else math.nan, slice_mm)
-    mask = _prepared_mask(ref["mask"], record, slices, settings) if ref.get("mask") else None
-    return Prepared(quantise(fitted), z_mm.astype(np.float32), spacing, box, mask)
+    prepared_mask = _prepared_mask(mask, record, slices, settings) if mask else None
+    return Prepared(quantise(fitted), z_mm.astype(np.float32), spacing, box, prepared_mask)
 
 
 def _prepared_mask(path: str, image: ImageRecord, slices: Slices, settings: PrepSettings) -> np.ndarray:

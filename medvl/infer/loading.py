@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medvl.data.preprocess import PrepSettings, prepare
+from medvl.data.preprocess import PrepSettings, prepare, prepare_record
+from medvl.io import ImageRecord
 from medvl.models.registry import load_pretrained
 from medvl.models.vlm import VisionLanguageModel
 
@@ -94,8 +95,18 @@ class ModelInput:
         return torch.from_numpy(self.pixels)[None, :, None], torch.from_numpy(self.z_mm)[None]
 
 
-def prepare_input(path: str | Path, settings: PrepSettings, modality: str = "OT", series_uid: str | None = None) -> ModelInput:
-    """Decode and prepare an image file or DICOM series as the training cache did (raises ``MedvlIOError``)."""
-    prepared = prepare({"path": str(path), "modality": modality, "mask": "", "series_uid": series_uid or ""}, settings)
+def prepare_input(
+    source: str | Path | ImageRecord, settings: PrepSettings, modality: str = "OT", series_uid: str | None = None
+) -> ModelInput:
+    """Decode (a path) and prepare an image file, DICOM series or loaded record as the training cache did.
+
+    Raises:
+        MedvlIOError: the file cannot be read.
+        ValueError: a constant image.
+    """
+    if isinstance(source, ImageRecord):
+        prepared = prepare_record(source, settings, modality)
+    else:
+        prepared = prepare({"path": str(source), "modality": modality, "mask": "", "series_uid": series_uid or ""}, settings)
     pixels = prepared.pixels.astype(np.float32) / 255.0
     return ModelInput(pixels, prepared.z_mm.astype(np.float32), tuple(int(v) for v in prepared.content_box))
