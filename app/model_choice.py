@@ -82,12 +82,18 @@ def allowed_local(folder: str, roots: tuple[Path, ...]) -> Path | None:
     return path if any(path.is_relative_to(root.expanduser().resolve()) for root in roots) else None
 
 
+def shown_reference(ref: str) -> str:
+    """How a reference is listed: registry and run URIs as they are, a folder by its last two parts (no server
+    paths in the page)."""
+    return ref if ref.startswith(("models:/", "runs:/")) else "/".join(Path(ref).parts[-2:])
+
+
 def _chosen_reference(settings: AppSettings, user: User) -> str | None:
     """The reference picked in the sidebar (None, with the reason shown, when it is not allowed)."""
     sources = (APPROVED, LOCAL) if user.is_admin and settings.model_roots else (APPROVED,)
     kind = st.radio("Source", sources, key="model_kind", horizontal=True) if len(sources) > 1 else APPROVED
     if kind == APPROVED:
-        return st.selectbox("Model", settings.models, key="model_ref")
+        return st.selectbox("Model", settings.models, key="model_ref", format_func=shown_reference)
     folder = st.text_input("Checkpoint folder", key="model_dir",
                            help="a saved model or pretraining run under: " + ", ".join(map(str, settings.model_roots)))
     if not folder.strip():

@@ -115,7 +115,7 @@ def bench_audit(entries: int, repeats: int) -> list[str]:
     return [
         f"| audit log ({entries} entries) | plain JSON line + fsync (baseline) | "
         f"{median_rate(plain, entries, repeats):.0f} entries/s |",
-        f"| audit log ({entries} entries) | AuditLog.append (lock, tail check, hash, fsync) | "
+        f"| audit log ({entries} entries) | AuditLog.append (lock, tail check, HMAC, fsync, anchor) | "
         f"{median_rate(chained, entries, repeats):.0f} entries/s |",
     ]
 
