@@ -207,7 +207,8 @@ def test_reviewers_choose_only_approved_models(env, model_dir, tmp_path, monkeyp
     monkeypatch.setenv("MEDVL_REVIEW_APPROVED_MODELS", "models:/other@champion")
     monkeypatch.setenv("MEDVL_REVIEW_MODEL_ROOTS", str(model_dir.parent))
     reviewer = _login()
-    assert list(reviewer.selectbox(key="model_ref").options) == [str(model_dir), "models:/other@champion"]
+    shown = list(reviewer.selectbox(key="model_ref").options)
+    assert shown == [f"{model_dir.parent.name}/model", "models:/other@champion"] and "/tmp" not in shown[0]
     assert not [t for t in reviewer.text_input if t.key == "model_dir"] and not reviewer.radio
     admin = _login("root")
     admin.radio(key="model_kind").set_value("Local checkpoint").run()
