@@ -1,7 +1,8 @@
 """``benchx.api.evaluate``: run a suite on a model and return :class:`~benchx.results.BenchResults`.
 
-The plan is every (dataset, task, fraction, seed) of the suite (training-free tasks once, at fraction 1.0 and
-the first seed). Each task run's outcome is cached under the benchx data dir, keyed by the model fingerprint,
+The plan is every (dataset, task, fraction, seed) of the suite's protocol, or of a restriction of it (training-free
+tasks once, at fraction 1.0 and the first seed); the results say whether they cover the whole protocol
+(``completeness``, :mod:`benchx.plan`). Each task run's outcome is cached under the benchx data dir, keyed by the model fingerprint,
 the image cache key, the split hash, the task, fraction, seed and the protocol version, so a re-run reuses
 both features and outcomes and gives identical numbers. A task run that raises is recorded in ``failures``;
 the others go on.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,42 +23,18 @@ from benchx.errors import BenchxError, UnknownNameError
 from benchx.features import FeatureStore
 from benchx.models.base import load_adapter
 from benchx.paths import default_data_dir, digest
+from benchx.plan import Unit, completeness, plan_units
 from benchx.results import PROTOCOL_VERSION, REPLICATES_FILE, BenchResults, Failure, ResultRow
 from benchx.stats import Metric, bootstrap_weights, metric_from_dict, summarise
-from benchx.suites import load_suite
-from benchx.tasks.base import TRAINING_FREE, TaskContext, TaskOutcome, get_task
+from benchx.suites import Suite, load_suite
+from benchx.tasks.base import TaskContext, TaskOutcome, get_task
 
-DEFAULT_SEEDS = (0, 1, 2)
-DEFAULT_BOOTSTRAP = 1000
 SUBGROUP_TASKS = ("linear_probe", "finetune_frozen", "finetune_full", "zero_shot")
 MIN_GROUP_CASES = 5
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One task run of the plan."""
-
-    dataset: str
-    task: str
-    fraction: float
-    seed: int
-
-
-def plan_units(cards: list[DatasetCard], tasks: list[str] | None, fractions: list[float] | None,
-               seeds: list[int]) -> list[Unit]:
-    """Every task run of an evaluation, in order."""
-    units = []
-    for card in cards:
-        for task in (t for t in card.tasks if tasks is None or t in tasks):
-            if task in TRAINING_FREE:
-                units.append(Unit(card.name, task, 1.0, seeds[0]))
-                continue
-            units.extend(Unit(card.name, task, f, s) for f in (fractions or card.fractions) for s in seeds)
-    return units
-
-
-def resolve_cards(suite_name: str, datasets: list[str] | None, tasks: list[str] | None) -> tuple[str, list[DatasetCard], list[str] | None]:
-    """The suite's name, the cards to evaluate and the task restriction (checked; errors list what exists)."""
+def resolve_cards(suite_name: str, datasets: list[str] | None, tasks: list[str] | None) -> tuple[Suite, list[DatasetCard], list[str] | None]:
+    """The suite, the cards to evaluate and the task restriction (checked; errors list what exists)."""
     suite = load_suite(suite_name)
     names = suite.available_datasets()
     if datasets:
@@ -74,7 +50,7 @@ def resolve_cards(suite_name: str, datasets: list[str] | None, tasks: list[str] 
     if not any(t in card.tasks for card in cards for t in restriction):
         raise BenchxError(f"no dataset of suite '{suite.name}' has task(s) {restriction}; "
                           f"they have: {sorted({t for c in cards for t in c.tasks})}")
-    return suite.name, cards, restriction
+    return suite, cards, restriction
 
 
 def evaluate(
@@ -88,7 +64,7 @@ def evaluate(
     *,
     datasets: list[str] | None = None,
     data_dir: str | Path | None = None,
-    bootstrap: int = DEFAULT_BOOTSTRAP,
+    bootstrap: int | None = None,
     progress: bool = True,
 ) -> BenchResults:
     """Evaluate ``model`` on ``suite``; writes ``results.json``, ``results.csv`` and ``bootstrap.npz`` to ``out_dir``.
@@ -97,12 +73,12 @@ def evaluate(
         model: a model reference (folder, run folder, ``models:/NAME@ALIAS``, ``runs:/ID/model``,
             ``random:ARCH``, ``hf:PATH``).
         suite: a suite name or suite YAML path.
-        tasks, fractions, seeds: restrictions (default: the cards' tasks and fractions, seeds 0, 1, 2).
+        tasks, fractions, seeds: restrictions (default: the suite's protocol; its fractions default to the cards').
         out_dir: where the results files go.
         tracking_uri: MLflow store (else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``).
         datasets: evaluate only these datasets of the suite.
         data_dir: benchx data dir (generated data, splits, caches); default :func:`default_data_dir`.
-        bootstrap: bootstrap resamples for the confidence intervals.
+        bootstrap: bootstrap resamples for the confidence intervals (default: the suite's).
         progress: show progress bars.
 
     Raises:
@@ -110,12 +86,15 @@ def evaluate(
     """
     from medvl.tracking import resolve_tracking_uri
 
-    seeds = list(seeds) if seeds is not None else list(DEFAULT_SEEDS)
-    if not seeds:
-        raise BenchxError("give at least one seed")
     if fractions is not None and any(not 0 < f <= 1 for f in fractions):
         raise BenchxError(f"fractions {fractions}: each must be in (0, 1]")
-    suite_name, cards, task_list = resolve_cards(suite, datasets, tasks)
+    protocol_suite, cards, task_list = resolve_cards(suite, datasets, tasks)
+    suite_name = protocol_suite.name
+    seeds = list(seeds) if seeds is not None else list(protocol_suite.seeds)
+    if not seeds:
+        raise BenchxError("give at least one seed")
+    fractions = fractions if fractions is not None else list(protocol_suite.fractions or []) or None
+    bootstrap = bootstrap if bootstrap is not None else protocol_suite.bootstrap
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     adapter = load_adapter(model, tracking_uri)
     prepared = {card.name: prepare_dataset(card, data_dir, progress) for card in cards}
@@ -142,17 +121,36 @@ def evaluate(
         run.log_unit(unit.dataset, unit.task, unit.fraction, unit.seed,
                      {name: m.point() for name, m in outcome.metrics.items()}, cached=cached)
     rows, replicates = summarise_outcomes(outcomes, prepared, bootstrap)
+    covered = completeness(protocol_units(protocol_suite), outcomes, bootstrap, protocol_suite.bootstrap)
     results = BenchResults(
         model={"ref": adapter.info.ref, "name": adapter.info.name, "version": adapter.info.version,
                "fingerprint": adapter.info.fingerprint},
         suite=suite_name, protocol=protocol,
         datasets={n: {"manifest_hash": d.manifest_hash, "split_hash": d.split_hash} for n, d in prepared.items()},
-        mlflow_run_id=run.run_id, results=rows, failures=failures,
+        mlflow_run_id=run.run_id, results=rows, failures=failures, completeness=covered.to_dict(),
     )
     files = write_results(results, replicates, Path(out_dir))
-    run.finish(files, failed=bool(failures) and not outcomes)
+    run.finish(files, failed=bool(failures) and not outcomes, complete=covered.complete,
+               headline=headline_metrics(rows))
     results.path = files[0]
     return results
+
+
+def protocol_units(suite: Suite) -> list[Unit]:
+    """Every task run of the suite's whole protocol (its available datasets, tasks, fractions and seeds)."""
+    cards = [find_card(name) for name in suite.available_datasets()]
+    return plan_units(cards, list(suite.tasks) if suite.tasks else None, list(suite.fractions or []) or None,
+                      list(suite.seeds))
+
+
+def headline_metrics(rows: list[ResultRow]) -> dict[str, float]:
+    """The overall (not subgroup) means as MLflow metric names ``DATASET/TASK/METRIC`` (at the largest fraction
+    of each), so runs of different models can be compared in MLflow's run table."""
+    largest: dict[tuple[str, str], float] = {}
+    for row in rows:
+        largest[(row.dataset, row.task)] = max(row.fraction, largest.get((row.dataset, row.task), 0.0))
+    return {f"{r.dataset}/{r.task}/{r.metric}": r.mean for r in rows
+            if not r.group and r.fraction == largest[(r.dataset, r.task)] and np.isfinite(r.mean)}
 
 
 def outcome_key(ctx: TaskContext, unit: Unit) -> str:

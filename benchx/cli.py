@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--suite", required=True, help="suite name (see 'benchx list') or suite YAML path")
     ev.add_argument("--datasets", nargs="+", help="only these datasets of the suite")
     ev.add_argument("--tasks", nargs="+", metavar="TASK", help=f"only these tasks ({', '.join(TASKS)})")
-    ev.add_argument("--fractions", nargs="+", type=float, help="training fractions (default: each card's, e.g. 0.01 0.1 1.0)")
-    ev.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0 1 2)")
-    ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (default 1000)")
+    ev.add_argument("--fractions", nargs="+", type=float,
+                    help="training fractions (default: the suite's, else each card's, e.g. 0.01 0.1 1.0)")
+    ev.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the suite's, usually 0 1 2)")
+    ev.add_argument("--bootstrap", type=int,
+                    help="bootstrap resamples for the 95%% CIs (default: the suite's, usually 1000)")
     ev.add_argument("-o", "--out", default="benchx-results", help="output folder (default: benchx-results)")
     ev.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     ev.add_argument("--data-dir", help="benchx data dir: generated data, frozen splits, caches (default: $BENCHX_DATA, "
@@ -97,6 +99,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                        data_dir=args.data_dir, bootstrap=args.bootstrap)
     print(f"results: {results.path} (MLflow run {results.mlflow_run_id}); "
           f"{len(results.results)} rows, {len(results.failures)} failed task runs")
+    if not results.complete:
+        print(f"partial results (no promotion gate accepts them); missing: {'; '.join(results.completeness['missing'])}")
     for failure in results.failures:
         print(f"failed: {failure.dataset}/{failure.task} f={failure.fraction:g} seed={failure.seed}: {failure.error}",
               file=sys.stderr)

@@ -69,6 +69,7 @@ class BenchResults:
     mlflow_run_id: str = ""
     results: list[ResultRow] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    completeness: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
     path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -83,6 +84,7 @@ class BenchResults:
             "mlflow_run_id": self.mlflow_run_id,
             "results": [_finite(asdict(r)) for r in self.results],
             "failures": [asdict(f) for f in self.failures],
+            "completeness": dict(self.completeness),
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -119,10 +121,17 @@ class BenchResults:
                 model=data["model"], suite=data["suite"], protocol=data["protocol"], datasets=data["datasets"],
                 mlflow_run_id=data.get("mlflow_run_id", ""),
                 results=[ResultRow(**{k: _nan(v) for k, v in r.items()}) for r in data["results"]],
-                failures=[Failure(**f) for f in data.get("failures", [])], path=path,
+                failures=[Failure(**f) for f in data.get("failures", [])],
+                completeness=data.get("completeness") or {}, path=path,
             )
         except (KeyError, TypeError) as exc:
             raise ResultsError(f"{path or '<text>'}: does not follow {SCHEMA} ({exc})") from exc
+
+    @property
+    def complete(self) -> bool:
+        """True when the results cover the suite's whole protocol (:mod:`benchx.plan`); older documents without
+        the ``completeness`` field count as partial."""
+        return self.completeness.get("complete") is True
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat result rows with the model's ref, name and version (what ``results.csv`` holds)."""

@@ -1,7 +1,10 @@
 """Suites: named lists of datasets evaluated together (``benchx/suites/*.yaml`` or a YAML path).
 
 A suite file has ``name``, ``description``, ``datasets`` (cards that must be usable) and optionally
-``optional`` (cards included only when the card exists and its data is present) and ``tasks`` (a restriction).
+``optional`` (cards included only when the card exists and its data is present), ``tasks`` (a restriction),
+``fractions`` (default: each card's), ``seeds`` (default 0, 1, 2) and ``bootstrap`` (resamples of the 95% CIs,
+default 1000). Together they are the suite's *protocol*: results are complete only when they cover all of it
+(:mod:`benchx.plan`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from benchx.cards import TASKS, card_files, find_card
 from benchx.errors import BenchxError, CardError, UnknownNameError
 
 SUITE_DIR = Path(__file__).parent / "suites"
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_BOOTSTRAP = 1000
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,9 @@ class Suite:
     datasets: tuple[str, ...]
     optional: tuple[str, ...] = ()
     tasks: tuple[str, ...] | None = None
+    fractions: tuple[float, ...] | None = None
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    bootstrap: int = DEFAULT_BOOTSTRAP
 
     def available_datasets(self) -> list[str]:
         """The required datasets plus the optional ones whose card exists and whose data is present."""
@@ -62,12 +70,26 @@ def load_suite(name_or_path: str) -> Suite:
     tasks = data.get("tasks")
     if tasks is not None and (not isinstance(tasks, list) or any(t not in TASKS for t in tasks)):
         raise CardError(path, "tasks", f"must be a list of tasks from {', '.join(TASKS)}, got {tasks!r}")
+    fractions = data.get("fractions")
+    if fractions is not None and (not isinstance(fractions, list) or not fractions
+                                  or any(isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f <= 1
+                                         for f in fractions)):  # fmt: skip
+        raise CardError(path, "fractions", f"must be a list of numbers in (0, 1], got {fractions!r}")
+    seeds = data.get("seeds", list(DEFAULT_SEEDS))
+    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise CardError(path, "seeds", f"must be a non-empty list of integers, got {seeds!r}")
+    bootstrap = data.get("bootstrap", DEFAULT_BOOTSTRAP)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 1:
+        raise CardError(path, "bootstrap", f"must be a positive integer, got {bootstrap!r}")
     return Suite(
         name=str(data.get("name") or path.stem),
         description=str(data.get("description", "")),
         datasets=tuple(str(d) for d in data["datasets"]),
         optional=tuple(str(d) for d in data.get("optional") or ()),
         tasks=tuple(tasks) if tasks else None,
+        fractions=tuple(float(f) for f in fractions) if fractions else None,
+        seeds=tuple(seeds),
+        bootstrap=bootstrap,
     )
 
 

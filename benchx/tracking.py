@@ -1,9 +1,11 @@
 """MLflow logging of an evaluation: a parent run (experiment ``benchx``) with one nested run per
-dataset / task / fraction / seed, the results files as parent artifacts, and the model-version tag
-``benchx.run_id.<suite>`` when the model came from the registry."""
+dataset / task / fraction / seed, the headline metrics and the results files on the parent, and, when the model came
+from the registry, the model-version tag ``benchx.run_id.<suite>`` for results that cover the suite's whole
+protocol (``benchx.partial_run_id.<suite>`` for partial ones, which no gate accepts)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,10 +57,24 @@ class EvaluationRun:
         self.client.set_terminated(run.info.run_id, status="FAILED" if error else "FINISHED")
         return run.info.run_id
 
-    def finish(self, files: list[Path], failed: bool) -> None:
-        """Upload the results files, tag the registered model version, close the run."""
+    def finish(self, files: list[Path], failed: bool, complete: bool, headline: Mapping[str, float]) -> None:
+        """Log the headline metrics and the results files, tag the run and the registered model version as complete
+        or partial, close the run."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(mlflow_metric_name(k), float(v), now, 0) for k, v in headline.items()]
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
         for path in files:
             self.client.log_artifact(self.run_id, str(path))
+        self.client.set_tag(self.run_id, "benchx.complete", str(complete).lower())
         if self.info.name and self.info.version:
-            self.client.set_model_version_tag(self.info.name, self.info.version, f"benchx.run_id.{self.suite}", self.run_id)
+            tag = f"benchx.run_id.{self.suite}" if complete else f"benchx.partial_run_id.{self.suite}"
+            self.client.set_model_version_tag(self.info.name, self.info.version, tag, self.run_id)
         self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
+
+
+def mlflow_metric_name(name: str) -> str:
+    """``name`` with characters MLflow refuses in metric names replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)

@@ -12,6 +12,10 @@ Policy file (every section optional, at least one rule)::
       results: models:/demo@champion    # or runs:/RUN_ID (a benchx parent run) or a results.json path
       margin: 0.0
 
+Whatever the policy, results that do not cover their suite's whole protocol (``completeness.complete`` of
+benchx ``results.json``: every dataset, task, fraction and seed, the full bootstrap, no failed run) are refused,
+with what is missing named.
+
 ``use`` is ``mean`` (default) or ``ci_low``; ``fraction`` defaults to the largest fraction evaluated. A relative
 ``results`` path is relative to the policy file. A ``models:/`` baseline is the benchx run of the same suite
 named by that version's ``benchx.run_id.<suite>`` tag; while no version holds the alias (the first promotion)
@@ -268,7 +272,7 @@ def check_gate(policy: GatePolicy, results: dict, tracking_uri: str | None = Non
             be found.
     """
     check_results(results)
-    reasons: list[str] = []
+    reasons: list[str] = _check_complete(results)
     notes: list[str] = []
     for rule in policy.min_metrics:
         reasons.extend(_check_min(rule, results))
@@ -284,6 +288,19 @@ def check_gate(policy: GatePolicy, results: dict, tracking_uri: str | None = Non
             for rule in policy.min_metrics:
                 reasons.extend(_check_baseline(rule, results, baseline, policy.beat_baseline))
     return GateDecision(not reasons, reasons, notes)
+
+
+def _check_complete(results: dict) -> list[str]:
+    """A reason naming what is missing when the results are partial (or do not say they are complete)."""
+    covered = results.get("completeness")
+    if not isinstance(covered, dict) or "complete" not in covered:
+        return [f"results do not say whether they cover the whole protocol of suite '{results.get('suite')}' "
+                "(written by an older benchx); run benchx evaluate again"]  # fmt: skip
+    if covered["complete"] is True:
+        return []
+    missing = "; ".join(str(m) for m in covered.get("missing") or ()) or "unknown"
+    return [f"partial results: they do not cover the whole protocol of suite '{results.get('suite')}' (missing: "
+            f"{missing})"]
 
 
 def _label(dataset: str, task: str, metric: str, fraction: float | None) -> str:

@@ -31,8 +31,8 @@ CT_DEPTH = (40, 120)
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How big the demo is: cohorts, image size, benchx seeds; pretraining steps and batch (``--quick`` only: the full
-    demo takes them from its recipes)."""
+    """How big the demo is: cohorts, image size; pretraining steps and batch (``--quick`` only: the full demo takes
+    them from its recipes). benchx always runs its suites' whole protocol, so the gates can accept the results."""
 
     n_2d: int
     n_3d: int
@@ -40,11 +40,10 @@ class DemoSize:
     cache_size: int
     steps: int
     batch_size: int
-    seeds: tuple[int, ...]
 
 
-FULL = DemoSize(n_2d=1200, n_3d=200, synth_size=128, cache_size=128, steps=400, batch_size=32, seeds=(0, 1, 2))
-QUICK = DemoSize(n_2d=80, n_3d=24, synth_size=64, cache_size=64, steps=20, batch_size=16, seeds=(0,))
+FULL = DemoSize(n_2d=1200, n_3d=200, synth_size=128, cache_size=128, steps=400, batch_size=32)
+QUICK = DemoSize(n_2d=80, n_3d=24, synth_size=64, cache_size=64, steps=20, batch_size=16)
 
 
 def synthesize_cohort(root: Path, workers: int = 1, **params: Any) -> bool:
@@ -69,8 +68,7 @@ def demo_config(args: argparse.Namespace, size: DemoSize, out: Path) -> Pipeline
     real = None if (args.no_realdata or args.quick) else realdata_root()
     if real is not None:
         os.environ["MEDVL_REALDATA"] = str(real)
-    config = load_pipeline_config(CONFIG, [f"tracking_uri={tracking_uri(out)}", f"cache.size={size.cache_size}",
-                                           f"evaluate.seeds={list(size.seeds)}"])
+    config = load_pipeline_config(CONFIG, [f"tracking_uri={tracking_uri(out)}", f"cache.size={size.cache_size}"])
     if real is None:
         config.sources = [s for s in config.sources if s.adapter == "phantom"]
     if args.quick:  # the full demo keeps the recipe's steps and batch
@@ -81,12 +79,11 @@ def demo_config(args: argparse.Namespace, size: DemoSize, out: Path) -> Pipeline
 
 
 def demo_ct_config(args: argparse.Namespace, size: DemoSize, out: Path) -> PipelineConfig:
-    """The volume pipeline config (``demo-ct.yaml``) with this run's folders, seeds and tracking URI."""
+    """The volume pipeline config (``demo-ct.yaml``) with this run's folders and tracking URI."""
     os.environ["MEDVL_DEMO_PHANTOM_CT"] = str((out / CT_PHANTOM_DIR).resolve())
-    config = load_pipeline_config(CT_CONFIG, [f"tracking_uri={tracking_uri(out)}", f"evaluate.seeds={list(size.seeds)}"])
+    config = load_pipeline_config(CT_CONFIG, [f"tracking_uri={tracking_uri(out)}"])
     if args.quick:
         config.gate.policy = str(CONFIG.with_name("gate-demo-ct-quick.yaml"))
-        config.evaluate.tasks = ["linear_probe", "retrieval"]
         config.pretrain.overrides += [f"train.steps={size.steps}", "train.batch_size=8", "data.max_slices=8",
                                       "train.eval_every=10", "train.checkpoint_every=10", "train.log_every=5"]
     return config

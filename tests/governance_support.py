@@ -58,8 +58,10 @@ def register_model(uri: str, name: str, model_dir: Path, *, full_tags: bool = Tr
 
 
 def results_doc(name: str, version: str, *, mean: float = 0.91, ci_low: float = 0.88,
-                sex: tuple[float, float] = (0.90, 0.86), failures: list | None = None) -> dict:
-    """A benchx results.json document (schema benchx.results/1) for ``name`` version ``version``."""
+                sex: tuple[float, float] = (0.90, 0.86), failures: list | None = None,
+                missing: list[str] | None = None) -> dict:
+    """A benchx results.json document (schema benchx.results/1) for ``name`` version ``version``; complete unless
+    runs failed or ``missing`` names what it lacks."""
     def row(task, metric, fraction, value, low, group="", group_value=""):
         return {"dataset": "phantom-2d", "task": task, "fraction": fraction, "metric": metric, "mean": value,
                 "std": 0.01, "ci_low": low, "ci_high": round(value + 0.02, 4), "per_seed": [value] * 3,
@@ -74,7 +76,8 @@ def results_doc(name: str, version: str, *, mean: float = 0.91, ci_low: float = 
             "suite": "phantom", "protocol": {"seeds": [0, 1, 2], "fractions": [0.1, 1.0], "bootstrap": 200,
                                              "version": "1"},
             "datasets": {"phantom-2d": {"manifest_hash": MANIFEST_HASH, "split_hash": "f" * 64}},
-            "mlflow_run_id": "", "results": rows, "failures": failures or []}
+            "mlflow_run_id": "", "results": rows, "failures": failures or [],
+            "completeness": {"complete": not (failures or missing), "missing": list(missing or [])}}
 
 
 def log_benchx_run(uri: str, results: dict, folder: Path) -> str:

@@ -91,7 +91,30 @@ def test_mlflow_parent_nested_runs_and_model_version_tag(setup):
     # linear_probe, finetune_frozen x 2 seeds + zero_shot + retrieval once
     assert len(children) == 6
     assert all("benchx.task" in c.data.tags and c.data.metrics for c in children)
-    assert client.get_model_version("bx-demo", "1").tags["benchx.run_id.tiny"] == run_id
+    results = BenchResults.from_json(root / "out-a" / "results.json")
+    assert parent.data.metrics["tiny-2d/linear_probe/auroc_macro"] == pytest.approx(
+        next(r.mean for r in results.results if r.task == "linear_probe" and r.metric == "auroc_macro" and not r.group))
+    # a restriction of the suite's protocol (2 seeds, 4 tasks, 200 resamples) is partial: no gate may take it
+    assert not results.complete and parent.data.tags["benchx.complete"] == "false"
+    assert any("segmentation" in m for m in results.completeness["missing"])
+    assert "bootstrap: 200 resamples, the protocol needs 1000" in results.completeness["missing"]
+    tags = client.get_model_version("bx-demo", "1").tags
+    assert tags["benchx.partial_run_id.tiny"] == run_id and "benchx.run_id.tiny" not in tags
+
+
+def test_a_run_of_the_whole_protocol_is_complete_and_tagged_for_gates(setup, tmp_path):
+    from mlflow import MlflowClient
+
+    root, suite, uri = setup
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(yaml.safe_dump({"name": "tiny-protocol", "datasets": ["tiny-2d"], "tasks": TASKS,
+                                        "fractions": [1.0], "seeds": [0, 1], "bootstrap": 200}))
+    results = evaluate("models:/bx-demo/1", str(protocol), out_dir=tmp_path / "out", tracking_uri=uri,
+                       data_dir=root / "data", progress=False)
+    assert results.complete and results.completeness == {"complete": True, "missing": []}
+    assert results.protocol["seeds"] == [0, 1] and results.protocol["bootstrap"] == 200
+    tags = MlflowClient(uri).get_model_version("bx-demo", "1").tags
+    assert tags["benchx.run_id.tiny-protocol"] == results.mlflow_run_id
 
 
 def test_rerun_reuses_caches_and_gives_identical_numbers(setup):

@@ -43,14 +43,32 @@ def test_passing_results_pass_and_the_default_fraction_is_the_largest(policy):
 def test_each_rule_refuses_with_a_reason_naming_it(policy):
     results = results_doc("m", "1", ci_low=0.8, sex=(0.95, 0.70),
                           failures=[{"dataset": "phantom-2d", "task": "retrieval", "fraction": 1.0, "seed": 1,
-                                     "error": "out of memory"}])
+                                     "error": "out of memory"}],
+                          missing=["phantom-2d/retrieval: fraction(s) 1, seed(s) 1"])
     decision = check_gate(policy, results)
     assert not decision.passed
     assert decision.reasons == [
+        "partial results: they do not cover the whole protocol of suite 'phantom' (missing: phantom-2d/retrieval: "
+        "fraction(s) 1, seed(s) 1)",
         "linear_probe auroc_macro on phantom-2d (fraction 1): ci_low 0.8000 < min 0.85",
         "linear_probe auroc_macro on phantom-2d (fraction 1): sex gap 0.2500 (F 0.9500 vs M 0.7000) > max 0.1",
         "required task retrieval on phantom-2d: 1 failed run(s), e.g. fraction 1.0 seed 1: out of memory",
     ]
+
+
+def test_partial_or_unlabelled_results_never_pass(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text("required_tasks:\n  - {dataset: phantom-2d, task: linear_probe}\n")
+    only_task_rule = load_policy(path)
+    assert check_gate(only_task_rule, results_doc("m", "1")).passed
+    partial = check_gate(only_task_rule, results_doc("m", "1", missing=["phantom-2d/linear_probe: fraction(s) 0.1, "
+                                                                          "seed(s) 1, 2", "phantom-3d/zero_shot: "
+                                                                          "fraction(s) 1, seed(s) 0"]))  # fmt: skip
+    assert not partial.passed and len(partial.reasons) == 1
+    assert "seed(s) 1, 2" in partial.reasons[0] and "phantom-3d/zero_shot" in partial.reasons[0]
+    older = results_doc("m", "1")
+    del older["completeness"]
+    assert "older benchx" in check_gate(only_task_rule, older).reasons[0]
 
 
 def test_missing_and_nan_results_refuse(policy):
