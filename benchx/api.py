@@ -21,6 +21,7 @@ from benchx.cards import TASKS, DatasetCard, find_card
 from benchx.data import GROUPS, PreparedDataset, prepare_dataset
 from benchx.errors import BenchxError, UnknownNameError
 from benchx.features import FeatureStore
+from benchx.headline import HEADLINE
 from benchx.models.base import load_adapter
 from benchx.paths import default_data_dir, digest
 from benchx.plan import Unit, completeness, plan_units
@@ -28,6 +29,7 @@ from benchx.results import PROTOCOL_VERSION, REPLICATES_FILE, BenchResults, Fail
 from benchx.stats import Metric, bootstrap_weights, metric_from_dict, summarise
 from benchx.suites import Suite, load_suite
 from benchx.tasks.base import TaskContext, TaskOutcome, get_task
+from benchx.tracking import EvaluationRun
 
 SUBGROUP_TASKS = ("linear_probe", "finetune_frozen", "finetune_full", "zero_shot")
 MIN_GROUP_CASES = 5
@@ -101,25 +103,15 @@ def evaluate(
     units = plan_units(cards, task_list, fractions, seeds)
     protocol = {"seeds": seeds, "fractions": sorted({u.fraction for u in units}), "bootstrap": bootstrap,
                 "version": PROTOCOL_VERSION}
-    from benchx.tracking import EvaluationRun
-
     run = EvaluationRun(resolve_tracking_uri(tracking_uri), adapter.info, suite_name,
                         {"protocol": json.dumps(protocol), "datasets": ",".join(prepared), "units": len(units)})
     store = FeatureStore(data_dir / "features")
     contexts = {name: TaskContext(ds, adapter, store) for name, ds in prepared.items()}
-    outcomes: dict[Unit, TaskOutcome] = {}
-    failures: list[Failure] = []
-    for unit in tqdm(units, desc="benchx", unit="run", disable=not progress):
-        try:
-            outcome, cached = run_unit(contexts[unit.dataset], unit, data_dir)
-        except Exception as exc:  # noqa: BLE001 - a failing task must not lose the others
-            message = f"{type(exc).__name__}: {exc}"
-            failures.append(Failure(unit.dataset, unit.task, unit.fraction, unit.seed, message))
-            run.log_unit(unit.dataset, unit.task, unit.fraction, unit.seed, {}, traceback.format_exc(), False)
-            continue
-        outcomes[unit] = outcome
-        run.log_unit(unit.dataset, unit.task, unit.fraction, unit.seed,
-                     {name: m.point() for name, m in outcome.metrics.items()}, cached=cached)
+    try:
+        outcomes, failures = run_units(units, contexts, data_dir, run, progress)
+    except KeyboardInterrupt:
+        run.kill()
+        raise
     rows, replicates = summarise_outcomes(outcomes, prepared, bootstrap)
     covered = completeness(protocol_units(protocol_suite), outcomes, bootstrap, protocol_suite.bootstrap)
     results = BenchResults(
@@ -144,13 +136,35 @@ def protocol_units(suite: Suite) -> list[Unit]:
 
 
 def headline_metrics(rows: list[ResultRow]) -> dict[str, float]:
-    """The overall (not subgroup) means as MLflow metric names ``DATASET/TASK/METRIC`` (at the largest fraction
-    of each), so runs of different models can be compared in MLflow's run table."""
+    """The overall (not subgroup) means of each task's headline metrics (:data:`benchx.headline.HEADLINE`) at its
+    largest fraction, named ``DATASET/TASK/METRIC``, so runs of different models can be compared in MLflow's run
+    table."""
     largest: dict[tuple[str, str], float] = {}
     for row in rows:
         largest[(row.dataset, row.task)] = max(row.fraction, largest.get((row.dataset, row.task), 0.0))
     return {f"{r.dataset}/{r.task}/{r.metric}": r.mean for r in rows
-            if not r.group and r.fraction == largest[(r.dataset, r.task)] and np.isfinite(r.mean)}
+            if not r.group and r.metric in HEADLINE.get(r.task, ()) and r.fraction == largest[(r.dataset, r.task)]
+            and np.isfinite(r.mean)}
+
+
+def run_units(units: list[Unit], contexts: dict[str, TaskContext], data_dir: Path, run: EvaluationRun,
+              progress: bool) -> tuple[dict[Unit, TaskOutcome], list[Failure]]:
+    """Every unit's outcome (cached or computed, each logged as a nested run); a unit that raises is a failure and
+    the others go on. A ``KeyboardInterrupt`` stops the loop; finished units stay cached for the next run."""
+    outcomes: dict[Unit, TaskOutcome] = {}
+    failures: list[Failure] = []
+    for unit in tqdm(units, desc="benchx", unit="run", disable=not progress):
+        try:
+            outcome, cached = run_unit(contexts[unit.dataset], unit, data_dir)
+        except Exception as exc:  # noqa: BLE001 - a failing task must not lose the others
+            message = f"{type(exc).__name__}: {exc}"
+            failures.append(Failure(unit.dataset, unit.task, unit.fraction, unit.seed, message))
+            run.log_unit(unit.dataset, unit.task, unit.fraction, unit.seed, {}, traceback.format_exc(), False)
+            continue
+        outcomes[unit] = outcome
+        run.log_unit(unit.dataset, unit.task, unit.fraction, unit.seed,
+                     {name: m.point() for name, m in outcome.metrics.items()}, cached=cached)
+    return outcomes, failures
 
 
 def outcome_key(ctx: TaskContext, unit: Unit) -> str:

@@ -153,7 +153,7 @@ def parse_card(data: Any, source: str) -> DatasetCard:
     segmentation = _segmentation(data.get("segmentation"), source)
     if "segmentation" in tasks and segmentation is None:
         raise CardError(source, "segmentation", "the 'segmentation' task needs a 'segmentation' section")
-    return DatasetCard(
+    card = DatasetCard(
         name=_text(data, "name", source),
         description=_text(data, "description", source),
         loader=_text(data, "loader", source),
@@ -174,6 +174,35 @@ def parse_card(data: Any, source: str) -> DatasetCard:
         licence=_text(data, "licence", source),
         source=source,
     )
+    duplicates = same_labels(card)
+    if duplicates:
+        names = duplicates[0]
+        raise CardError(source, "label_space", f"{' and '.join(map(repr, names))} are one label in the "
+                        f"'{card.loader}' data (set by exactly the same findings); list one of them, or it counts "
+                        f"{len(names)} times in the macro metrics")
+    return card
+
+
+def same_labels(card: DatasetCard) -> list[tuple[str, ...]]:
+    """Groups of the card's labels that are the same label of its data.
+
+    Known for the phantom loader: labels that exactly the same planted findings set (on radiographs,
+    Cardiomegaly and its parent Enlarged Cardiomediastinum, which nothing else sets; on CT, Lung Lesion and
+    its parent Lung Opacity). Other loaders: none known from the card alone.
+    """
+    if card.loader != "phantom":
+        return []
+    from medvl.data.phantom.findings import CT_FINDINGS, CXR_FINDINGS
+    from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, ground_truth
+
+    findings, space = (CXR_FINDINGS, LABELS_2D) if card.kind == "2d" else (CT_FINDINGS, LABELS_3D)
+    truths = [(finding, ground_truth([finding], space)) for finding in findings]
+    groups: dict[frozenset[str], list[str]] = {}
+    for name in card.label_space:
+        setters = frozenset(finding for finding, truth in truths if truth.get(name))
+        if setters:
+            groups.setdefault(setters, []).append(name)
+    return [tuple(names) for names in groups.values() if len(names) > 1]
 
 
 def _text(data: dict, key: str, source: str) -> str:
@@ -229,6 +258,14 @@ def _segmentation(value: Any, source: str) -> SegmentationSpec | None:
         isinstance(k, str) and isinstance(v, int) and 0 < v < 256 for k, v in classes.items()
     ):
         raise CardError(source, "segmentation.classes", f"must map class names to mask codes 1..255, got {classes!r}")
+    codes: dict[int, list[str]] = {}
+    for name, code in classes.items():
+        codes.setdefault(code, []).append(name)
+    shared = [names for names in codes.values() if len(names) > 1]
+    if shared:
+        names = shared[0]
+        raise CardError(source, "segmentation.classes", f"{' and '.join(map(repr, names))} have the same mask code "
+                        f"{classes[names[0]]}: one mask; keep one of them")
     encoding = value.get("encoding", "labels")
     if encoding not in MASK_ENCODINGS:
         raise CardError(source, "segmentation.encoding", f"{encoding!r} is not one of {', '.join(MASK_ENCODINGS)}")

@@ -5,7 +5,7 @@ Examples::
     benchx list
     benchx evaluate --model random:tiny-resnet18 --suite quick -o results/random
     benchx evaluate --model models:/demo@candidate --suite phantom --tasks linear_probe zero_shot --seeds 0 1 2
-    benchx report results/random/results.json results/demo/results.json -o report/
+    benchx report results/random/results.json results/demo/results.json -o report/   # the first is the baseline
     benchx compare results/demo/results.json results/random/results.json
 
 Bad input (unknown suite, dataset, task or model, missing data, label-space mismatch, changed split) exits
@@ -48,11 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", help="benchx data dir: generated data, frozen splits, caches (default: $BENCHX_DATA, "
                     "else $MEDVL_CACHE/benchx, else ~/.cache/medvl/benchx)")
 
-    rep = sub.add_parser("report", help="Markdown + HTML report with tables and plots from results files",
-                         description="Write report.md, report.html and PNG plots (metric vs fraction with 95%% CI "
-                         "bands, leaderboard across models) from one or more results.json files.")
+    rep = sub.add_parser("report", help="leaderboards and plots against a baseline: HTML, Markdown, LaTeX",
+                         description="Write report.html (self-contained), report.md, report.tex (booktabs) and PNG "
+                         "plots from one or more results.json files: per dataset and task every headline metric "
+                         "with its 95%% CI, the difference against the baseline with its paired bootstrap 95%% CI "
+                         "and p-value, significance marks and chance levels; bar charts for tasks at one fraction, "
+                         "few-shot curves with CI bands for several.")
     rep.add_argument("results", nargs="+", help="results.json files (one per model)")
     rep.add_argument("-o", "--out", required=True, help="output folder")
+    rep.add_argument("--baseline", help="the baseline's results.json (default: the first file; added when not listed)")
 
     cmp_ = sub.add_parser("compare", help="paired bootstrap comparison of two results files (A - B)",
                           description="Compare two evaluations on the same test sets: difference of means, its 95%% "
@@ -111,7 +115,7 @@ def run_report(args: argparse.Namespace) -> int:
     """Write the report."""
     from benchx.report import write_report
 
-    paths = write_report(args.results, args.out)
+    paths = write_report(args.results, args.out, baseline=args.baseline)
     print("\n".join(str(p) for p in paths))
     return 0
 
@@ -121,7 +125,9 @@ def run_compare(args: argparse.Namespace) -> int:
     from benchx.compare import compare, format_table
     from benchx.results import BenchResults
 
-    rows = compare(BenchResults.from_json(args.a), BenchResults.from_json(args.b), all_groups=args.all_groups)
+    a, b = BenchResults.from_json(args.a), BenchResults.from_json(args.b)
+    rows = compare(a, b, all_groups=args.all_groups)
+    print(f"A: {a.model.get('ref')} ({args.a})\nB: {b.model.get('ref')} ({args.b})")
     print(format_table(rows))
     return 0
 
@@ -130,14 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``benchx`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     from benchx.errors import BenchxError
+    from medvl.interrupts import INTERRUPTED_EXIT, sigterm_as_interrupt
 
     commands = {"list": lambda: run_list(), "evaluate": lambda: run_evaluate(args),
                 "report": lambda: run_report(args), "compare": lambda: run_compare(args)}
     try:
-        return commands[args.command]()
+        with sigterm_as_interrupt():
+            return commands[args.command]()
     except BenchxError as exc:
         print(f"benchx {args.command}: " + " ".join(str(exc).splitlines()), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"benchx {args.command}: interrupted; an open MLflow run is marked KILLED. Run the same command again: "
+              "finished task runs are cached", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Both evaluations resample the same test cases with the same bootstrap weights (they depend only on the test
 set), so the difference of their seed-averaged replicates is a paired bootstrap distribution of ``A - B``.
 The datasets must have the same split hash and bootstrap count; rows are matched by dataset, task, fraction,
-metric and subgroup.
+metric and subgroup. A difference is marked significant (``*``) when its p-value is below :data:`ALPHA`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ import numpy as np
 
 from benchx.errors import ResultsError
 from benchx.results import BenchResults
-from benchx.stats import paired_p_value, percentile_ci
+from benchx.stats import format_p, paired_p_value, percentile_ci
+
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One shared row: means of A and B, the difference, its 95% CI and the paired p-value."""
+    """One shared row: means of A and B, the difference, its 95% CI, the paired p-value and the number of
+    finite paired replicates it came from."""
 
     dataset: str
     task: str
@@ -33,6 +36,12 @@ class Comparison:
     ci_low: float
     ci_high: float
     p_value: float
+    n_resamples: int
+
+    @property
+    def significant(self) -> bool:
+        """Whether ``p < ALPHA``."""
+        return bool(self.p_value < ALPHA)
 
 
 def compare(a: BenchResults, b: BenchResults, all_groups: bool = False) -> list[Comparison]:
@@ -58,22 +67,26 @@ def compare(a: BenchResults, b: BenchResults, all_groups: bool = False) -> list[
         diff = rep_a[ra.key] - rep_b[rb.key]
         low, high = percentile_ci(diff)
         out.append(Comparison(ra.dataset, ra.task, ra.fraction, ra.metric, ra.group, ra.group_value, ra.mean,
-                              rb.mean, ra.mean - rb.mean, low, high, paired_p_value(rep_a[ra.key], rep_b[rb.key])))
+                              rb.mean, ra.mean - rb.mean, low, high, paired_p_value(rep_a[ra.key], rep_b[rb.key]),
+                              int(np.isfinite(diff).sum())))
     if not out:
         raise ResultsError(f"{a.path} and {b.path} share no result rows (different suites, tasks or fractions?)")
     return out
 
 
 def format_table(rows: list[Comparison]) -> str:
-    """A plain-text table of comparisons."""
-    header = f"{'dataset':14s} {'task':16s} {'frac':>5s} {'metric':28s} {'A':>7s} {'B':>7s} {'A-B':>7s} {'95% CI':>17s} {'p':>6s}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        metric = r.metric + (f" [{r.group}={r.group_value}]" if r.group else "")
-        lines.append(f"{r.dataset:14s} {r.task:16s} {r.fraction:5g} {metric:28s} {r.mean_a:7.3f} {r.mean_b:7.3f} "
-                     f"{r.diff:+7.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] {_p(r.p_value):>6s}")
+    """A plain-text table of comparisons, columns as wide as their longest cell, and a legend line."""
+    header = ("dataset", "task", "frac", "metric", "A", "B", "A-B", "95% CI", "p", "")
+    cells = [header] + [
+        (r.dataset, r.task, f"{r.fraction:g}", r.metric + (f" [{r.group}={r.group_value}]" if r.group else ""),
+         f"{r.mean_a:.3f}", f"{r.mean_b:.3f}", f"{r.diff:+.3f}", f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+         format_p(r.p_value, r.n_resamples), "*" if r.significant else "")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    left = {0, 1, 3, 9}  # text columns; numbers are right-aligned
+    lines = [" ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             .rstrip() for row in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append(f"A-B: difference of means; 95% CI and p: paired bootstrap; * p < {ALPHA:g}")
     return "\n".join(lines)
-
-
-def _p(value: float) -> str:
-    return "nan" if not np.isfinite(value) else f"{value:.3f}"

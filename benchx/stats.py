@@ -210,3 +210,15 @@ def paired_p_value(replicates_a: np.ndarray, replicates_b: np.ndarray) -> float:
     if len(diff) == 0:
         return float("nan")
     return float(min(1.0, 2 * min(np.mean(diff <= 0), np.mean(diff >= 0))))
+
+
+def format_p(p_value: float, n_resamples: int = 0) -> str:
+    """``p = 0.012``, ``p < 0.001`` or ``p = n/a``.
+
+    A bootstrap p-value of 0 from ``n_resamples`` replicates only says ``p < 2 / n_resamples`` (the smallest
+    non-zero two-sided value), so that bound is printed when it is above 0.001.
+    """
+    if not np.isfinite(p_value):
+        return "p = n/a"
+    floor = max(0.001, 2 / n_resamples) if p_value == 0 and n_resamples else 0.001
+    return f"p < {floor:.2g}" if p_value < floor else f"p = {p_value:.3f}"

@@ -75,6 +75,12 @@ class EvaluationRun:
         self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
 
 
+    def kill(self) -> None:
+        """Close the run as KILLED (an interrupted evaluation: no results files, no model-version tag)."""
+        self.client.set_tag(self.run_id, "benchx.complete", "false")
+        self.client.set_terminated(self.run_id, status="KILLED")
+
+
 def mlflow_metric_name(name: str) -> str:
     """``name`` with characters MLflow refuses in metric names replaced by ``_``."""
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)

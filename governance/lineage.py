@@ -25,6 +25,7 @@ JSON_TAGS = frozenset({"medvl.split_hashes", "medvl.environment"})
 LINEAGE_ARTIFACT = "model_files/lineage.json"
 RESULTS_ARTIFACT = "results.json"
 RESULTS_SCHEMA = "benchx.results/1"
+UNFINISHED = ("KILLED", "RUNNING", "SCHEDULED")  # statuses of runs that wrote no results
 
 
 class LineageError(ValueError):
@@ -266,11 +267,12 @@ def _benchx_runs(client: Any, version: Any, tracking_uri: str, missing: list[str
         tags = run.data.tags
         if "mlflow.parentRunId" in tags:
             continue
-        try:
-            summary = results_summary(benchx_results(run.info.run_id, tracking_uri))
-        except LineageError as exc:
-            missing.append(f"results of benchx run {run.info.run_id}: {exc.reason}")
-            summary = None
+        summary = None
+        if run.info.status not in UNFINISHED:
+            try:
+                summary = results_summary(benchx_results(run.info.run_id, tracking_uri))
+            except LineageError as exc:
+                missing.append(f"results of benchx run {run.info.run_id} ({exc.reason})")
         entries.append({
             "run_id": run.info.run_id,
             "suite": tags.get("benchx.suite", ""),

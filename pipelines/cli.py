@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pipelines.pretrain_evaluate_register import NAME, STAGES
 
-PIPELINES = {NAME: "ingest -> deid-check -> cache -> pretrain -> register -> benchx -> card -> gate (alias)"}
+PIPELINES = {NAME: "ingest -> deid-check -> cache -> pretrain -> register -> benchx -> gate (alias) -> card"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from medvl.config import ConfigError
+    from medvl.interrupts import INTERRUPTED_EXIT, sigterm_as_interrupt
     from pipelines import pretrain_evaluate_register as pipeline
     from pipelines.config import load_pipeline_config
-    from pipelines.runner import StageError, failure_status
+    from pipelines.runner import INTERRUPTED_MESSAGE, StageError, failure_status
     from pipelines.state import StateError
 
     if args.pipeline not in PIPELINES:
@@ -71,9 +72,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = load_pipeline_config(args.config, args.overrides)
         work_dir = args.work_dir or Path("work") / config.name
-        ctx = pipeline.run(config, work_dir, from_stage=args.from_stage, until=args.until, progress=not args.quiet)
+        with sigterm_as_interrupt():
+            ctx = pipeline.run(config, work_dir, from_stage=args.from_stage, until=args.until, progress=not args.quiet)
     except (ConfigError, StateError, StageError) as exc:
         return failure_status("pipelines", exc)
+    except KeyboardInterrupt:
+        print(f"pipelines: {INTERRUPTED_MESSAGE}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     if args.until is not None and args.until != STAGES[-1].name:
         print(f"stopped after stage '{args.until}'; run again without --until to finish")
         return 0

@@ -8,7 +8,7 @@ Steps: synthesize a radiograph phantom cohort (DIR/phantom), then the pretrain-e
 ingest it (plus cxr_covid from the shared real-data bundle when $MEDVL_REALDATA or ../shared/data exists), check
 it for identifiers, build the training cache, print a summary and write DIR/montage.png (sample images captioned by
 their report's first line); pretrain a small model, register it as models:/medvl-demo/N, evaluate it and a
-random-init baseline with benchx (comparison table), write the model card, apply the promotion gate (@champion),
+random-init baseline with benchx (comparison table), apply the promotion gate (@champion), write the model card,
 then the same for volumes: CT phantoms (DIR/phantom-ct) and RadCLIP's two stages (2D encoder on slices, then the
 slice adapter) in DIR/pipeline-ct, registered as models:/medvl-demo-ct/N and evaluated on CT volumes; and print
 how to open the review app on the models. MLflow: $MLFLOW_TRACKING_URI, else sqlite in DIR/mlflow.db.

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from medvl.config import ConfigError
+from medvl.interrupts import INTERRUPTED_EXIT, sigterm_as_interrupt
 from pipelines.config import PipelineConfig, load_pipeline_config
-from pipelines.runner import Context, StageError, failure_status
+from pipelines.runner import INTERRUPTED_MESSAGE, Context, StageError, failure_status
 from pipelines.state import STATE_FILE, StateError
 
 CONFIG = Path(__file__).with_name("configs") / "demo.yaml"
@@ -146,6 +147,21 @@ def run_pipeline(config: PipelineConfig, work: Path, fresh: bool, montage: Path 
     return pipeline.run(config, work)
 
 
+def _run_demo_pipelines(args: argparse.Namespace, size: DemoSize, n_2d: int, n_3d: int, contexts: list[Context]) -> None:
+    """Synthesize the cohorts and run the 2D and volume pipelines, appending each pipeline's context."""
+    out: Path = args.out
+    print(f"[demo] phantom cohorts: {n_2d} radiographs in {out / PHANTOM_DIR}, {n_3d} CTs in {out / CT_PHANTOM_DIR}",
+          flush=True)  # fmt: skip
+    fresh = synthesize_cohort(out / PHANTOM_DIR, n_2d=n_2d, n_3d=0, seed=args.seed, size=size.synth_size)
+    contexts.append(run_pipeline(demo_config(args, size, out), out / PIPELINE_DIR, fresh, out / MONTAGE))
+    print_evaluation(contexts[-1])
+    if n_3d:
+        fresh = synthesize_cohort(out / CT_PHANTOM_DIR, n_2d=0, n_3d=n_3d, seed=args.seed, ct_size=CT_SIZE,
+                                  depth_range=CT_DEPTH, ct_dicom_fraction=0.1, workers=2)  # fmt: skip
+        contexts.append(run_pipeline(demo_ct_config(args, size, out), out / CT_PIPELINE_DIR, fresh, None))
+        print_evaluation(contexts[-1])
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``medvl demo`` (see :mod:`pipelines.demo`); returns the exit status."""
     size = QUICK if args.quick else FULL
@@ -154,21 +170,15 @@ def run_demo(args: argparse.Namespace) -> int:
     if n_2d < 2 * size.batch_size or not (n_3d == 0 or n_3d >= 20):
         print(f"medvl demo: --n-2d must be at least {2 * size.batch_size} and --n-3d 0 or at least 20", file=sys.stderr)
         return 2
-    out: Path = args.out
-    contexts = []
+    contexts: list[Context] = []
     try:
-        print(f"[demo] phantom cohorts: {n_2d} radiographs in {out / PHANTOM_DIR}, {n_3d} CTs in {out / CT_PHANTOM_DIR}",
-              flush=True)  # fmt: skip
-        fresh = synthesize_cohort(out / PHANTOM_DIR, n_2d=n_2d, n_3d=0, seed=args.seed, size=size.synth_size)
-        contexts.append(run_pipeline(demo_config(args, size, out), out / PIPELINE_DIR, fresh, out / MONTAGE))
-        print_evaluation(contexts[-1])
-        if n_3d:
-            fresh = synthesize_cohort(out / CT_PHANTOM_DIR, n_2d=0, n_3d=n_3d, seed=args.seed, ct_size=CT_SIZE,
-                                      depth_range=CT_DEPTH, ct_dicom_fraction=0.1, workers=2)  # fmt: skip
-            contexts.append(run_pipeline(demo_ct_config(args, size, out), out / CT_PIPELINE_DIR, fresh, None))
-            print_evaluation(contexts[-1])
+        with sigterm_as_interrupt():
+            _run_demo_pipelines(args, size, n_2d, n_3d, contexts)
     except (ConfigError, StateError, StageError) as exc:
         return failure_status("medvl demo", exc)
+    except KeyboardInterrupt:
+        print(f"medvl demo: {INTERRUPTED_MESSAGE}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     print_next_steps(contexts)
     if len(contexts) > 1 and not contexts[1].state.outputs("gate")["passed"]:
         print("\nthe CT model's gate refused it (registered, not promoted): the volume recipe does not generalise "

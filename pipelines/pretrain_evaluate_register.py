@@ -1,5 +1,5 @@
 """The ``pretrain-evaluate-register`` pipeline: ingest -> de-identification check -> cache -> pretrain ->
-register -> benchx -> model card -> gate (alias).
+register -> benchx -> gate (alias) -> model card (stating the gate's outcome).
 
 The version is registered right after pretraining (tagged ``pipeline.key``) because benchx, the model card and the
 gate all attach to a registered version; only the gate gives it the alias (``@champion``) that serving and the
@@ -30,8 +30,8 @@ STAGES = [
     Stage("pretrain", pretrain_stage, mlflow=True),
     Stage("register", register_stage, mlflow=True),
     Stage("benchx", benchx_stage, mlflow=True),
-    Stage("card", card_stage, mlflow=True),
     Stage("gate", gate_stage, mlflow=True),
+    Stage("card", card_stage, mlflow=True),
 ]
 
 

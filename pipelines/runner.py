@@ -26,6 +26,10 @@ class StageError(RuntimeError):
     """A stage cannot finish; the message says why and what to do. Finished stages are kept."""
 
 
+INTERRUPTED_MESSAGE = ("interrupted; open MLflow runs are marked KILLED. Run the same command again: finished stages "
+                       "are kept, the interrupted one starts again (pretraining from its last checkpoint)")
+
+
 def failure_status(prog: str, exc: Exception) -> int:
     """Print a pipeline's failure as ``prog: message`` on stderr; the exit status: 1 for a failed stage, 2 for
     bad input (config, state)."""
@@ -108,6 +112,9 @@ def run_stages(stages: list[Stage], ctx: Context, from_stage: str | None = None,
             if stage.mlflow:
                 check_tracking(ctx.tracking_uri)
             outputs = stage.run(ctx)
+        except KeyboardInterrupt:
+            ctx.say(f"{prefix}: interrupted (not finished: it runs again next time)")
+            raise
         except StageError as exc:
             raise StageError(f"stage '{stage.name}' failed: {exc}") from exc
         except Exception as exc:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import statistics
 import stat
+import statistics
 import tempfile
 import time
 import zipfile
@@ -295,7 +295,7 @@ def test_damaged_zip_bad_settings_and_a_broken_audit_log_show_no_traceback(env, 
 
 def test_serve_hides_error_details_and_watches_no_files():
     command = streamlit_command(8501, 512)
-    options = dict(zip(command[5::2], command[6::2]))
+    options = dict(zip(command[5::2], command[6::2], strict=True))
     assert options["--server.address"] == "127.0.0.1" and options["--client.showErrorDetails"] == "none"
     assert options["--server.fileWatcherType"] == "none" and options["--server.runOnSave"] == "false"
     assert options["--client.toolbarMode"] == "viewer"

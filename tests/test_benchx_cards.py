@@ -130,3 +130,37 @@ def test_covid_cxr_card_loads_the_real_data(realdata, tmp_path):
     assert sum(bool(ref["mask"]) for refs in df["images"] for ref in refs) >= 100
     first = freeze_split(card, df, tmp_path)
     assert freeze_split(card, df, tmp_path) == first
+
+
+@pytest.mark.parametrize(
+    ("kind", "labels"),
+    [("2d", ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly"]),  # cardiomegaly alone sets its parent
+     ("3d", ["Lung Opacity", "Pleural Effusion", "Lung Lesion"])],  # no consolidation on CT: opacity = lesion
+)
+def test_phantom_card_with_one_label_under_two_names_is_refused(tmp_path, kind, labels):
+    path = write(tmp_path, kind=kind, label_space=labels, segmentation=..., tasks=["linear_probe"])
+    with pytest.raises(CardError) as info:
+        load_card(path)
+    assert info.value.field == "label_space" and str(path) in str(info.value)
+    assert f"'{labels[0 if kind == '3d' else 1]}' and '{labels[2]}'" in str(info.value)
+
+
+def test_parent_of_several_findings_and_other_loaders_keep_both_labels(tmp_path):
+    card = load_card(write(tmp_path, label_space=["Lung Opacity", "Consolidation", "Lung Lesion"]))
+    assert card.label_space == ("Lung Opacity", "Consolidation", "Lung Lesion")
+    real = write(tmp_path, loader="mimic-cxr", label_space=["Enlarged Cardiomediastinum", "Cardiomegaly"])
+    assert len(load_card(real).label_space) == 2  # distinct observations in real reports
+
+
+def test_segmentation_classes_sharing_a_mask_code_are_refused(tmp_path):
+    seg = {"mask": "lesion", "encoding": "bits", "classes": {"Cardiomegaly": 1, "Heart": 1}}
+    with pytest.raises(CardError, match="'Cardiomegaly' and 'Heart' have the same mask code 1") as info:
+        load_card(write(tmp_path, segmentation=seg))
+    assert info.value.field == "segmentation.classes"
+
+
+def test_shipped_cards_count_each_label_once():
+    for path in card_files().values():
+        load_card(path)  # raises on a label listed under two names
+    assert "Enlarged Cardiomediastinum" not in find_card("phantom-2d").label_space
+    assert "Cardiomegaly" in find_card("phantom-2d").label_space

@@ -177,3 +177,40 @@ def test_list_and_help(capsys):
     assert "phantom-2d" in out and "covid-cxr" in out and "random:tiny-resnet18" in out
     proc = subprocess.run([sys.executable, "-m", "benchx.cli", "evaluate", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--fractions" in proc.stdout and "MLflow" in proc.stdout
+
+
+def test_sigterm_kills_the_parent_run_with_one_line_and_a_rerun_finishes(setup, tmp_path):
+    import signal
+    import time
+
+    from mlflow import MlflowClient
+
+    root, suite, uri = setup
+    env = {**os.environ, "BENCHX_CARDS": str(root / "cards"), "MEDVL_CACHE": str(root / "medvl-cache"),
+           "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "benchx.cli", "evaluate", "--model", "models:/bx-demo/1", "--suite", str(suite),
+           "--tasks", "finetune_frozen", "--fractions", "1.0", "--seeds", "11", "12", "13",
+           "--bootstrap", "50", "-o", str(tmp_path / "out"), "--tracking-uri", uri, "--data-dir", str(root / "data")]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("benchx").experiment_id
+    before = {r.info.run_id for r in client.search_runs([experiment])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, parent = time.monotonic() + 300, None
+    while time.monotonic() < deadline and proc.poll() is None and parent is None:
+        new = [r for r in client.search_runs([experiment]) if r.info.run_id not in before]
+        if any("mlflow.parentRunId" in r.data.tags for r in new):  # a task run finished: the loop is under way
+            parent = next(r.info.run_id for r in new if "mlflow.parentRunId" not in r.data.tags)
+        time.sleep(0.2)
+    assert proc.poll() is None and parent, f"the evaluation ended before it could be stopped: {proc.stderr.read()[-2000:]}"
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, stderr[-2000:]
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("benchx evaluate:")]
+    assert len(lines) == 1 and "KILLED" in lines[0] and "Traceback" not in stderr
+    assert client.get_run(parent).info.status == "KILLED"
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rerun = json.loads((tmp_path / "out" / "results.json").read_text())["mlflow_run_id"]
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{rerun}'")
+    assert client.get_run(rerun).info.status == "FINISHED" and len(children) == 3
+    assert any(c.data.tags["benchx.cached"] == "true" for c in children)  # the runs finished before the signal

@@ -84,3 +84,31 @@ def test_two_torchrun_processes_equal_one_process_with_the_full_batch(tiny_cache
         assert got[step] == pytest.approx(expected[step], rel=1e-3), step
     rows = [json.loads(line) for line in (tmp_path / "two" / "r" / "metrics.jsonl").read_text().splitlines()]
     assert sum("loss" in row for row in rows) == STEPS, "only rank 0 writes metrics (one loss row per step)"
+
+
+def test_sigterm_ends_the_mlflow_run_as_killed_with_one_line_and_resume_finishes(tiny_cache, tmp_path):
+    from mlflow import MlflowClient
+
+    env = _env(tmp_path)
+    cmd = _command(tmp_path / "term", tiny_cache)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "term" / "r" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.is_file() and max(_losses(metrics.parent), default=0) >= 6:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the run ended before it could be stopped: {proc.stderr.read()[-2000:]}"
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("medvl pretrain:")]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0] and "Traceback" not in stderr
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.status for r in runs] == ["KILLED"]
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert sorted(_losses(metrics.parent)) == list(range(1, STEPS + 1))
+    statuses = {r.info.status for r in client.search_runs([e.experiment_id for e in client.search_experiments()])}
+    assert "FINISHED" in statuses

@@ -49,6 +49,31 @@ def _copy_attributions(images: Sequence[Path | tuple[Path, str]], out_dir: Path)
     return pairs
 
 
+def training_data(manifest: str | None) -> dict | None:
+    """The training manifest in words: its sources (description, synthetic or real, licence) and the studies per
+    source, split and modality; None when the manifest is not readable here."""
+    from medvl.data.adapters.base import registered_adapters
+    from medvl.data.manifest import ManifestError, read_manifest
+
+    if not manifest:
+        return None
+    try:
+        frame = read_manifest(manifest)
+    except (ManifestError, OSError):
+        return None
+    adapters = registered_adapters()
+    frame = frame.assign(modality=[images[0]["modality"] if len(images) else "none" for images in frame["images"]])
+    sources = []
+    for name in sorted(frame["source"].unique()):
+        adapter = adapters.get(name)
+        sources.append({"name": name, "description": adapter.description if adapter else "unknown source",
+                        "synthetic": bool(adapter and adapter.synthetic),
+                        "licence": adapter.licence if adapter else "unknown"})
+    counts = frame.groupby(["source", "split", "modality"]).size()
+    return {"studies": len(frame), "sources": sources,
+            "counts": [{"source": s, "split": sp, "modality": m, "studies": int(n)} for (s, sp, m), n in counts.items()]}
+
+
 def write_model_card(
     model_uri: str,
     out_dir: Path,
@@ -84,7 +109,7 @@ def write_model_card(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = _copy_attributions(attributions, out_dir)
-    doc = build_card(lineage, results, pairs)
+    doc = build_card(lineage, results, pairs, training_data(lineage["data"].get("manifest")))
     markdown, page = out_dir / MARKDOWN_NAME, out_dir / HTML_NAME
     markdown.write_text(to_markdown(doc), encoding="utf-8")
     page.write_text(to_html(doc), encoding="utf-8")

@@ -58,7 +58,9 @@ def format_lineage(lineage: dict) -> str:
     for entry in lineage["benchx"]:
         summary = entry["summary"]
         if summary is None:
-            lines.append(f"  -> benchx run {entry['run_id']} suite {entry['suite']}: results unavailable")
+            why = "interrupted before it wrote results" if entry["status"] == "KILLED" else (
+                "still running" if entry["status"] in ("RUNNING", "SCHEDULED") else "results unavailable")
+            lines.append(f"  -> benchx run {entry['run_id']} suite {entry['suite']} ({entry['status']}): {why}")
             continue
         lines.append(f"  -> benchx run {entry['run_id']} suite {entry['suite']}: {summary['rows']} results, "
                      f"{summary['failures']} failures")

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from medvl.data.cache import CacheError
+    from medvl.interrupts import INTERRUPTED_EXIT, sigterm_as_interrupt
     from medvl.models.config import ModelConfigError
     from medvl.train.trainer import run_pretrain
 
@@ -59,10 +60,15 @@ def run(args: argparse.Namespace) -> int:
         if stage.name:
             print(f"stage '{stage.name}': {stage.run_dir}{' (resumed)' if resume else ''}")
         try:
-            result = run_pretrain(stage.config, resume=resume)
+            with sigterm_as_interrupt():
+                result = run_pretrain(stage.config, resume=resume)
         except (CacheError, ModelConfigError, FileNotFoundError, ValueError) as exc:
             print(f"medvl pretrain: {f'stage {stage.name!r}: ' if stage.name else ''}{exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(f"medvl pretrain: interrupted; the MLflow run is marked KILLED. Continue from the last checkpoint "
+                  f"with the same command and --resume ({stage.run_dir})", file=sys.stderr)
+            return INTERRUPTED_EXIT
         if result.model_dir is not None:
             summary = ", ".join(f"{k}={v:.3f}" for k, v in sorted(result.val_metrics.items()))
             print(f"finished {result.steps} steps{' (early stop)' if result.stopped_early else ''}; model: {result.model_dir}")

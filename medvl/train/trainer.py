@@ -473,6 +473,9 @@ class Trainer:
                     self._checkpoint()
                 if stopped_early:
                     break
+        except KeyboardInterrupt:
+            self.tracker.end("KILLED")
+            raise
         except BaseException:
             self.tracker.end("FAILED")
             raise

@@ -43,10 +43,16 @@ class UnitResult:
 
 
 class SourceAdapter(ABC):
-    """Turns a source tree into manifest rows, one unit at a time."""
+    """Turns a source tree into manifest rows, one unit at a time.
+
+    ``synthetic`` says whether the data is generated (phantoms) rather than from patients, and ``licence`` under
+    which terms it may be used: model cards state both.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
+    synthetic: ClassVar[bool] = False
+    licence: ClassVar[str] = "the terms of the data's owner"
 
     def __init__(self, root: str | Path, **options: str) -> None:
         self.root = Path(root)

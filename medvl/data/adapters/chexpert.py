@@ -37,6 +37,7 @@ class CheXpertAdapter(SourceAdapter):
 
     name = "chexpert"
     description = "CheXpert: train.csv / valid.csv with Path, Sex, Age, view and 14 observations"
+    licence = "Stanford University School of Medicine CheXpert Dataset Research Use Agreement"
 
     @cached_property
     def _studies(self) -> dict[str, list[dict]]:

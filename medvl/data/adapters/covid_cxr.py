@@ -102,6 +102,7 @@ class CovidCxrAdapter(SourceAdapter):
 
     name = "covid-cxr"
     description = "covid-chestxray-dataset: metadata.csv, images/, lung_masks/ (one study per patient visit)"
+    licence = "per image (metadata.csv 'license'): CC BY-NC-SA, CC BY or CC BY-SA; lung masks CC BY 4.0"
 
     @cached_property
     def _studies(self) -> dict[str, list[dict]]:

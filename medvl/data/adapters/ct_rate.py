@@ -70,6 +70,7 @@ class CtRateAdapter(SourceAdapter):
 
     name = "ct-rate"
     description = "CT-RATE: dataset/{train,valid}[_fixed]/... NIfTI volumes, reports, labels and metadata CSVs"
+    licence = "CC BY-NC-SA 4.0 (CT-RATE)"
 
     @property
     def _base(self) -> Path:

@@ -44,6 +44,7 @@ class DicomFolderAdapter(SourceAdapter):
 
     name = "dicom-folder"
     description = "a PACS export: any tree of DICOM files + reports CSV keyed by AccessionNumber/StudyInstanceUID"
+    licence = "the hospital's own data: its data-use agreement"
 
     def units(self) -> list[str]:
         """Directories (relative to the root, ``.`` for the root) that directly hold files, sorted."""

@@ -63,6 +63,7 @@ class IuXrayAdapter(SourceAdapter):
 
     name = "iu-xray"
     description = "IU X-ray (Open-i): NLMCXR_reports.tgz or ecgen-radiology/*.xml; images=NLMCXR_png when present"
+    licence = "Open-i / Indiana University: CC BY-NC-ND 4.0 (no modified copies)"
 
     @cached_property
     def _reports(self) -> dict[str, IUReport]:

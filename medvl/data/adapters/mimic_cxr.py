@@ -44,6 +44,7 @@ class MimicCxrAdapter(SourceAdapter):
 
     name = "mimic-cxr"
     description = "MIMIC-CXR-JPG: files/pXX/pSUBJECT/sSTUDY/*.jpg, split/chexpert/metadata CSVs, report .txt files"
+    licence = "PhysioNet Credentialed Health Data License 1.5.0"
 
     def _table(self, kind: str) -> pd.DataFrame:
         matches = sorted(self.root.glob(f"mimic-cxr-*-{kind}.csv.gz"))

@@ -49,6 +49,8 @@ class PhantomAdapter(SourceAdapter):
 
     name = "phantom"
     description = "synthetic phantom cohort from 'medvl synth' (studies.csv; option images=dicom|files)"
+    synthetic = True
+    licence = "generated locally by medvl synth: no patient data, no restrictions"
 
     def __init__(self, root: str | Path, **options: str) -> None:
         super().__init__(root, **options)

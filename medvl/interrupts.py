@@ -1,0 +1,32 @@
+"""Stopping long commands cleanly: SIGTERM (a scheduler, ``kill``, ``timeout``) is turned into the same
+``KeyboardInterrupt`` as Ctrl-C, so one handler ends MLflow runs as KILLED and prints one line.
+
+Exit status :data:`INTERRUPTED_EXIT` (128 + SIGINT) follows the shell's convention for an interrupted command.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+INTERRUPTED_EXIT = 130
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` in the main thread (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
