@@ -100,9 +100,9 @@ def test_card_states_the_gate_and_the_training_data_in_words(tmp_path):
     assert "licence: generated locally by medvl synth" in text
     assert "| source | split | modality | studies |" in text and "| phantom | train |" in text
     client.set_model_version_tag("gated", version, "gate.passed", "false")
-    client.set_model_version_tag("gated", version, "gate.reasons", "partial results: missing seeds 1, 2")
+    client.set_model_version_tag("gated", version, "gate.reasons", '["partial results: missing seeds 1, 2", "x < 1"]')
     text = write_model_card(f"models:/gated/{version}", tmp_path / "card", uri)[0].read_text()
-    assert "Promotion gate: refused (policy sha256 bbbbbbbbbbbb...): partial results: missing seeds 1, 2" in text
+    assert "Promotion gate: refused (policy sha256 bbbbbbbbbbbb...): partial results: missing seeds 1, 2; x < 1" in text
 
 
 def _rich_results(name: str, version: str) -> dict:

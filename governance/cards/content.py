@@ -8,6 +8,7 @@ and few-shot rows stay in the linked ``results.csv``), subgroup gaps between dis
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
@@ -92,7 +93,12 @@ def gate_outcome(tags: dict, aliases: Sequence[str]) -> str:
     suffix = f" (policy sha256 {policy}...)" if policy else ""
     if passed == "true":
         return "passed" + (f", holds @{', @'.join(aliases)}" if aliases else "") + suffix
-    return f"refused{suffix}: {tags.get('gate.reasons') or 'no reason recorded'}"
+    try:
+        reasons = json.loads(tags.get("gate.reasons") or "[]")
+    except json.JSONDecodeError:
+        reasons = [tags["gate.reasons"]]
+    reasons = reasons if isinstance(reasons, list) else [reasons]
+    return f"refused{suffix}: {'; '.join(map(str, reasons)) or 'no reason recorded'}"
 
 
 def _overview(lineage: dict) -> list:
