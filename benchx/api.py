@@ -11,6 +11,8 @@ the others go on.
 from __future__ import annotations
 
 import json
+import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from benchx.results import PROTOCOL_VERSION, REPLICATES_FILE, BenchResults, Fail
 from benchx.stats import Metric, bootstrap_weights, metric_from_dict, summarise
 from benchx.suites import Suite, load_suite
 from benchx.tasks.base import TaskContext, TaskOutcome, get_task
+from benchx.timing import TimingLog, plan_text
 from benchx.tracking import EvaluationRun
 
 SUBGROUP_TASKS = ("linear_probe", "finetune_frozen", "finetune_full", "zero_shot")
@@ -107,8 +110,12 @@ def evaluate(
                         {"protocol": json.dumps(protocol), "datasets": ",".join(prepared), "units": len(units)})
     store = FeatureStore(data_dir / "features")
     contexts = {name: TaskContext(ds, adapter, store) for name, ds in prepared.items()}
+    timings = TimingLog(data_dir)
+    if progress:
+        cached = {u for u in units if outcome_path(contexts[u.dataset], u, data_dir).is_file()}
+        print(plan_text(suite_name, units, cached, timings), file=sys.stderr, flush=True)
     try:
-        outcomes, failures = run_units(units, contexts, data_dir, run, progress)
+        outcomes, failures = run_units(units, contexts, data_dir, run, timings, progress)
     except KeyboardInterrupt:
         run.kill()
         raise
@@ -148,12 +155,14 @@ def headline_metrics(rows: list[ResultRow]) -> dict[str, float]:
 
 
 def run_units(units: list[Unit], contexts: dict[str, TaskContext], data_dir: Path, run: EvaluationRun,
-              progress: bool) -> tuple[dict[Unit, TaskOutcome], list[Failure]]:
-    """Every unit's outcome (cached or computed, each logged as a nested run); a unit that raises is a failure and
-    the others go on. A ``KeyboardInterrupt`` stops the loop; finished units stay cached for the next run."""
+              timings: TimingLog, progress: bool) -> tuple[dict[Unit, TaskOutcome], list[Failure]]:
+    """Every unit's outcome (cached or computed, each logged as a nested run and timed); a unit that raises is a
+    failure and the others go on. A ``KeyboardInterrupt`` stops the loop; finished units stay cached for the next
+    run."""
     outcomes: dict[Unit, TaskOutcome] = {}
     failures: list[Failure] = []
     for unit in tqdm(units, desc="benchx", unit="run", disable=not progress):
+        started = time.perf_counter()
         try:
             outcome, cached = run_unit(contexts[unit.dataset], unit, data_dir)
         except Exception as exc:  # noqa: BLE001 - a failing task must not lose the others
@@ -162,6 +171,8 @@ def run_units(units: list[Unit], contexts: dict[str, TaskContext], data_dir: Pat
             run.log_unit(unit.dataset, unit.task, unit.fraction, unit.seed, {}, traceback.format_exc(), False)
             continue
         outcomes[unit] = outcome
+        if not cached:
+            timings.record(unit, time.perf_counter() - started)
         run.log_unit(unit.dataset, unit.task, unit.fraction, unit.seed,
                      {name: m.point() for name, m in outcome.metrics.items()}, cached=cached)
     return outcomes, failures
@@ -173,9 +184,14 @@ def outcome_key(ctx: TaskContext, unit: Unit) -> str:
                   ctx.dataset.split_hash, unit.task, unit.fraction, unit.seed)
 
 
+def outcome_path(ctx: TaskContext, unit: Unit, data_dir: Path) -> Path:
+    """Where one task run's outcome is cached."""
+    return data_dir / "outcomes" / f"{outcome_key(ctx, unit)}.json"
+
+
 def run_unit(ctx: TaskContext, unit: Unit, data_dir: Path) -> tuple[TaskOutcome, bool]:
     """One task run's outcome, from the outcome cache when present; returns it and whether it was cached."""
-    path = data_dir / "outcomes" / f"{outcome_key(ctx, unit)}.json"
+    path = outcome_path(ctx, unit, data_dir)
     if path.is_file():
         data = json.loads(path.read_text())
         metrics = {name: metric_from_dict(m) for name, m in data["metrics"].items()}

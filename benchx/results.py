@@ -18,7 +18,7 @@ import pandas as pd
 from benchx.errors import ResultsError
 
 SCHEMA = "benchx.results/1"
-PROTOCOL_VERSION = "1"
+PROTOCOL_VERSION = "2"  # 2: segmentation decoders train at feature resolution, at most 300 steps
 ROW_FIELDS = ("dataset", "task", "fraction", "metric", "mean", "std", "ci_low", "ci_high", "per_seed", "group",
               "group_value", "n_test")
 REPLICATES_FILE = "bootstrap.npz"

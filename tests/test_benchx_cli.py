@@ -36,6 +36,7 @@ def setup(tmp_path_factory):
            "-o", str(root / "out-a"), "--tracking-uri", uri, "--data-dir", str(root / "data")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "benchx plan: suite tiny, 6 task runs on 1 dataset(s), 0 cached, 6 to run" in proc.stderr
     yield root, suite, uri
     mp.undo()
 
@@ -64,7 +65,7 @@ def test_results_json_follows_the_schema(setup):
     assert data["model"]["name"] == "bx-demo" and data["model"]["version"] == "1"
     assert len(data["model"]["fingerprint"]) == 64
     assert data["suite"] == "tiny"
-    assert data["protocol"] == {"seeds": [0, 1], "fractions": [1.0], "bootstrap": 200, "version": "1"}
+    assert data["protocol"] == {"seeds": [0, 1], "fractions": [1.0], "bootstrap": 200, "version": "2"}
     assert set(data["datasets"]["tiny-2d"]) == {"manifest_hash", "split_hash"}
     assert data["failures"] == []
     row = next(r for r in data["results"] if r["task"] == "linear_probe" and r["metric"] == "auroc_macro" and not r["group"])

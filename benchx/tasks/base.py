@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,7 @@ class TaskContext:
         self.cohort = cache(dataset.cohort)
         self.index = cache(self._index)
         self.embeddings = cache(self._embeddings)
+        self.memo: dict[tuple, Any] = {}  # data a task derives once and reuses in its runs (e.g. feature maps)
 
     def _index(self, split: str) -> pd.DataFrame:
         from medvl.data.cache import INDEX_FILE

@@ -1,8 +1,10 @@
 """Segmentation: a small U-Net-style decoder on the frozen encoder's multi-scale feature maps.
 
 The decoder projects each map to a common width, fuses them top-down (upsample the coarser, add the finer,
-3x3 conv) and predicts one sigmoid channel per card class at image resolution. Volumes are segmented slice by
-slice (up to :data:`MAX_SLICES` evenly spaced slices each) and scored per volume. Per case and class:
+3x3 conv) and predicts one sigmoid channel per card class. It is trained at the resolution of the finest feature map
+against area-downsampled (soft) masks, which is 10-20x cheaper than at image resolution, and predicts at image
+resolution (logits upsampled) for scoring. Volumes are segmented slice by slice (up to :data:`MAX_SLICES` evenly
+spaced slices each) and scored per volume. Per case and class:
 Dice ``2|P∩G| / (|P|+|G|)`` and IoU ``|P∩G| / |P∪G|``, left out when both are empty; a case's value is the
 mean over its classes. The learning rate is chosen on val Dice.
 """
@@ -25,6 +27,7 @@ MAX_SLICES = 6
 WIDTH = 32
 LR_GRID = (5e-3, 1.5e-2)
 EPOCHS = 30
+MAX_STEPS = 300
 BATCH = 32
 
 
@@ -89,6 +92,7 @@ class SegmentationData:
             raise BenchxError(f"dataset '{ctx.dataset.card.name}': no {split} item has a mask")
         self.maps = [torch.cat(level) for level in zip(*maps, strict=True)]
         self.targets = torch.cat(targets)
+        self.coarse_targets = F.adaptive_avg_pool2d(self.targets, self.maps[0].shape[-2:])
         self.owner = np.concatenate(owners)
         ids = ctx.study_ids(split)
         self.case_ids = [ids[i] for i in np.unique(self.owner)]
@@ -96,6 +100,15 @@ class SegmentationData:
     def subset(self, items: np.ndarray) -> np.ndarray:
         """Slice positions belonging to the given item indices."""
         return np.flatnonzero(np.isin(self.owner, items))
+
+
+def split_data(ctx: TaskContext, split: str, spec: SegmentationSpec) -> SegmentationData:
+    """A split's :class:`SegmentationData`, computed once per dataset and model (every fraction and seed reuses
+    the frozen feature maps)."""
+    key = ("segmentation", split)
+    if key not in ctx.memo:
+        ctx.memo[key] = SegmentationData(ctx, split, spec)
+    return ctx.memo[key]
 
 
 def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -108,22 +121,27 @@ def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def train_decoder(data: SegmentationData, rows: np.ndarray, lr: float, seed: int) -> PyramidDecoder:
-    """Train a decoder on the given slices (BCE + soft Dice, Adam)."""
+    """Train a decoder on the given slices (BCE + soft Dice against the coarse masks, Adam)."""
     torch.manual_seed(seed)
     decoder = PyramidDecoder([m.shape[1] for m in data.maps], data.targets.shape[1])
     optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
-    size = tuple(data.targets.shape[-2:])
+    size = tuple(data.coarse_targets.shape[-2:])
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(EPOCHS):
+    steps = min(MAX_STEPS, EPOCHS * -(-len(rows) // BATCH))  # large training sets: a capped number of steps
+    step = 0
+    while step < steps:
         order = torch.from_numpy(rows)[torch.randperm(len(rows), generator=generator)]
         for start in range(0, len(order), BATCH):
             idx = order[start : start + BATCH]
             logits = decoder([m[idx] for m in data.maps], size)
-            target = data.targets[idx]
+            target = data.coarse_targets[idx]
             loss = F.binary_cross_entropy_with_logits(logits, target) + soft_dice_loss(logits, target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            step += 1
+            if step == steps:
+                break
     return decoder.eval()
 
 
@@ -158,7 +176,7 @@ def segmentation(ctx: TaskContext, fraction: float, seed: int) -> TaskOutcome:
     spec = ctx.dataset.card.segmentation
     if spec is None:
         raise BenchxError(f"dataset '{ctx.dataset.card.name}' has no segmentation section in its card")
-    train, val, test = (SegmentationData(ctx, s, spec) for s in ("train", "val", "test"))
+    train, val, test = (split_data(ctx, s, spec) for s in ("train", "val", "test"))
     masked = np.unique(train.owner)
     kept = masked[few_shot_indices(ctx.labels("train")[masked], fraction, seed, ctx.dataset.split_hash)]
     rows = train.subset(kept)
