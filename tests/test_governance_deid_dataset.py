@@ -168,6 +168,18 @@ def test_private_elements_are_counted(sample_dir, tmp_path):
     assert outcome.counts["private_removed"] == 179 and outcome.counts["pseudonymised"] == 2
 
 
+def test_preamble_is_zeroed(tmp_path):
+    ds = _study("P1", "20200101")
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.preamble = b"II*\x00" + b"patient Jane Doe, MRN 123456".ljust(124, b"\x01")  # a TIFF header + text
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "a.dcm", enforce_file_format=True)
+    outcome = process_file(tmp_path / "in", tmp_path / "out", "a.dcm", HASHER, allow_burned_in=False)
+    written = (tmp_path / "out" / outcome.output).read_bytes()
+    assert outcome.status == DEIDENTIFIED and written[:132] == bytes(128) + b"DICM"
+
+
 def _study(patient_id: str, study_date: str, **extra) -> Dataset:
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"

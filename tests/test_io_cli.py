@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from medvl.cli import inspect, main
 from medvl.io.dicom_writer import write_series
@@ -60,7 +61,8 @@ def test_json_summary(series: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_input_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "junk.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 64)
     for target in (tmp_path / "junk.dcm", tmp_path / "missing.nii"):
-        assert inspect.run(argparse.Namespace(path=str(target), json=False, series=None)) == 2
+        namespace = argparse.Namespace(path=str(target), json=False, series=None, max_decoded_bytes=None)
+        assert inspect.run(namespace) == 2
         captured = capsys.readouterr()
         assert captured.out == "" and captured.err.count("\n") == 1
         assert captured.err.startswith(f"medvl inspect: {target}: ")
@@ -84,6 +86,7 @@ def test_several_series_are_listed_then_chosen(series: Path, capsys: pytest.Capt
     assert main(["inspect", str(series)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "2 series" in err and uid in err and "scout" in err and "4 files" in err
+    assert "choose one with --series UID" in err and "series_uid" not in err
     assert main(["inspect", str(series), "--series", uid]) == 0
     assert "3 x 3 x 2" in capsys.readouterr().out
 
@@ -94,3 +97,36 @@ def test_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "--json" in text and "--series UID" in text and "Exit status 2" in text
+
+
+def test_unknown_spacing_and_orientation_are_shown_as_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Image.fromarray(np.zeros((30, 20), np.uint8)).save(tmp_path / "photo.png")
+    assert main(["inspect", str(tmp_path / "photo.png")]) == 0
+    out = capsys.readouterr().out
+    assert "spacing (mm):   unknown (the source does not say; nominal 1 x 1)" in out
+    assert "orientation:    unknown (the source does not say; nominal LI" in out
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(series: Path) -> None:
+    code = "import sys; from medvl.cli import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "inspect", str(series), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # like '| head' exiting before medvl writes
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1 and "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_help_imports_no_image_or_learning_library() -> None:
+    code = (
+        "import sys\nfrom medvl.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('numpy', 'pydicom', 'nibabel', 'PIL', 'pandas', 'scipy', 'torch')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "COMMAND" in result.stdout and "inspect" in result.stdout
+    assert result.stderr.strip() == "[]"

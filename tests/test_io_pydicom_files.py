@@ -61,7 +61,7 @@ REFUSES = {
     "rtstruct.dcm": E.NoPixelDataError,
     "waveform_ecg.dcm": E.NoPixelDataError,
     "JPEG-lossy.dcm": E.CorruptPixelDataError,
-    "emri_small_jpeg_2k_lossless_too_short.dcm": E.CorruptFileError,
+    "emri_small_jpeg_2k_lossless_too_short.dcm": E.CorruptPixelDataError,
 }
 SAME_PIXELS = [
     (

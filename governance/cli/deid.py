@@ -25,9 +25,6 @@ import sys
 from pathlib import Path
 
 from governance.audit import AuditLog, AuditLogError
-from governance.deid.errors import DeidConfigError
-from governance.deid.keys import KeyedHasher, load_key
-from governance.deid.tree import deidentify_tree
 
 HELP = "de-identify a DICOM folder tree (PS3.15 basic profile), resumable, with a report"
 
@@ -46,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``medvl deid``; returns the exit status."""
+    from governance.deid import DeidConfigError, KeyedHasher, deidentify_tree, load_key
+
     try:
         key = load_key(args.key_file)
         summary = deidentify_tree(args.input, args.output, key, allow_burned_in=args.allow_burned_in,

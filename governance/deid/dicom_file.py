@@ -1,8 +1,8 @@
 """De-identifying one DICOM file into the output tree.
 
 The header is de-identified (:func:`governance.deid.dataset.deidentify_dataset`) and written as a DICOM Part 10
-file in the original transfer syntax; the pixel data bytes are copied as they are (no decoding, no
-re-encoding). Images that may carry burned-in text go to ``OUT/quarantine`` (header de-identified too) unless
+file in the original transfer syntax, with a zeroed 128-byte preamble (the original's can hold anything: a TIFF
+header, an application's data); the pixel data bytes are copied as they are (no decoding, no re-encoding). Images that may carry burned-in text go to ``OUT/quarantine`` (header de-identified too) unless
 burned-in text is allowed. DICOMDIR files are skipped: their records point at the original files and must be
 rebuilt from the de-identified ones. A file counts as DICOM when it has the ``DICM`` marker, or starts like a
 header without preamble and holds a ``SOPClassUID``.
@@ -93,6 +93,7 @@ def deidentify_dicom_file(src: Path, out_root: Path, rel: str, hasher: KeyedHash
     original_meta = getattr(ds, "file_meta", None)
     counts = deidentify_dataset(ds, hasher).as_dict()
     ds.file_meta = _new_file_meta(ds, original_meta, hasher, src)
+    ds.preamble = bytes(128)
     quarantine = reason is not None and not allow_burned_in
     out_rel = f"{QUARANTINE_DIR}/{rel}" if quarantine else rel
     try:

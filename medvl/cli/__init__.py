@@ -3,13 +3,15 @@
 Built-in subcommands live in ``medvl.cli.<name>`` modules. Packages above the library (``governance``,
 ``pipelines``) add subcommands through the ``medvl.commands`` entry-point group, so the library never
 imports them. Every command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``.
+``run(args) -> int``, and imports what its work needs inside those functions: ``medvl --help`` imports the
+command modules only, and only the chosen command's ``add_arguments`` runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -34,8 +36,8 @@ def _command_modules() -> dict[str, ModuleType]:
     return dict(sorted(modules.items()))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every available subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand; only ``command``'s arguments are added."""
     parser = argparse.ArgumentParser(
         prog="medvl",
         description="medvl: medical vision-language learning. Run 'medvl COMMAND --help' for each command.",
@@ -44,15 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _command_modules().items():
         doc = (module.__doc__ or module.HELP).strip()
         p = sub.add_parser(name, help=module.HELP, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(p)
+        if name == command:
+            module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``medvl`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    """Entry point of the ``medvl`` console script; returns the exit status (1 when the reader of the output
+    goes away early, as in ``medvl inspect --json | head``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
+    try:
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 1
+    return status
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from medvl.io import WINDOW_PRESETS
+from medvl.cli.options import add_max_decoded_bytes, apply_max_decoded_bytes
 
 if TYPE_CHECKING:
     from medvl.data.cache_build import CacheResult
@@ -33,6 +33,8 @@ HELP = "prepare a manifest's images once into a memory-mapped training cache, or
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from medvl.io.windowing import WINDOW_PRESETS
+
     parser.add_argument("manifest", nargs="?", help="manifest written by 'medvl ingest' (.parquet)")
     parser.add_argument("-o", "--out", required=True, help="cache folder (created); with --shard, the part's folder")
     parser.add_argument("--shard", default="0/1", help="build only part i of n of the studies: i/n (default 0/1)")
@@ -43,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="worker processes (default 0: in process)")
     parser.add_argument("--shard-mb", type=float, default=1024.0, help="MB of image slices per shard (default 1024)")
     parser.add_argument("--overwrite", action="store_true", help="replace a cache built with other settings")
+    add_max_decoded_bytes(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from medvl.data.manifest import ManifestError
 
     try:
+        apply_max_decoded_bytes(args)
         result = _run(args)
     except (CacheError, ManifestError, ValueError, OSError) as exc:
         print(f"medvl cache: {exc}", file=sys.stderr)

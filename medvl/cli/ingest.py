@@ -13,6 +13,11 @@ the run. Patients get train/val/test by a hash of the patient id (stable across 
 a split given by the source is kept unless --no-source-splits. Shard manifests keep only source splits;
 --merge checks that all n shards of one run are there and writes what an unsharded run would.
 
+Adapters read headers only. --check-images also decodes every image once, as 'medvl cache' will, and
+quarantines those medvl refuses (truncated or corrupt pixels, inconsistent series geometry, NIfTI/NRRD without
+orientation, images over the decoded-size limit of --max-decoded-bytes / $MEDVL_MAX_DECODED_BYTES) with the
+reason; DICOM headers are always read under that limit (a deflated file is inflated in bounded chunks).
+
 PHI: before anything is written, DICOM headers (names, IDs, birth date, accession number...) and report texts
 (names, dates, record numbers, phone numbers, addresses...) are checked. --phi-policy warn (default) lists the
 files and fields that still carry PHI on stderr and in NAME.ingest.json; refuse exits with status 2 listing
@@ -25,7 +30,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from medvl.data.splits import DEFAULT_FRACTIONS, DEFAULT_SALT
+from medvl.cli.options import add_max_decoded_bytes, apply_max_decoded_bytes
 
 if TYPE_CHECKING:
     from medvl.data.ingest import IngestResult
@@ -34,6 +39,8 @@ HELP = "build a cohort manifest from a source tree (quarantining unreadable file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from medvl.data.splits import DEFAULT_FRACTIONS, DEFAULT_SALT  # pandas: only for this command
+
     parser.add_argument("source", nargs="?", help="source adapter (see --list)")
     parser.add_argument("path", nargs="?", help="the source's root folder (or report archive)")
     parser.add_argument("-o", "--out", help="manifest to write (.parquet)")
@@ -51,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phi-policy", choices=("warn", "refuse", "off"), default="warn",
                         help="sources that still carry PHI: warn and list them (default), refuse (exit 2, write "
                              "nothing) or off (no check)")
+    parser.add_argument("--check-images", action="store_true",
+                        help="decode every image once, as 'medvl cache' will, and quarantine those medvl refuses "
+                             "(corrupt or truncated pixels, bad geometry, unknown NIfTI orientation, too large)")
+    add_max_decoded_bytes(parser)
     parser.add_argument("--list", action="store_true", help="list the sources and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -66,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:14s} {adapter.description}")
         return 0
     try:
+        apply_max_decoded_bytes(args)
         result = _run(args)
     except (IngestError, ManifestError, MedvlIOError, ValueError, OSError) as exc:
         print(f"medvl ingest: {exc}", file=sys.stderr)
@@ -115,6 +127,7 @@ def _run(args: argparse.Namespace) -> IngestResult:
         options=_options(args.option),
         progress=not args.quiet,
         phi_policy=args.phi_policy,
+        check_images=args.check_images,
     )
 
 

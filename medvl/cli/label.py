@@ -20,18 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from medvl.text.corpus import SOURCES, read_reports
-from medvl.text.errors import LabelSpaceError, ReportSourceError
-from medvl.text.labeller import Labeller
-from medvl.text.labels import LabelSpace
-
 HELP = "label findings (1/0/-1) in reports from a manifest, CSV, text file or the IU X-ray archive"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``medvl label``."""
+    from medvl.text.corpus import SOURCES
+
     parser.add_argument("input", type=Path, help="manifest (.parquet), CSV, text file, or IU X-ray archive/folder")
     parser.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write (id + one column per observation)")
     parser.add_argument("--source", choices=SOURCES, help="input kind (default: guessed from the file name)")
@@ -51,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Label the input and write the CSV; exit status 2 with one line on stderr for bad input."""
+    from tqdm import tqdm
+
+    from medvl.text.corpus import read_reports
+    from medvl.text.errors import LabelSpaceError, ReportSourceError
+    from medvl.text.labeller import Labeller
+    from medvl.text.labels import LabelSpace
+
     if args.replace_label_space and args.label_space is None:
         return _fail("--replace-label-space needs --label-space FILE")
     try:

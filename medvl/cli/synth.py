@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from medvl.data.phantom import PhantomError, synthesize
-
 HELP = "write a synthetic phantom cohort (radiographs, CTs, masks, reports) for demos and tests"
 
 
@@ -72,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medvl.data.phantom import PhantomError, synthesize  # scipy, pandas: only when the command runs
+
     try:
         index = synthesize(
             args.out,

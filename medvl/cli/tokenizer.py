@@ -16,16 +16,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from medvl.text.corpus import SOURCES, read_reports
-from medvl.text.errors import ReportSourceError
-
 HELP = "train a WordPiece tokenizer on report corpora (manifest, CSV, text file, IU X-ray archive)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``medvl tokenizer``."""
+    from medvl.text.corpus import SOURCES
+
     parser.add_argument(
         "--corpus", type=Path, action="append", required=True, help="corpus file or folder (repeat to pool several)"
     )
@@ -40,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the corpora, train, save; exit status 2 with one line on stderr for bad input."""
+    from tqdm import tqdm
+
+    from medvl.text.corpus import read_reports
+    from medvl.text.errors import ReportSourceError
     from medvl.text.tokenizer import train_wordpiece
 
     texts: list[str] = []

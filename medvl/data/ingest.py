@@ -14,6 +14,11 @@ Before writing, the rows go through the PHI policy (:mod:`medvl.data.phi_policy`
 the DICOM files and report texts that still carry patient identifiers, ``refuse`` raises and writes nothing,
 ``off`` skips the check.
 
+With ``check_images`` every image reference is also decoded once with :func:`medvl.io.load` (and held to the
+cache's orientation policy, :func:`medvl.io.validation.require_known_orientation`): a refused image goes to the
+quarantine report with its reason and a study left without images is dropped, so the cache meets no image that
+ingestion let through unread. Adapters read headers only otherwise.
+
 With ``shard=(i, n)`` it takes every n-th unit starting at i; a shard manifest keeps only the splits given
 by the source, and :func:`merge_shards` joins the n shards into the manifest an unsharded run writes.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +38,7 @@ from tqdm import tqdm
 from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult, get_adapter
 from medvl.data.manifest import from_rows, read_manifest, write_manifest
 from medvl.data.phi_policy import PhiFinding, apply_policy, check_policy
+from medvl.data.preprocess import load_for_training
 from medvl.data.splits import DEFAULT_FRACTIONS, DEFAULT_SALT, assign_splits, check_fractions
 from medvl.data.workers import process_pool
 from medvl.io.errors import MedvlIOError
@@ -98,6 +105,7 @@ def ingest(
     options: Mapping[str, str] | None = None,
     progress: bool = True,
     phi_policy: str = "warn",
+    check_images: bool = False,
 ) -> IngestResult:
     """Ingest one source tree (or one shard of it) into a manifest.
 
@@ -115,6 +123,7 @@ def ingest(
         progress: show a progress bar on stderr.
         phi_policy: ``warn`` (record the sources that still carry PHI in the result and the ingest record),
             ``refuse`` (raise, write nothing) or ``off`` (see :mod:`medvl.data.phi_policy`).
+        check_images: decode every image once and quarantine those medvl refuses (see above).
 
     Raises:
         KeyError: unknown source.
@@ -139,6 +148,9 @@ def ingest(
         rows.extend(result.rows)
         quarantine.extend(_entry(rejected, unit) for rejected in result.rejected)
     rows = adapter.merge(rows)
+    if check_images:
+        rows, refused = _checked_rows(rows, workers, progress)
+        quarantine.extend(refused)
     final = count == 1
     if final:
         rows, duplicates = drop_shared_images(rows)
@@ -171,6 +183,7 @@ def ingest(
         "hash": digest,
         "phi_policy": phi_policy,
         "phi_findings": [finding.as_dict() for finding in phi],
+        "check_images": check_images,
     }
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     return IngestResult(Path(out), quarantine_path, record_path, len(df), len(mine), len(quarantine), digest,
@@ -273,6 +286,40 @@ def _read_record(manifest: Path) -> dict:
     if not record_path.is_file():
         raise IngestError(f"{manifest}: no ingest record {record_path.name} beside it; was it written by medvl ingest?")
     return json.loads(record_path.read_text())
+
+
+def _checked_rows(rows: list[dict], workers: int, progress: bool) -> tuple[list[dict], list[dict]]:
+    """The rows with only the images medvl loads; quarantine entries for the others (unit: the study)."""
+    refs = [ref for row in rows for ref in row["images"]]
+    problems: list[dict | None] = []
+    with tqdm(total=len(refs), desc="check images", unit="image", disable=not progress) as bar:
+        with process_pool(workers, [__name__]) if workers > 0 else nullcontext() as pool:
+            for problem in pool.map(_image_problem, refs) if pool else map(_image_problem, refs):
+                problems.append(problem)
+                bar.update()
+    found = iter(problems)
+    kept, quarantine = [], []
+    for row in rows:
+        images = []
+        for ref in row["images"]:
+            problem = next(found)
+            if problem is None:
+                images.append(ref)
+            else:
+                quarantine.append({**problem, "unit": row["study_id"]})
+        if images:
+            kept.append({**row, "images": images})
+    return kept, quarantine
+
+
+def _image_problem(ref: dict) -> dict | None:
+    """None when medvl loads the image (with known orientation where it needs one), else its quarantine entry."""
+    try:
+        load_for_training(ref)
+    except Exception as exc:  # noqa: BLE001 - a batch check quarantines whatever cannot be read, and goes on
+        rejected = Rejected.from_exception(ref["path"], exc)
+        return {"path": rejected.path, "reason": rejected.reason, "error_type": rejected.error_type}
+    return None
 
 
 _WORKER_ADAPTER: SourceAdapter | None = None

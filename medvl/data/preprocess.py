@@ -235,9 +235,19 @@ def prepare(ref: dict, settings: PrepSettings) -> Prepared:
         MedvlIOError: the image or mask cannot be read, or the image's orientation is unknown.
         ValueError: a constant image, a mask that is not aligned with its image or not a label map.
     """
+    return prepare_record(load_for_training(ref), settings, ref.get("modality", "OT"), ref.get("mask") or None)
+
+
+def load_for_training(ref: dict) -> ImageRecord:
+    """Decode a manifest image reference and hold it to the training orientation policy (a NIfTI / NRRD image
+    whose header states no orientation is refused: it may be mirrored).
+
+    Raises:
+        MedvlIOError: the image cannot be read, or its orientation is unknown where it must be known.
+    """
     record = load(ref["path"], series_uid=ref.get("series_uid") or None)
     require_known_orientation(record)
-    return prepare_record(record, settings, ref.get("modality", "OT"), ref.get("mask") or None)
+    return record
 
 
 def prepare_record(record: ImageRecord, settings: PrepSettings, modality: str = "OT", mask: str | None = None) -> Prepared:

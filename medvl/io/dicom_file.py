@@ -7,6 +7,7 @@ series are read once.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,14 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from medvl.io.errors import (
     CorruptFileError,
@@ -24,6 +32,7 @@ from medvl.io.errors import (
     NotAnImageError,
     UnsupportedTransferSyntaxError,
 )
+from medvl.io.limits import DecodedSizeError, check_deflated_stream
 
 DEFER_SIZE = 4096
 """Element values larger than this many bytes are read from the file only when accessed."""
@@ -36,6 +45,9 @@ _NATIVE_SYNTAX = {
 }
 _FIRST_GROUPS = (0x0002, 0x0008)
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_END_OF_FILE_WARNING = "End of file reached before delimiter"
+_META_PROBE_BYTES = 2048
+_DEFLATED_UID = DeflatedExplicitVRLittleEndian.encode()
 
 
 def looks_like_dicom(head: bytes) -> bool:
@@ -54,6 +66,9 @@ def looks_like_dicom(head: bytes) -> bool:
 def read_header(path: Path, head: bytes) -> Dataset:
     """Parse a DICOM file with pixel data deferred.
 
+    A deflated file's dataset is inflated in chunks against the decoded-size limit first (pydicom inflates it
+    in one piece while it reads the header).
+
     Args:
         path: the file.
         head: its first 132 bytes (to tell files with a preamble from preamble-less ones).
@@ -61,19 +76,78 @@ def read_header(path: Path, head: bytes) -> Dataset:
     Raises:
         NotAnImageError: pydicom does not recognise the file as DICOM.
         CorruptFileError: the header cannot be parsed, or no element could be read (truncated file).
+        CorruptPixelDataError: the header is intact but the file ends inside its encapsulated pixel data.
+        DecodedSizeError: a deflated dataset inflates beyond :func:`medvl.io.limits.max_decoded_bytes`.
     """
     force = head[128:132] != b"DICM"
-    try:
-        ds = pydicom.dcmread(path, force=force, defer_size=DEFER_SIZE)
-    except InvalidDicomError as exc:
-        raise NotAnImageError(path, f"not a DICOM file ({exc})") from exc
-    except Exception as exc:  # pydicom raises many types (struct.error, EOFError, ValueError...) on bad bytes
-        raise CorruptFileError(path, f"DICOM header cannot be parsed: {exc}") from exc
+    _check_deflated_size(path, force)
+    ds, cut_short = _dcmread(path, force=force, defer_size=DEFER_SIZE)
+    if cut_short:
+        header, header_cut = _dcmread(path, force=force, stop_before_pixels=True)
+        if len(header) and not header_cut:
+            raise CorruptPixelDataError(
+                path,
+                "the file ends inside its encapsulated pixel data (no sequence delimiter): truncated file",
+            )
+        raise CorruptFileError(path, "the file ends inside a sequence of its header: truncated file")
     if len(ds) == 0:
         raise CorruptFileError(
             path, "no DICOM data element could be read after the file meta (truncated or corrupt file)"
         )
     return ds
+
+
+def _dcmread(path: Path, **options: object) -> tuple[Dataset, bool]:
+    """``pydicom.dcmread`` with typed refusals; also True when pydicom hit the end of the file inside an
+    undefined-length element (it warns and returns what it read; the warning is not passed on)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(path, **options)
+        except InvalidDicomError as exc:
+            raise NotAnImageError(path, f"not a DICOM file ({exc})") from exc
+        except MemoryError as exc:
+            raise DecodedSizeError(path, "not enough memory to read the DICOM header") from exc
+        except Exception as exc:  # pydicom raises struct.error, EOFError, ValueError... on bad bytes
+            raise CorruptFileError(path, f"DICOM header cannot be parsed: {exc}") from exc
+    cut_short = False
+    for warning in caught:
+        if _END_OF_FILE_WARNING in str(warning.message):
+            cut_short = True
+        else:
+            warnings.warn(warning.message, warning.category, stacklevel=3)
+    return ds, cut_short
+
+
+def _check_deflated_size(path: Path, force: bool) -> None:
+    """Bound the inflated dataset of a deflated file; any other file, or a file meta pydicom cannot read (the
+    full read then refuses it), passes. A file meta that ends where its group length says, without the
+    deflated syntax's UID, is passed without parsing it (most files: no second parse)."""
+    with open(path, "rb") as handle, warnings.catch_warnings():
+        start = handle.read(_META_PROBE_BYTES)
+        end = _meta_end(start)
+        if end is not None and _DEFLATED_UID not in start[:end]:
+            return
+        handle.seek(0)
+        warnings.simplefilter("ignore")  # the full read passes pydicom's warnings on
+        try:
+            read_preamble(handle, force)
+            meta = read_dataset(handle, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+            deflated = meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+        except Exception:  # the full read below says what is wrong
+            return
+        if deflated:
+            check_deflated_stream(path, handle)
+
+
+def _meta_end(start: bytes) -> int | None:
+    """Where the file meta in the first bytes of a file ends, from its group length, when that is checkable:
+    the next element is outside group 0002 (a false group length is then caught). None otherwise."""
+    offset = 132 if start[128:132] == b"DICM" else 0
+    if start[offset : offset + 6] != b"\x02\x00\x00\x00UL":
+        return None
+    end = offset + 12 + int.from_bytes(start[offset + 8 : offset + 12], "little")
+    return end if end + 2 <= len(start) and start[end : end + 2] != b"\x02\x00" else None
 
 
 def has_pixels(ds: Dataset) -> bool:
@@ -91,15 +165,19 @@ def require_pixels(ds: Dataset, path: Path) -> None:
     """Refuse objects without pixel data, naming what they are.
 
     Raises:
-        CorruptPixelDataError: an image object whose pixel data is absent (file truncated before it).
-        NoPixelDataError: a non-image object (SR, RT plan, waveform...) without pixel data.
+        NoPixelDataError: no pixel data: a non-image object (SR, RT plan, waveform...), or an image object
+            stored without its pixels (or cut just before them).
     """
     if has_pixels(ds):
         return
     sop = ds.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
     kind = UID(sop).name if sop else "DICOM object"
     if expects_pixels(ds):
-        raise CorruptPixelDataError(path, f"a {kind} without pixel data: the file is truncated or damaged")
+        raise NoPixelDataError(
+            path,
+            f"a {kind} object without pixel data (stored without its pixels, or the file ends just before "
+            "them): nothing to show",
+        )
     modality = ds.get("Modality") or "unknown modality"
     raise NoPixelDataError(
         path, f"no pixel data: a {kind} ({modality}), not an image; skip it or load the image files"

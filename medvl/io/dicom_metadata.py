@@ -31,7 +31,8 @@ def dicom_metadata(
     slice_positions_mm: list[float] | None,
     frame_times: list[float] | None,
 ) -> dict[str, Any]:
-    """Metadata of a record built from ``ds`` (the first file of the series in slice order).
+    """Metadata of a record built from ``ds`` (the first file of the series in slice order); the geometry is
+    known when the frames have positions (``slice_positions_mm``).
 
     Raises:
         MetadataError: a window or VOI LUT attribute holds an impossible value.
@@ -61,6 +62,7 @@ def dicom_metadata(
         rescale_intercept=rescale[1] if rescale else None,
         bits_stored=layout.bits_stored,
         spacing_known=spacing_known,
+        geometry_known=slice_positions_mm is not None,
         slice_positions_mm=slice_positions_mm,
         frame_times=frame_times if frame_times is not None else _cine_times(ds, path, layout.frames),
     )

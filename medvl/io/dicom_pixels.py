@@ -1,8 +1,10 @@
 """Decoding a DICOM file's pixel data into physical values.
 
-Order of operations: decode (any transfer syntax pydicom + pylibjpeg handle; YBR colour converted to
-RGB), palette colour to RGB, modality LUT or rescale slope/intercept (per frame for enhanced objects, dose
-grid scaling for RT dose), MONOCHROME1 inversion, Siemens mosaic unpacking.
+Order of operations: check that every compressed frame is complete (:mod:`medvl.io.dicom_codestream`),
+decode (any transfer syntax pydicom + pylibjpeg handle; YBR colour converted to RGB; a decoder warning other
+than :data:`_HARMLESS_WARNINGS` refuses the file), palette colour to RGB, modality LUT or rescale
+slope/intercept (per frame for enhanced objects, dose grid scaling for RT dose; values beyond float32
+refused), MONOCHROME1 inversion, Siemens mosaic unpacking.
 
 MONOCHROME1 is inverted within its own range: with ``lo``/``hi`` the rescaled smallest and largest
 storable values, ``value -> lo + hi - value``, so bright still means dense and the values stay in range.
@@ -10,6 +12,7 @@ storable values, ``value -> lo + hi - value``, so bright still means dense and t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +20,20 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 
+from medvl.io.dicom_codestream import check_frames_complete
 from medvl.io.dicom_file import PixelLayout, functional_group, number, transfer_syntax
 from medvl.io.errors import CorruptPixelDataError, MetadataError, UnsupportedTransferSyntaxError
+from medvl.io.limits import DecodedSizeError
 from medvl.io.siemens_mosaic import is_mosaic, mosaic_layout, split_mosaic
+
+_HARMLESS_WARNINGS = (
+    "bytes of excess padding",
+    "non-conformant padding",
+    "'Photometric Interpretation' value is",
+    "'Number of Frames' is invalid, assuming 1 frame",
+)
+"""Decoder warnings that leave the pixels right (padding dropped, colour space taken from the codestream, a
+NumberOfFrames of 0 read as 1); any other warning refuses the file."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +56,11 @@ def decode_pixels(ds: Dataset, path: Path, layout: PixelLayout) -> DecodedPixels
 
     Raises:
         UnsupportedTransferSyntaxError: no installed decoder handles the transfer syntax.
-        CorruptPixelDataError: decoding fails, or the data is shorter than Rows x Columns x Frames.
-        MetadataError: a rescale slope of zero, or a palette without its lookup tables.
+        CorruptPixelDataError: a compressed frame is cut short, decoding fails or warns, or the data is
+            shorter than Rows x Columns x Frames.
+        DecodedSizeError: memory runs out while decoding.
+        MetadataError: a rescale slope of zero or one taking values beyond float32, or a palette without its
+            lookup tables.
     """
     stored = _decode(ds, path, layout)
     if layout.photometric == "PALETTE COLOR":
@@ -75,17 +92,34 @@ def _decode(ds: Dataset, path: Path, layout: PixelLayout) -> np.ndarray:
             path,
             f"transfer syntax {syntax.name} needs a decoder plugin that is not installed (pylibjpeg-*, gdcm)",
         )
-    try:
-        stored = pixel_array(ds)
-    except Exception as exc:  # decoders raise ValueError, RuntimeError, OSError... on bad data
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CorruptPixelDataError(path, f"pixel data cannot be decoded ({syntax.name}): {reason}") from exc
-    expected = (layout.rows, layout.cols) + ((3,) if layout.samples == 3 else ())
-    if stored.shape[-len(expected) :] != expected:
+    check_frames_complete(ds, path, syntax, layout.frames)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            stored = pixel_array(ds)
+        except MemoryError as exc:
+            raise DecodedSizeError(path, f"not enough memory to decode {layout.frames} frame(s)") from exc
+        except Exception as exc:  # decoders raise ValueError, RuntimeError, OSError... on bad data
+            raise CorruptPixelDataError(
+                path, f"pixel data cannot be decoded ({syntax.name}): {_reason(exc)}"
+            ) from exc
+    suspicious = [str(w.message) for w in caught if issubclass(w.category, UserWarning)  # not deprecations
+                  and not any(h in str(w.message) for h in _HARMLESS_WARNINGS)]  # fmt: skip
+    if suspicious:
         raise CorruptPixelDataError(
-            path, f"decoded pixels have shape {stored.shape}, expected frames of {expected}"
+            path, f"the {syntax.name} decoder warns: {' '.join(suspicious[0].split())}"
+        )
+    expected = (layout.rows, layout.cols) + ((3,) if layout.samples == 3 else ())
+    if stored.shape[-len(expected) :] != expected or stored.size != layout.frames * np.prod(expected):
+        raise CorruptPixelDataError(
+            path, f"decoded pixels have shape {stored.shape}, expected {layout.frames} frame(s) of {expected}"
         )
     return stored.reshape((layout.frames, *expected))
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's whole message on one line (decoders list each plugin's failure on its own line)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _palette_to_rgb(stored: np.ndarray, ds: Dataset, path: Path) -> np.ndarray:
@@ -107,8 +141,16 @@ def _modality(stored: np.ndarray, ds: Dataset, path: Path):
     params = [_rescale(ds, path, f) for f in range(stored.shape[0])]
     values = np.empty(stored.shape, dtype=np.float32)
     for f, (slope, intercept) in enumerate(params):
-        np.multiply(stored[f], np.float32(slope), out=values[f], casting="unsafe")
-        values[f] += np.float32(intercept)
+        try:
+            with np.errstate(over="raise"):
+                np.multiply(stored[f], np.float32(slope), out=values[f], casting="unsafe")
+                values[f] += np.float32(intercept)
+        except FloatingPointError as exc:
+            raise MetadataError(
+                path,
+                f"rescale slope {slope:g} / intercept {intercept:g} of frame {f + 1} take pixel values "
+                "beyond the float32 range (about 3.4e38): they would all become infinite",
+            ) from exc
     slope0, intercept0 = params[0]
     return values, params[0], lambda x: np.asarray(x, dtype=float) * slope0 + intercept0
 

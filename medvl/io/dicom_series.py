@@ -1,13 +1,16 @@
 """DICOM files and folders to image records: series discovery, stacking, decoding.
 
-A folder is searched recursively; files that are not DICOM (text, NIfTI, hidden files) and DICOM objects
-without pixel data (SR, RT plan, DICOMDIR) are skipped, a DICOM file that cannot be parsed is refused.
-Series are told apart by SeriesInstanceUID.
+A folder is searched recursively, following symbolic links (each real folder is visited once, so link
+loops end); files that are not DICOM (text, NIfTI, hidden files) and DICOM objects without pixel data (SR,
+RT plan, DICOMDIR) are skipped, a DICOM file that cannot be parsed is refused. Series are told apart by
+SeriesInstanceUID. The decoded size of the whole series is checked against the limit of
+:mod:`medvl.io.limits` before any pixel is decoded.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import os
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,7 @@ from medvl.io.errors import (
     UnsupportedLayoutError,
 )
 from medvl.io.formats import read_head
+from medvl.io.limits import check_decoded_size
 from medvl.io.record import ImageRecord
 from medvl.io.stacking import StackPlan, plan_stack
 
@@ -128,10 +132,14 @@ def assemble(entries: list[Entry], source: Path, *, progress: bool = False) -> I
     """Stack the files of one series (or one file) into a record.
 
     Raises:
-        MedvlIOError: (subclasses) inconsistent layouts, geometry, or pixel data.
+        DecodedSizeError: the series' float32 array would exceed the decoded-size limit.
+        MedvlIOError: (other subclasses) inconsistent layouts, geometry, or pixel data.
     """
     layouts = [pixel_layout(ds, path) for path, ds in entries]
     _check_layouts(layouts, entries, source)
+    rgb = layouts[0].samples == 3 or layouts[0].photometric == "PALETTE COLOR"
+    n_values = sum(layout.rows * layout.cols * layout.frames for layout in layouts) * (3 if rgb else 1)
+    check_decoded_size(source, n_values * 4)
     _check_unique_instances(entries, source)
     poses, owners = _frame_poses(entries, layouts, source)
     first_ds = entries[0][1]
@@ -140,8 +148,8 @@ def assemble(entries: list[Entry], source: Path, *, progress: bool = False) -> I
         source,
         slice_step_mm=_slice_step(first_ds, source),
         declared_timepoints=integer(first_ds, "NumberOfTemporalPositions", source),
+        names=_frame_names(entries, owners, source),
     )
-    rgb = layouts[0].samples == 3 or layouts[0].photometric == "PALETTE COLOR"
     if rgb and plan.n_timepoints > 1:
         raise UnsupportedLayoutError(
             source, "a colour time series cannot be represented (RGB plus a time axis)"
@@ -192,6 +200,21 @@ def _frame_poses(
             "volume: load them one by one",
         )
     return poses, owners
+
+
+def _frame_names(entries: list[Entry], owners: list[tuple[int, int]], source: Path) -> list[str]:
+    """Each frame's name in errors: its file (relative to the folder), with the frame number when the file
+    holds several; ``frame k`` for the frames of one file."""
+    per_file = Counter(index for index, _ in owners)
+    names = []
+    for index, frame in owners:
+        path = entries[index][0]
+        if len(entries) == 1:
+            names.append(f"frame {frame + 1}")
+            continue
+        name = str(path.relative_to(source)) if path.is_relative_to(source) else path.name
+        names.append(f"{name} frame {frame + 1}" if per_file[index] > 1 else name)
+    return names
 
 
 def _decode_into_stack(
@@ -295,9 +318,19 @@ def _scan(folder: Path, progress: bool) -> dict[str, list[Entry]]:
 
 
 def _files(folder: Path) -> Iterable[Path]:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
-            yield path
+    """Files below ``folder``, sorted, hidden ones left out; symbolic links to folders are followed, each real
+    folder once (a link back up the tree is not entered again)."""
+    seen: set[tuple[int, int]] = set()
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        stat = os.stat(root)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root, name) for name in files if not name.startswith(".")]
+    return sorted(path for path in found if path.is_file())
 
 
 def _series_number(entries: list[Entry]) -> int:

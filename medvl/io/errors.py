@@ -9,11 +9,13 @@ Hierarchy::
     ├── MissingFileError              (also a FileNotFoundError)
     ├── NotAnImageError               empty, not DICOM/NIfTI/NRRD/PNG/JPEG
     ├── CorruptFileError              the file's structure cannot be parsed
-    ├── NoPixelDataError              SR, RT plan, DICOMDIR, waveform...
-    ├── CorruptPixelDataError         truncated or undecodable pixel data
+    ├── NoPixelDataError              SR, RT plan, DICOMDIR, waveform, image stored without pixels
+    ├── CorruptPixelDataError         truncated (frame cut short) or undecodable pixel data
     ├── UnsupportedTransferSyntaxError
     ├── UnsupportedLayoutError        valid data that medvl cannot represent (5-D, RGB time series...)
     ├── MetadataError                 required attribute missing or impossible
+    ├── DecodedSizeError              declared or inflated size over the limit, out of memory
+    │                                 (defined in medvl.io.limits, with the limit itself)
     ├── MultipleSeriesError           a folder holds several series and none was chosen
     └── SeriesGeometryError           slices cannot be stacked into a correct volume
         ├── MissingSliceError
@@ -53,11 +55,13 @@ class CorruptFileError(MedvlIOError):
 
 
 class NoPixelDataError(MedvlIOError):
-    """A DICOM object without pixel data (structured report, RT plan, presentation state...)."""
+    """A DICOM object without pixel data (structured report, RT plan, presentation state...), or an image object
+    stored without its pixels."""
 
 
 class CorruptPixelDataError(MedvlIOError):
-    """Pixel data is truncated, corrupt, or inconsistent with the declared size."""
+    """Pixel data is truncated (a compressed frame cut short, the file ending inside it), corrupt, inconsistent
+    with the declared size, or made the decoder warn."""
 
 
 class UnsupportedTransferSyntaxError(MedvlIOError):

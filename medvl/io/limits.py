@@ -1,10 +1,11 @@
 """The decoded-size limit: refuse an input whose declared decoded size is too large, before decoding it.
 
 A small compressed file (``.nii.gz``, deflated or JPEG DICOM) can declare gigabytes of voxels. Every reader
-checks the declared size against :func:`max_decoded_bytes` before it allocates, and gzip streams are inflated
-in chunks (:func:`check_gzip_stream`) so a bomb is refused without holding it in memory. The limit comes from
-the ``MEDVL_MAX_DECODED_BYTES`` environment variable (``medvl inspect/ingest/cache --max-decoded-bytes`` set
-it), else :data:`DEFAULT_MAX_DECODED_BYTES`.
+checks the declared decoded size (the bytes of the float32 array medvl would return: voxels x channels x 4)
+against :func:`max_decoded_bytes` before it allocates, and gzip / deflate streams are inflated in chunks
+(:func:`check_gzip_stream`, :func:`check_deflated_stream`) so a bomb is refused without holding it in memory.
+The limit comes from the ``MEDVL_MAX_DECODED_BYTES`` environment variable (``medvl inspect/ingest/cache
+--max-decoded-bytes`` set it), else :data:`DEFAULT_MAX_DECODED_BYTES`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from medvl.io.errors import CorruptFileError, MedvlIOError
 
 MAX_DECODED_BYTES_ENV = "MEDVL_MAX_DECODED_BYTES"
 DEFAULT_MAX_DECODED_BYTES = 2 * 1024**3
-"""2 GiB: a 1024 x 1024 x 512 int16 volume, four times a large CT, well below a workstation's memory."""
+"""2 GiB: the float32 array of a 512 x 512 x 2048 volume, a whole-body thin-slice CT or a breast tomosynthesis
+stack with room to spare. Loading needs a few times the array's size at its peak (stored values, decoder buffers),
+so this keeps a load within a workstation's or a shared server's memory; raise it for larger data."""
 
 _CHUNK = 1 << 20
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -27,7 +30,8 @@ _SIZE = re.compile(r"\s*(\d+)\s*([KMGT]?)(?:I?B)?\s*", re.IGNORECASE)
 
 
 class DecodedSizeError(MedvlIOError):
-    """The declared (or inflated) decoded size exceeds the limit of :func:`max_decoded_bytes`."""
+    """The declared (or inflated) decoded size exceeds the limit of :func:`max_decoded_bytes`, or memory ran out
+    while decoding."""
 
 
 def parse_size(text: str) -> int:
@@ -98,6 +102,10 @@ def _check_inflated(path: str | Path, handle: BinaryIO, wbits: int, kind: str, l
                     chunk = inflater.unconsumed_tail
             if inflater.eof and not members:
                 break
+        while inflater is not None and not inflater.eof and (rest := inflater.decompress(b"", _CHUNK)):
+            total += len(rest)  # output still held back when the input ran out exactly at a chunk's end
+            if total > limit:
+                raise DecodedSizeError(path, f"{kind} data inflates beyond the limit{_advice(limit)}")
     except zlib.error as exc:
         raise CorruptFileError(path, f"{kind} data cannot be decompressed: {exc}") from exc
     if inflater is None or not inflater.eof:

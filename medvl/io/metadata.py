@@ -31,6 +31,7 @@ METADATA_KEYS: tuple[str, ...] = (
     "rescale_intercept",
     "bits_stored",
     "spacing_known",
+    "geometry_known",
     "slice_positions_mm",
     "frame_times",
 )

@@ -2,8 +2,10 @@
 
 Geometry comes from ``space``, ``space directions`` and ``space origin``; spaces ``left-posterior-superior``,
 ``right-anterior-superior`` and ``left-anterior-superior`` are converted to RAS. A file without ``space``
-gets an axis-aligned RAS affine from ``spacings`` (1 mm and ``spacing_known`` False when absent). One
-non-spatial axis is allowed: a 3-valued colour axis becomes ``channels == 3``, any other becomes T.
+gets an axis-aligned RAS affine from ``spacings`` (1 mm and ``spacing_known`` False when absent) and
+``geometry_known`` False: its orientation is nominal. One non-spatial axis is allowed: a 3-valued colour axis
+becomes ``channels == 3``, any other becomes T. The declared size is checked against :mod:`medvl.io.limits`
+before the data is read.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 import nrrd
 import numpy as np
 
-from medvl.io.errors import CorruptFileError, MetadataError, UnsupportedLayoutError
+from medvl.io.errors import CorruptFileError, MedvlIOError, MetadataError, UnsupportedLayoutError
+from medvl.io.limits import check_decoded_size
 from medvl.io.metadata import empty_metadata
 from medvl.io.record import ImageRecord
 from medvl.io.validation import checked_affine
@@ -36,9 +39,14 @@ def load_nrrd(path: Path) -> ImageRecord:
         CorruptFileError: pynrrd cannot parse the header or data.
         MetadataError: an unknown ``space``, or space directions that do not match the axes.
         UnsupportedLayoutError: more than one non-spatial axis, or not 2-3 spatial axes.
+        DecodedSizeError: the declared size exceeds the decoded-size limit.
     """
     try:
+        sizes = nrrd.read_header(str(path)).get("sizes", [])
+        check_decoded_size(path, int(np.prod(sizes, dtype=np.int64)) * 4)
         data, header = nrrd.read(str(path), index_order="F")
+    except MedvlIOError:
+        raise
     except Exception as exc:  # pynrrd raises NRRDError, ValueError, OSError, zlib.error...
         raise CorruptFileError(path, f"NRRD file cannot be read: {exc}") from exc
     spatial, extra = _split_axes(header, data.ndim, path)
@@ -55,12 +63,17 @@ def load_nrrd(path: Path) -> ImageRecord:
     if not 2 <= len(spatial) <= 3:
         raise UnsupportedLayoutError(path, f"{len(spatial)} spatial axes; medvl reads 2 or 3")
     affine, spacing_known = _affine(header, spatial, path)
+    try:
+        with np.errstate(over="raise"):
+            array = np.asarray(data, dtype=np.float32)
+    except FloatingPointError as exc:
+        raise MetadataError(path, "voxel values beyond the float32 range (about 3.4e38)") from exc
     return ImageRecord(
-        array=np.asarray(data, dtype=np.float32),
+        array=array,
         affine=checked_affine(affine, path),
         modality="OT",
         photometric="RGB" if channels == 3 else "MONOCHROME2",
-        metadata=empty_metadata(spacing_known=spacing_known),
+        metadata=empty_metadata(spacing_known=spacing_known, geometry_known=header.get("space") is not None),
         source=str(path),
         channels=channels,
     )

@@ -3,7 +3,8 @@
 Pixel values are kept as stored (8- or 16-bit grayscale, RGB with ``channels == 3``); the EXIF orientation
 tag, when present, is applied. The geometry is nominal: 1 mm pixels (``spacing_known`` False) in the
 default projection orientation of :mod:`medvl.io.dicom_frames` (rows towards the patient's left, columns
-towards the feet). Transparent pixels are refused (an opaque alpha channel is dropped).
+towards the feet), and ``geometry_known`` is False. Transparent pixels are refused (an opaque alpha channel
+is dropped). The decoded size is checked against :mod:`medvl.io.limits` before the pixels are decoded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medvl.io.dicom_frames import DEFAULT_COL_COSINE, DEFAULT_ROW_COSINE
 from medvl.io.errors import CorruptFileError, CorruptPixelDataError, UnsupportedLayoutError
+from medvl.io.limits import DecodedSizeError, check_decoded_size
 from medvl.io.metadata import empty_metadata
 from medvl.io.record import ImageRecord
 from medvl.io.stacking import plane_affine
@@ -29,6 +31,7 @@ def load_raster(path: Path) -> ImageRecord:
         CorruptFileError: Pillow cannot identify the file.
         CorruptPixelDataError: the image data is truncated or corrupt.
         UnsupportedLayoutError: the image has transparent pixels or several frames (animated PNG).
+        DecodedSizeError: its pixels exceed the decoded-size limit (or Pillow's decompression-bomb limit).
     """
     try:
         with Image.open(path) as image:
@@ -36,8 +39,12 @@ def load_raster(path: Path) -> ImageRecord:
                 raise UnsupportedLayoutError(
                     path, f"{image.n_frames} frames (animated image); medvl reads one"
                 )
+            channels = 1 if image.mode in (*_GRAY_MODES, "LA") else 3  # palette and colour images become RGB
+            check_decoded_size(path, image.width * image.height * channels * 4)
             image.load()
             pixels = _pixels(ImageOps.exif_transpose(image), path)
+    except Image.DecompressionBombError as exc:
+        raise DecodedSizeError(path, f"{exc} (Pillow's decompression-bomb limit)") from exc
     except (UnidentifiedImageError, SyntaxError) as exc:
         raise CorruptFileError(path, f"image header cannot be read: {exc}") from exc
     except OSError as exc:
@@ -50,7 +57,7 @@ def load_raster(path: Path) -> ImageRecord:
         affine=plane_affine(np.zeros(3), DEFAULT_ROW_COSINE, DEFAULT_COL_COSINE, normal, (1.0, 1.0)),
         modality="OT",
         photometric="RGB" if channels == 3 else "MONOCHROME2",
-        metadata=empty_metadata(spacing_known=False, bits_stored=bits),
+        metadata=empty_metadata(spacing_known=False, geometry_known=False, bits_stored=bits),
         source=str(path),
         channels=channels,
     )

@@ -11,6 +11,8 @@ and column cosines), never by InstanceNumber. The checks and their tolerances:
   NumberOfTemporalPositions declares that many time points);
 - uniform spacing: every gap within a relative :data:`SPACING_TOLERANCE` of the typical gap (the median,
   or the smaller gap for three slices); gaps of about k whole spacings are reported as missing slices;
+- uniform grid: every slice within :data:`GRID_TOLERANCE_SLICES` of the mean spacing from where the affine
+  puts it, so gaps that each pass the 1% check cannot add up to a misplaced slice;
 - gantry tilt: every frame origin within :data:`TILT_TOLERANCE_PIXELS` of the smaller pixel spacing from
   the line through the first origin along the normal, so no voxel is misplaced by more than that.
 
@@ -42,6 +44,7 @@ PIXEL_SPACING_TOLERANCE = 1e-3
 POSITION_TOLERANCE_MM = 0.01
 SPACING_TOLERANCE = 0.01
 TILT_TOLERANCE_PIXELS = 0.1
+GRID_TOLERANCE_SLICES = 0.1
 TEMPORAL_KEYS = (
     "TemporalPositionIdentifier",
     "TemporalPositionIndex",
@@ -82,6 +85,7 @@ def plan_stack(
     *,
     slice_step_mm: float | None = None,
     declared_timepoints: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> StackPlan:
     """Order frames into ``(Z, T)`` and build the affine, or refuse.
 
@@ -91,14 +95,21 @@ def plan_stack(
         slice_step_mm: thickness to give a single slice's third affine column (SpacingBetweenSlices or
             SliceThickness); 1 mm when ``None``.
         declared_timepoints: NumberOfTemporalPositions, which allows InstanceNumber as the time order.
+        names: what to call each frame in errors (its file, and frame number in a multi-frame file);
+            ``frame 1``, ``frame 2``... when ``None``.
 
     Raises:
         SeriesGeometryError: (a subclass naming the problem) the frames cannot form a correct volume.
     """
+    names = list(names) if names is not None else [f"frame {k + 1}" for k in range(len(frames))]
     positioned = [f.position is not None for f in frames]
     if any(positioned) and not all(positioned):
-        raise SeriesGeometryError(path, "some frames have ImagePositionPatient and others do not")
-    row, col, pixel_spacing = _common_plane(frames, path)
+        raise SeriesGeometryError(
+            path,
+            f"some frames have ImagePositionPatient and others do not ({_named(names, positioned.index(False))} "
+            f"has none, {_named(names, positioned.index(True))} has one)",
+        )
+    row, col, pixel_spacing = _common_plane(frames, names, path)
     normal = np.cross(row, col)
     spacing_known = all(f.spacing_known for f in frames)
     if not all(positioned):
@@ -106,11 +117,12 @@ def plan_stack(
     positions = np.array([f.position for f in frames], dtype=float)
     heights = positions @ normal
     groups = _group_positions(heights)
-    n_timepoints = _count_timepoints(groups, heights, path)
-    time_index = _time_order(groups, frames, n_timepoints, declared_timepoints, path)
+    n_timepoints = _count_timepoints(groups, heights, names, path)
+    time_index = _time_order(groups, frames, n_timepoints, declared_timepoints, names, path)
     slice_heights = np.array([heights[g].mean() for g in groups])
-    _check_spacing(slice_heights, path)
-    _check_tilt(positions, positions[groups[0][0]], normal, min(pixel_spacing), path)
+    _check_spacing(slice_heights, groups, names, path)
+    _check_grid(slice_heights, groups, names, path)
+    _check_tilt(positions, positions[groups[0][0]], normal, min(pixel_spacing), names, path)
     if len(groups) > 1:
         step = (slice_heights[-1] - slice_heights[0]) / (len(groups) - 1)
     else:
@@ -178,23 +190,27 @@ def _unpositioned_plan(
 
 
 def _common_plane(
-    frames: Sequence[FramePose], path: Path
+    frames: Sequence[FramePose], names: Sequence[str], path: Path
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     first = frames[0]
     cosines = np.array([np.concatenate([f.row_cosine, f.col_cosine]) for f in frames])
     deviation = np.abs(cosines - cosines[0]).max(axis=1)
     if deviation.max() > ORIENTATION_TOLERANCE:
-        other = cosines[int(deviation.argmax())]
+        k = int(deviation.argmax())
         raise MixedOrientationError(
             path,
-            f"frames have different image orientations, e.g. {np.round(cosines[0], 4).tolist()} and "
-            f"{np.round(other, 4).tolist()}: split the series by orientation (localizers?)",
+            f"frames have different image orientations, e.g. {np.round(cosines[0], 4).tolist()} "
+            f"({_named(names, 0)}) and {np.round(cosines[k], 4).tolist()} ({_named(names, k)}): split the "
+            "series by orientation (localizers?)",
         )
     spacings = np.array([f.pixel_spacing for f in frames])
-    if np.abs(spacings / spacings[0] - 1).max() > PIXEL_SPACING_TOLERANCE:
+    relative = np.abs(spacings / spacings[0] - 1).max(axis=1)
+    if relative.max() > PIXEL_SPACING_TOLERANCE:
+        k = int(relative.argmax())
         raise MixedMatrixSizeError(
             path,
-            f"frames have different pixel spacings: {sorted({tuple(s) for s in spacings.round(4).tolist()})}",
+            f"frames have different pixel spacings: {sorted({tuple(s) for s in spacings.round(4).tolist()})} "
+            f"({_named(names, 0)} and {_named(names, k)})",
         )
     return first.row_cosine, first.col_cosine, first.pixel_spacing
 
@@ -210,22 +226,26 @@ def _group_positions(heights: np.ndarray) -> list[np.ndarray]:
     return [np.array(g) for g in groups]
 
 
-def _count_timepoints(groups: list[np.ndarray], heights: np.ndarray, path: Path) -> int:
-    counts = [len(g) for g in groups]
-    typical = Counter(counts).most_common(1)[0][0]
-    over = [heights[g[0]] for g in groups if len(g) > typical]
-    under = [heights[g[0]] for g in groups if len(g) < typical]
+def _count_timepoints(groups: list[np.ndarray], heights: np.ndarray, names: Sequence[str], path: Path) -> int:
+    counts = Counter(len(g) for g in groups)
+    most = max(counts.values())
+    typical = min(count for count, n in counts.items() if n == most)  # a tie: copies are likelier than losses
+    tie = sum(n == most for n in counts.values()) > 1
+    over = [g for g in groups if len(g) > typical]
+    under = [g for g in groups if len(g) < typical]
     if over:
+        what = "duplicate slices" if typical == 1 else "duplicate frames"
         raise DuplicateSliceError(
             path,
-            f"{len(over)} slice position(s) hold more frames than the others ({typical}), e.g. at "
-            f"{over[0]:.2f} mm along the normal: duplicate slices",
+            f"{len(over)} slice position(s) hold more frames than the others ({typical}), e.g. "
+            f"{_named(names, *over[0])} at {heights[over[0][0]]:.2f} mm along the normal: {what}"
+            + (" or an incomplete time series" if tie and typical > 1 else ""),
         )
     if under:
         raise MissingSliceError(
             path,
-            f"incomplete time series: {len(under)} slice position(s) have fewer than {typical} frames, e.g. at "
-            f"{under[0]:.2f} mm along the normal",
+            f"incomplete time series: {len(under)} slice position(s) have fewer than {typical} frames, e.g. "
+            f"{_named(names, *under[0])} at {heights[under[0][0]]:.2f} mm along the normal",
         )
     return typical
 
@@ -235,6 +255,7 @@ def _time_order(
     frames: Sequence[FramePose],
     n_timepoints: int,
     declared_timepoints: int | None,
+    names: Sequence[str],
     path: Path,
 ) -> list[int]:
     time_index = [0] * len(frames)
@@ -244,8 +265,8 @@ def _time_order(
     if len(echoes) > 1:
         raise DuplicateSliceError(
             path,
-            f"frames at one position differ in EchoTime {sorted(e for e in echoes if e is not None)}: "
-            "multi-echo series are not stacked; split the series by echo",
+            f"frames at one position differ in EchoTime {sorted(e for e in echoes if e is not None)} "
+            f"({_named(names, *groups[0])}): multi-echo series are not stacked; split the series by echo",
         )
     keys = list(TEMPORAL_KEYS)
     if declared_timepoints == n_timepoints:
@@ -260,7 +281,8 @@ def _time_order(
     raise DuplicateSliceError(
         path,
         f"{n_timepoints} frames at each of {len(groups)} positions and no attribute tells them apart in time "
-        f"({', '.join(TEMPORAL_KEYS)}): duplicate slices; remove the copies or split the series",
+        f"({', '.join(TEMPORAL_KEYS)}), e.g. {_named(names, *groups[0])}: duplicate slices; remove the copies or "
+        "split the series",
     )
 
 
@@ -290,7 +312,7 @@ def _frame_times(
     return None
 
 
-def _check_spacing(heights: np.ndarray, path: Path) -> None:
+def _check_spacing(heights: np.ndarray, groups: list[np.ndarray], names: Sequence[str], path: Path) -> None:
     if len(heights) < 3:
         return
     gaps = np.diff(heights)
@@ -299,23 +321,48 @@ def _check_spacing(heights: np.ndarray, path: Path) -> None:
     bad = np.abs(gaps - typical) > tolerance
     if not bad.any():
         return
+    k = int(np.argmax(bad))
+    between = f"{_named(names, groups[k][0])} and {_named(names, groups[k + 1][0])}"
     ratios = gaps[bad] / typical
     if np.all(np.abs(ratios - np.round(ratios)) * typical <= tolerance) and np.all(np.round(ratios) >= 2):
-        k = int(np.argmax(bad))
         raise MissingSliceError(
             path,
             f"{int(round(ratios.sum() - len(ratios)))} slice(s) missing: gap of {gaps[k]:.3f} mm between "
-            f"{heights[k]:.2f} and {heights[k + 1]:.2f} mm where the spacing is {typical:.3f} mm",
+            f"{heights[k]:.2f} and {heights[k + 1]:.2f} mm ({between}) where the spacing is {typical:.3f} mm",
         )
     raise NonUniformSpacingError(
         path,
         f"slice spacing varies from {gaps.min():.3f} to {gaps.max():.3f} mm (more than "
-        f"{SPACING_TOLERANCE:.0%} from {typical:.3f} mm): cannot stack without resampling",
+        f"{SPACING_TOLERANCE:.0%} from {typical:.3f} mm; first between {between}): cannot stack without "
+        "resampling",
+    )
+
+
+def _check_grid(heights: np.ndarray, groups: list[np.ndarray], names: Sequence[str], path: Path) -> None:
+    """Every slice near its place on the affine's grid ``z_first + k * mean_spacing``."""
+    if len(heights) < 3:
+        return
+    step = (heights[-1] - heights[0]) / (len(heights) - 1)
+    off = np.abs(heights - (heights[0] + step * np.arange(len(heights))))
+    tolerance = GRID_TOLERANCE_SLICES * abs(step)
+    if off.max() <= tolerance:
+        return
+    k = int(off.argmax())
+    raise NonUniformSpacingError(
+        path,
+        f"slice positions drift from a uniform grid: {_named(names, groups[k][0])} at {heights[k]:.3f} mm lies "
+        f"{off[k]:.3f} mm from where {len(heights)} slices {step:.4f} mm apart put it (tolerance "
+        f"{tolerance:.3f} mm): cannot stack without resampling",
     )
 
 
 def _check_tilt(
-    positions: np.ndarray, origin: np.ndarray, normal: np.ndarray, pixel_size: float, path: Path
+    positions: np.ndarray,
+    origin: np.ndarray,
+    normal: np.ndarray,
+    pixel_size: float,
+    names: Sequence[str],
+    path: Path,
 ) -> None:
     offsets = positions - origin
     along = offsets @ normal
@@ -327,6 +374,13 @@ def _check_tilt(
     angle = np.degrees(np.arctan2(across[k], abs(along[k]))) if along[k] else 90.0
     raise GantryTiltError(
         path,
-        f"slice origins leave the image normal by up to {across[k]:.3f} mm (about {angle:.2f} degrees; "
-        f"tolerance {tolerance:.3f} mm): gantry tilt or shifted slices, resample before stacking",
+        f"slice origins leave the image normal by up to {across[k]:.3f} mm at {_named(names, k)} (about "
+        f"{angle:.2f} degrees; tolerance {tolerance:.3f} mm): gantry tilt or shifted slices, resample before "
+        "stacking",
     )
+
+
+def _named(names: Sequence[str], *indices: int) -> str:
+    """The names of some frames for an error message: at most three, then a count."""
+    listed = [names[int(i)] for i in indices]
+    return ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
