@@ -244,8 +244,18 @@ def _data(run: dict | None, files: dict, conflicts: list[str]) -> dict:
         "cache_key": files.get("cache_key") or run.get("tags", {}).get("medvl.cache_key"),
         "split_hashes": run.get("split_hashes"),
         "steps": files.get("steps"),
-        "manifest": run.get("params", {}).get("data.manifest"),
+        "manifest": run.get("params", {}).get("data.manifest") or _cache_manifest(run.get("params", {}).get("data.cache")),
     }
+
+
+def _cache_manifest(cache_dir: str | None) -> str | None:
+    """The manifest a training cache was built from (its cache.json), when the cache is on this machine."""
+    if not cache_dir:
+        return None
+    try:
+        return json.loads((Path(cache_dir) / "cache.json").read_text()).get("manifest") or None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _benchx_runs(client: Any, version: Any, tracking_uri: str, missing: list[str]) -> list[dict]:

@@ -32,7 +32,8 @@ def save_tiny_model(folder: Path, seed: int = 0) -> Path:
 
 
 def register_model(uri: str, name: str, model_dir: Path, *, full_tags: bool = True,
-                   manifest_hash: str = MANIFEST_HASH, manifest: str = "cohort.parquet") -> tuple[str, str]:
+                   manifest_hash: str = MANIFEST_HASH, manifest: str = "cohort.parquet",
+                   cache: str = "") -> tuple[str, str]:
     """Log a pretraining-style run (params, medvl.* tags, metrics, model_files/) and register its model folder.
 
     Returns ``(version, run_id)``.
@@ -46,7 +47,7 @@ def register_model(uri: str, name: str, model_dir: Path, *, full_tags: bool = Tr
                  "medvl.environment": json.dumps({"python": "3.11", "torch": "2.13"})}
     run_id = client.create_run(experiment, run_name="pretrain", tags=tags).info.run_id
     for key, value in {"model.name": "tiny-resnet18", "train.steps": "5", "data.manifest": manifest,
-                       "optim.lr": "0.0003"}.items():
+                       "optim.lr": "0.0003", **({"data.cache": cache} if cache else {})}.items():
         client.log_param(run_id, key, value)
     client.log_metric(run_id, "loss", 1.25, step=5)
     client.log_artifacts(run_id, str(model_dir), "model_files")

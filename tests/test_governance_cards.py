@@ -3,6 +3,8 @@ the gate's outcome, training data in words, headline tables, distinct subgroups,
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
@@ -103,6 +105,13 @@ def test_card_states_the_gate_and_the_training_data_in_words(tmp_path):
     client.set_model_version_tag("gated", version, "gate.reasons", '["partial results: missing seeds 1, 2", "x < 1"]')
     text = write_model_card(f"models:/gated/{version}", tmp_path / "card", uri)[0].read_text()
     assert "Promotion gate: refused (policy sha256 bbbbbbbbbbbb...): partial results: missing seeds 1, 2; x < 1" in text
+    # a run that read a training cache names no manifest: the cache's cache.json does
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "cache.json").write_text(json.dumps({"manifest": str(tmp_path / "m.parquet")}))
+    version, _ = register_model(uri, "gated", save_tiny_model(tmp_path / "model2", 1), manifest="",
+                                cache=str(tmp_path / "cache"))
+    text = write_model_card(f"models:/gated/{version}", tmp_path / "card2", uri)[0].read_text()
+    assert "12 studies from 1 source(s), entirely synthetic" in text
 
 
 def _rich_results(name: str, version: str) -> dict:
