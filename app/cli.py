@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ from governance.audit import KEY_FILE_ENV, AuditLog, AuditLogError
 
 HELP = "run the clinician review app (Streamlit), add reviewers, build the similar-case index"
 HOME = Path(__file__).with_name("Home.py")
+STOP_TIMEOUT_S = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,10 +104,35 @@ def _serve(args: argparse.Namespace) -> int:
             return _fail(f"{args.audit_key_file}: no such audit key file")
         env[KEY_FILE_ENV] = str(args.audit_key_file.resolve())
     print(f"medvl review: serving on http://127.0.0.1:{args.port} (Ctrl-C stops)", file=sys.stderr)
+    return run_server(command, env)
+
+
+def run_server(command: list[str], env: dict[str, str]) -> int:
+    """Run the server in the foreground. SIGTERM and SIGINT are passed on to it, and it is stopped when this
+    command ends, so stopping ``medvl review serve`` (a service manager, ``kill``, Ctrl-C) frees the port; returns
+    0 after such a stop, else the server's exit status."""
+    process = subprocess.Popen(command, env=env)
+    stopped = []
+
+    def forward(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
+        status = process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return 0 if stopped else status
 
 
 def streamlit_command(port: int, max_upload_mb: float) -> list[str]:

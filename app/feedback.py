@@ -1,9 +1,9 @@
 """Reviewer feedback on findings, stored with SQLAlchemy 2 (SQLite by default, any database URL).
 
 One row per verdict: reviewer, model name / version / fingerprint, study hash, finding, the probability shown,
-agree or disagree, comment, UTC time. Several reviewers (processes) may write at once: SQLite runs in WAL mode
-with a busy timeout, and a write that still meets a locked database is retried, so nothing is lost. A SQLite file
-is created readable by its owner only.
+agree, disagree or uncertain, comment, UTC time. Several reviewers (processes) may write at once: SQLite runs in
+WAL mode with a busy timeout, and a write that still meets a locked database is retried, so nothing is lost. A
+SQLite file is created readable by its owner only.
 
 The CSV export neutralises spreadsheet formulas (OWASP "CSV injection"): a text cell that starts with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return gets a leading ``'``, so a comment such as ``=HYPERLINK(...)`` stays text.
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-VERDICTS = ("agree", "disagree")
+VERDICTS = ("agree", "disagree", "uncertain")
 CSV_COLUMNS = (
     "id", "created_at", "reviewer", "model_name", "model_version", "model_fingerprint", "study_hash", "finding",
     "probability", "verdict", "comment",

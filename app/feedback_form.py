@@ -1,11 +1,11 @@
-"""The reviewer's verdict on a finding: agree / disagree and a comment, stored and audited."""
+"""The reviewer's verdict on a finding: agree / disagree / uncertain and a comment, stored and audited."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from app.auth import User
-from app.feedback import Feedback, FeedbackError, FeedbackStore
+from app.feedback import VERDICTS, Feedback, FeedbackError, FeedbackStore
 from app.model_choice import LoadedModel
 from app.state import audit_event
 from app.study import Study
@@ -21,7 +21,7 @@ def feedback_form(
     probabilities = {s.name: s.probability for s in scores}
     with st.form("feedback", clear_on_submit=True):
         finding = st.selectbox("Finding", list(probabilities), key="feedback_finding")
-        verdict = st.radio("Verdict", ("agree", "disagree"), horizontal=True, key="feedback_verdict")
+        verdict = st.radio("Verdict", VERDICTS, horizontal=True, key="feedback_verdict")
         comment = st.text_area("Comment", key="feedback_comment")
         submitted = st.form_submit_button("Save review")
     if not submitted:

@@ -48,3 +48,40 @@ def test_index_builds_searches_and_refuses_another_model(tmp_path, capsys):
     assert main(["review", "index", "--model", str(tmp_path / "nowhere"), "--cache", str(tmp_path / "cache"),
                  "-o", str(tmp_path / "i2")]) == 2  # fmt: skip
     assert "no such model folder" in capsys.readouterr().err
+
+
+def test_stopping_serve_stops_streamlit_and_frees_the_port(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from tests.servers import free_port
+
+    env = app_env(tmp_path, tmp_path)
+    port = free_port()
+    serve = subprocess.Popen(
+        [str(Path(sys.executable).with_name("medvl")), "review", "serve", "--users", env["MEDVL_REVIEW_USERS"],
+         "--audit", str(tmp_path / "audit.jsonl"), "--port", str(port)],
+        env={**os.environ, "HOME": str(tmp_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        serve.kill()
+        pytest.fail(f"streamlit did not answer on port {port}: {serve.stderr.read()[-2000:]}")
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(timeout=60) == 0
+    with socket.socket() as probe:  # nobody listens on the port any more: the server went with the wrapper
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))

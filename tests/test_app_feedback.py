@@ -61,3 +61,9 @@ def test_parallel_writer_processes_lose_nothing(tmp_path):
     assert {(r["reviewer"], r["finding"]) for r in rows} == {
         (f"reviewer-{w}", f"finding-{i}") for w in range(WRITERS) for i in range(PER_WRITER)
     }
+
+
+def test_a_reviewer_may_be_uncertain(tmp_path):
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    store.add(_entry(verdict="uncertain", comment="cannot tell on this view"))
+    assert [r["verdict"] for r in store.rows()] == ["uncertain"]

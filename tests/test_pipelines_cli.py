@@ -25,7 +25,7 @@ def test_console_script_help_explains_the_stages():
     assert "--work-dir" in out.stdout and "--from" in out.stdout and "--until" in out.stdout
     listed = subprocess.run([str(Path(sys.executable).with_name("pipelines")), "list"], capture_output=True,
                             text=True, timeout=120)
-    assert "ingest -> deid-check -> cache -> pretrain -> register -> benchx -> card -> gate" in listed.stdout
+    assert "ingest -> deid-check -> cache -> pretrain -> register -> benchx -> gate (alias) -> card" in listed.stdout
 
 
 @pytest.mark.parametrize(("text", "expected"), [

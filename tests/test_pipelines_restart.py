@@ -35,8 +35,13 @@ def cohort(tmp_path_factory) -> Path:
 
 
 def write_config(folder: Path, cohort: Path, tracking_uri: str) -> Path:
-    """A tiny pipeline config (64 px, 6 steps, one benchx task and seed) and a gate policy that passes."""
+    """A tiny pipeline config (64 px, 6 steps, a suite whose protocol is one benchx task and seed) and a gate
+    policy that passes."""
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "suite.yaml").write_text(yaml.safe_dump({
+        "name": "restart-quick", "datasets": ["phantom-quick"], "tasks": ["linear_probe"], "fractions": [1.0],
+        "seeds": [0],
+    }))
     (folder / "gate.yaml").write_text(yaml.safe_dump({
         "min_metrics": [{"dataset": "phantom-quick", "task": "linear_probe", "metric": "auroc_macro", "min": 0.0}],
         "required_tasks": [{"dataset": "phantom-quick", "task": "linear_probe"}],
@@ -46,7 +51,7 @@ def write_config(folder: Path, cohort: Path, tracking_uri: str) -> Path:
         "sources": [{"adapter": "phantom", "path": str(cohort), "options": {"images": "files"}}],
         "deid": {"policy": "refuse"}, "cache": {"size": 64},
         "pretrain": {"overrides": TINY_PRETRAIN},
-        "evaluate": {"suite": "quick", "tasks": ["linear_probe"], "fractions": [1.0], "seeds": [0]},
+        "evaluate": {"suite": str(folder / "suite.yaml")},
         "gate": {"policy": "gate.yaml"},
     }
     path = folder / "pipeline.yaml"
