@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from benchx.cards import TASKS
+from medvl.console import quiet_third_party_output
 
 EXIT_BAD_INPUT = 2
 
@@ -134,6 +135,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``benchx`` console script; returns the exit status."""
+    quiet_third_party_output()
     args = build_parser().parse_args(argv)
     from benchx.errors import BenchxError
     from medvl.interrupts import INTERRUPTED_EXIT, sigterm_as_interrupt

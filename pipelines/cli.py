@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from medvl.console import quiet_third_party_output
 from pipelines.pretrain_evaluate_register import NAME, STAGES
 
 PIPELINES = {NAME: "ingest -> deid-check -> cache -> pretrain -> register -> benchx -> gate (alias) -> card"}
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pipelines`` console script; returns the exit status."""
+    quiet_third_party_output()
     args = build_parser().parse_args(argv)
     if args.command == "list":
         for name, stages in PIPELINES.items():

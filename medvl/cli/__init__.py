@@ -16,6 +16,8 @@ import sys
 from importlib.metadata import entry_points
 from types import ModuleType
 
+from medvl.console import quiet_third_party_output
+
 BUILTIN_COMMANDS = ("inspect", "ingest", "cache", "synth", "label", "tokenizer", "pretrain", "embed", "sync-runs")
 
 
@@ -55,6 +57,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medvl`` console script; returns the exit status (1 when the reader of the output
     goes away early, as in ``medvl inspect --json | head``)."""
+    quiet_third_party_output()
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(command).parse_args(argv)

@@ -72,6 +72,15 @@ class MedvlEmbedder(PythonModel):
         return pd.DataFrame(rows)
 
 
+def input_signature() -> Any:
+    """The pyfunc's input schema (see the module docstring): optional ``text``, ``path`` and ``modality`` string
+    columns. Stated because MLflow cannot infer it from the DataFrame type hints (and warns on every log)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", name, required=False) for name in ("text", "path", "modality")]))
+
+
 def log_pyfunc(
     model_dir: str | Path, run_id: str, tracking_uri: str, registered_name: str = ""
 ) -> tuple[str, str | None]:
@@ -89,6 +98,7 @@ def log_pyfunc(
             artifacts={MODEL_ARTIFACT: str(Path(model_dir).resolve())},
             pip_requirements=PIP_REQUIREMENTS,
             registered_model_name=registered_name or None,
+            signature=input_signature(),
         )
     version = getattr(info, "registered_model_version", None)
     return info.model_uri, (str(version) if version is not None else None)
