@@ -14,6 +14,8 @@ from medvl.io.dicom_writer import write_image, write_series
 SMALL_TEXT = {"hf_config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                             "intermediate_size": 64, "max_position_embeddings": 256}}  # fmt: skip
 PASSWORD = "correct-horse-battery"
+HOME_PAGE = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
+APP_TIMEOUT = 300
 
 
 def save_small_model(folder: Path) -> Path:
@@ -79,3 +81,16 @@ def app_env(tmp: Path, model_dir: Path, **extra: str) -> dict[str, str]:
            "MEDVL_REVIEW_DB": f"sqlite:///{tmp / 'feedback.db'}", "MEDVL_REVIEW_AUDIT": str(tmp / "audit.jsonl"),
            "MEDVL_REVIEW_PROMPTS": "phantom"}  # fmt: skip
     return {**env, **{f"MEDVL_REVIEW_{k.upper()}": v for k, v in extra.items()}}
+
+
+def login(name: str = "ann", password: str = PASSWORD, at=None):
+    """An AppTest of the Home page (or ``at``) after submitting the login form with ``name`` and ``password``."""
+    from streamlit.testing.v1 import AppTest
+
+    at = at or AppTest.from_file(HOME_PAGE, default_timeout=APP_TIMEOUT)
+    at.run()
+    at.text_input(key="login_name").input(name)
+    at.text_input(key="login_password").input(password)
+    at.button[0].click()
+    at.run()
+    return at

@@ -119,3 +119,23 @@ def trained_phantom_model(tmp_path_factory) -> TrainedPhantomModel:
     assert result.model_dir is not None and result.mlflow_run_id
     return TrainedPhantomModel(cohort, manifest, cache, result.run_dir, result.model_dir, uri, "phantom-tiny",
                                result.mlflow_run_id)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def review_model_dir(tmp_path_factory) -> Path:
+    """The review-app tests' small untrained model (see tests/app_support.py)."""
+    from tests.app_support import save_small_model
+
+    return save_small_model(tmp_path_factory.mktemp("review-model") / "model")
+
+
+@pytest.fixture()
+def review_env(tmp_path, review_model_dir, monkeypatch) -> dict[str, str]:
+    """``MEDVL_REVIEW_*`` settings of a fresh review app (users ann and root, own database and audit log), set in
+    the environment for the test."""
+    from tests.app_support import app_env
+
+    values = app_env(tmp_path, review_model_dir)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from app.cli import streamlit_command
 from medvl.data.phantom import read_index, synthesize
 from tests.app_support import PASSWORD, app_env, save_small_model
+from tests.servers import free_port, wait_http
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -26,37 +25,15 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 START_TIMEOUT, PAGE_TIMEOUT = 300, 300
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(port: int, process: subprocess.Popen, timeout: float) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"streamlit did not answer on port {port} within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     env = {**os.environ, **app_env(tmp, save_small_model(tmp / "model"))}
-    port = _free_port()
+    port = free_port()
     log = open(tmp / "streamlit.log", "w")
     process = subprocess.Popen(streamlit_command(port, 512), env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_http(port, process, START_TIMEOUT)
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", START_TIMEOUT, process)
         yield f"http://127.0.0.1:{port}", tmp
     finally:
         process.terminate()

@@ -56,11 +56,9 @@ def test_stopping_serve_stops_streamlit_and_frees_the_port(tmp_path):
     import socket
     import subprocess
     import sys
-    import time
-    import urllib.request
     from pathlib import Path
 
-    from tests.servers import free_port
+    from tests.servers import free_port, wait_http
 
     env = app_env(tmp_path, tmp_path)
     port = free_port()
@@ -69,15 +67,9 @@ def test_stopping_serve_stops_streamlit_and_frees_the_port(tmp_path):
          "--audit", str(tmp_path / "audit.jsonl"), "--port", str(port)],
         env={**os.environ, "HOME": str(tmp_path)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 120, serve)
+    except (RuntimeError, TimeoutError):
         serve.kill()
         pytest.fail(f"streamlit did not answer on port {port}: {serve.stderr.read()[-2000:]}")
     serve.send_signal(signal.SIGTERM)

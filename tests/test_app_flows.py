@@ -3,49 +3,19 @@ bad uploads, volumes, admin export. The model is a small untrained one: these te
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.feedback import FeedbackStore
 from governance.audit import AuditLog, verify
 from tests.app_support import (
-    PASSWORD,
-    app_env,
     chest_png,
     ct_series,
     dicom_radiograph,
-    save_small_model,
+    login,
     zip_bytes,
 )
 from tests.test_app_feedback import _entry
-
-HOME = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
-TIMEOUT = 300
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return save_small_model(tmp_path_factory.mktemp("review-model") / "model")
-
-
-@pytest.fixture()
-def env(tmp_path, model_dir, monkeypatch) -> dict[str, str]:
-    values = app_env(tmp_path, model_dir)
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
-
-
-def _logged_in(name: str = "ann", password: str = PASSWORD) -> AppTest:
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    at.run()
-    at.text_input(key="login_name").input(name)
-    at.text_input(key="login_password").input(password)
-    at.button[0].click()
-    at.run()
-    return at
 
 
 def _upload(at: AppTest, name: str, data: bytes, mime: str = "application/octet-stream") -> AppTest:
@@ -58,16 +28,16 @@ def _actions(env: dict[str, str]) -> list[str]:
     return [e["action"] for e in AuditLog(env["MEDVL_REVIEW_AUDIT"]).entries()]
 
 
-def test_wrong_password_is_refused_and_audited(env):
-    at = _logged_in(password="not-the-password")
+def test_wrong_password_is_refused_and_audited(review_env):
+    at = login(password="not-the-password")
     assert not at.exception
     assert [e.value for e in at.error] == ["Wrong user name or password, or the account is locked."]
     assert not at.file_uploader
-    assert _actions(env) == ["auth.failed"]
+    assert _actions(review_env) == ["auth.failed"]
 
 
-def test_upload_findings_attribution_and_feedback(env, tmp_path):
-    at = _logged_in()
+def test_upload_findings_attribution_and_feedback(review_env, tmp_path):
+    at = login()
     assert not at.exception and at.file_uploader
     _upload(at, "chest.png", chest_png(tmp_path / "c.png").read_bytes(), "image/png")
     assert not at.exception and not at.error
@@ -92,13 +62,13 @@ def test_upload_findings_attribution_and_feedback(env, tmp_path):
     next(b for b in at.button if b.label == "Save review").click()
     at.run()
     assert [s.value for s in at.success] == ["Saved review #1: disagree with 'Pleural Effusion'."]
-    (row,) = FeedbackStore(env["MEDVL_REVIEW_DB"]).rows()
+    (row,) = FeedbackStore(review_env["MEDVL_REVIEW_DB"]).rows()
     assert (row["reviewer"], row["finding"], row["verdict"], row["comment"]) == (
         "ann", "Pleural Effusion", "disagree", "no effusion visible")
-    assert _actions(env) == ["auth.login", "study.open", "feedback.write"]
-    entries = list(AuditLog(env["MEDVL_REVIEW_AUDIT"]).entries())
+    assert _actions(review_env) == ["auth.login", "study.open", "feedback.write"]
+    entries = list(AuditLog(review_env["MEDVL_REVIEW_AUDIT"]).entries())
     assert entries[1]["subject"] == entries[2]["subject"] == row["study_hash"]
-    assert verify(env["MEDVL_REVIEW_AUDIT"]).ok
+    assert verify(review_env["MEDVL_REVIEW_AUDIT"]).ok
 
 
 @pytest.mark.parametrize(
@@ -110,23 +80,23 @@ def test_upload_findings_attribution_and_feedback(env, tmp_path):
         ("evil.zip", zip_bytes({"../../evil.dcm": b"x"}), "path traversal"),
     ],
 )
-def test_bad_uploads_show_a_message_and_the_app_keeps_running(env, tmp_path, name, data, message):
-    at = _upload(_logged_in(), name, data)
+def test_bad_uploads_show_a_message_and_the_app_keeps_running(review_env, tmp_path, name, data, message):
+    at = _upload(login(), name, data)
     assert not at.exception
     assert len(at.error) == 1 and message in at.error[0].value and name in at.error[0].value
     _upload(at, "chest.png", chest_png(tmp_path / "c.png").read_bytes(), "image/png")
     assert not at.exception and not at.error and any("probability" in df.value.columns for df in at.dataframe)
 
 
-def test_oversized_upload_is_refused(env, tmp_path, monkeypatch):
+def test_oversized_upload_is_refused(review_env, tmp_path, monkeypatch):
     monkeypatch.setenv("MEDVL_REVIEW_MAX_UPLOAD_MB", "0.001")
-    at = _upload(_logged_in(), "chest.png", chest_png(tmp_path / "c.png", size=256).read_bytes(), "image/png")
+    at = _upload(login(), "chest.png", chest_png(tmp_path / "c.png", size=256).read_bytes(), "image/png")
     assert not at.exception and "limit is 0 MB" in at.error[0].value
 
 
-def test_dicom_volume_shows_slices_relevance_and_no_identifiers(env, tmp_path):
+def test_dicom_volume_shows_slices_relevance_and_no_identifiers(review_env, tmp_path):
     files = ct_series(tmp_path / "series", depth=6)
-    at = _upload(_logged_in(), "series.zip", zip_bytes({p.name: p.read_bytes() for p in files}), "application/zip")
+    at = _upload(login(), "series.zip", zip_bytes({p.name: p.read_bytes() for p in files}), "application/zip")
     assert not at.exception and not at.error
     assert (at.slider(key="slice_index").min, at.slider(key="slice_index").max) == (1, 6)
     assert any(c.value.startswith("Per-slice relevance, the model's slice-pooling attention") for c in at.caption)
@@ -147,20 +117,20 @@ def test_dicom_volume_shows_slices_relevance_and_no_identifiers(env, tmp_path):
     assert not at.exception
 
 
-def test_dicom_radiograph_opens_with_geometry_labels(env, tmp_path):
-    at = _upload(_logged_in(), "x.dcm", dicom_radiograph(tmp_path / "x.dcm").read_bytes())
+def test_dicom_radiograph_opens_with_geometry_labels(review_env, tmp_path):
+    at = _upload(login(), "x.dcm", dicom_radiograph(tmp_path / "x.dcm").read_bytes())
     assert not at.exception and not at.error
     assert any(c.value.startswith("Top:") for c in at.caption)
 
 
-def test_admin_page_exports_feedback_and_reviewers_are_kept_out(env):
-    FeedbackStore(env["MEDVL_REVIEW_DB"]).add(_entry())
-    admin = _logged_in("root")
+def test_admin_page_exports_feedback_and_reviewers_are_kept_out(review_env):
+    FeedbackStore(review_env["MEDVL_REVIEW_DB"]).add(_entry())
+    admin = login("root")
     admin.switch_page("pages/2_Admin.py").run()
     assert not admin.exception
     assert admin.get("download_button")[0].proto.label == "Download feedback CSV"
     assert any(df.value["finding"].tolist() == ["Pleural Effusion"] for df in admin.dataframe if "finding" in df.value)
     assert any(s.value.startswith("Hash chain intact") for s in admin.success)
-    reviewer = _logged_in("ann")
+    reviewer = login("ann")
     reviewer.switch_page("pages/2_Admin.py").run()
     assert [e.value for e in reviewer.error] == ["Only administrators can see this page."]

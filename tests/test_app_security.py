@@ -31,37 +31,12 @@ from app.throttle import LoginThrottle
 from app.upload import UploadError, UploadLimits, open_upload
 from governance.audit import AuditLog
 from medvl.io.limits import MAX_DECODED_BYTES_ENV
-from tests.app_support import PASSWORD, app_env, chest_png, save_small_model, zip_bytes
+from tests.app_support import APP_TIMEOUT, HOME_PAGE, PASSWORD, chest_png, login, zip_bytes
 from tests.test_app_feedback import _entry
 
 REPO = Path(__file__).resolve().parents[1]
-HOME = str(REPO / "app" / "Home.py")
 ADMIN = "pages/2_Admin.py"
 SIMILAR = "pages/1_Similar_cases.py"
-TIMEOUT = 300
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return save_small_model(tmp_path_factory.mktemp("security-model") / "model")
-
-
-@pytest.fixture()
-def env(tmp_path, model_dir, monkeypatch) -> dict[str, str]:
-    values = app_env(tmp_path, model_dir)
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
-
-
-def _login(name: str = "ann", password: str = PASSWORD, at: AppTest | None = None) -> AppTest:
-    at = at or AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    at.run()
-    at.text_input(key="login_name").input(name)
-    at.text_input(key="login_password").input(password)
-    at.button[0].click()
-    at.run()
-    return at
 
 
 def _entries(env: dict[str, str]) -> list[dict]:
@@ -130,37 +105,37 @@ def test_throttle_delays_grow_per_key_and_reset_on_success():
     assert len(throttle._failures) == 3 and "user:a" not in throttle._failures
 
 
-def test_failed_logins_are_throttled_then_lock_the_account_until_an_admin_unlocks(env):
+def test_failed_logins_are_throttled_then_lock_the_account_until_an_admin_unlocks(review_env):
     now = [1000.0]
-    throttle = login_throttle(env["MEDVL_REVIEW_USERS"])
+    throttle = login_throttle(review_env["MEDVL_REVIEW_USERS"])
     throttle.clock, throttle.lock_after = (lambda: now[0]), 4
     for _ in range(3):
-        assert _errors(_login(password="wrong-guess-123")) == ["Wrong user name or password, or the account is locked."]
-    throttled = _login(password=PASSWORD)
+        assert _errors(login(password="wrong-guess-123")) == ["Wrong user name or password, or the account is locked."]
+    throttled = login(password=PASSWORD)
     assert _errors(throttled) == ["Too many failed logins: try again in 1 s."] and not throttled.file_uploader
     now[0] += 2
-    _login(password="wrong-guess-123")
-    assert UserStore(env["MEDVL_REVIEW_USERS"]).is_locked("ann")
+    login(password="wrong-guess-123")
+    assert UserStore(review_env["MEDVL_REVIEW_USERS"]).is_locked("ann")
     now[0] += 60
-    locked = _login(password=PASSWORD)
+    locked = login(password=PASSWORD)
     assert _errors(locked) == ["Wrong user name or password, or the account is locked."] and not locked.file_uploader
-    actions = [e["action"] for e in _entries(env)]
+    actions = [e["action"] for e in _entries(review_env)]
     assert actions.count("auth.failed") == 5 and "auth.throttled" in actions and "auth.locked" in actions
-    admin = _login("root")
+    admin = login("root")
     admin.switch_page(ADMIN).run()
     unlock = [b for b in admin.button if b.label == "Unlock ann"]
     assert len(unlock) == 1
     unlock[0].click()
     admin.run()
-    assert not UserStore(env["MEDVL_REVIEW_USERS"]).is_locked("ann")
-    assert _entries(env)[-1]["action"] == "auth.unlock"
-    assert _login().file_uploader  # the success also cleared ann's failures
+    assert not UserStore(review_env["MEDVL_REVIEW_USERS"]).is_locked("ann")
+    assert _entries(review_env)[-1]["action"] == "auth.unlock"
+    assert login().file_uploader  # the success also cleared ann's failures
 
 
-def test_unknown_names_are_audited_as_a_capped_hash(env):
-    _login(name="correct horse battery staple typed in the wrong field " * 40, password="x" * 8)
-    _login(name="ann", password="wrong-guess-123")
-    first, second = (e["actor"] for e in _entries(env))
+def test_unknown_names_are_audited_as_a_capped_hash(review_env):
+    login(name="correct horse battery staple typed in the wrong field " * 40, password="x" * 8)
+    login(name="ann", password="wrong-guess-123")
+    first, second = (e["actor"] for e in _entries(review_env))
     assert first.startswith("unknown-user:") and len(first) < 40 and second == "ann"
 
 
@@ -203,21 +178,21 @@ def test_oidc_trusts_only_verified_email_and_never_maps_onto_local_names(tmp_pat
 # 4. model choice --------------------------------------------------------------------------------------------
 
 
-def test_reviewers_choose_only_approved_models(env, model_dir, tmp_path, monkeypatch):
+def test_reviewers_choose_only_approved_models(review_env, review_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MEDVL_REVIEW_APPROVED_MODELS", "models:/other@champion")
-    monkeypatch.setenv("MEDVL_REVIEW_MODEL_ROOTS", str(model_dir.parent))
-    reviewer = _login()
+    monkeypatch.setenv("MEDVL_REVIEW_MODEL_ROOTS", str(review_model_dir.parent))
+    reviewer = login()
     shown = list(reviewer.selectbox(key="model_ref").options)
-    assert shown == [f"{model_dir.parent.name}/model", "models:/other@champion"] and "/tmp" not in shown[0]
+    assert shown == [f"{review_model_dir.parent.name}/model", "models:/other@champion"] and "/tmp" not in shown[0]
     assert not [t for t in reviewer.text_input if t.key == "model_dir"] and not reviewer.radio
-    admin = _login("root")
+    admin = login("root")
     admin.radio(key="model_kind").set_value("Local checkpoint").run()
     messages = []
     for folder in ("/etc", "/root", str(tmp_path / "absent")):
         admin.text_input(key="model_dir").input(folder).run()
         messages.append(_errors(admin))
     assert messages[0] == messages[1] == messages[2] and "allowed folder" in messages[0][0]
-    admin.text_input(key="model_dir").input(str(model_dir)).run()
+    admin.text_input(key="model_dir").input(str(review_model_dir)).run()
     assert not admin.exception and not _errors(admin) and admin.file_uploader
 
 
@@ -273,22 +248,22 @@ def test_damaged_zip_is_refused_with_a_message(tmp_path):
         archive.testzip()  # the input really is damaged, and zipfile says so with a zlib error
 
 
-def test_damaged_zip_bad_settings_and_a_broken_audit_log_show_no_traceback(env, monkeypatch):
-    at = _login()
+def test_damaged_zip_bad_settings_and_a_broken_audit_log_show_no_traceback(review_env, monkeypatch):
+    at = login()
     at.file_uploader(key="upload").set_value(("series.zip", _damaged_zip(), "application/zip"))
     at.run()
     assert not at.exception and any("damaged" in e for e in _errors(at))
     monkeypatch.setenv("MEDVL_REVIEW_PROMPTS", "nonsense")
     for page in (None, SIMILAR, ADMIN):
-        broken = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+        broken = AppTest.from_file(HOME_PAGE, default_timeout=APP_TIMEOUT)
         if page:
             broken.switch_page(page)
         broken.run()
         assert not broken.exception and any("misconfigured" in e for e in _errors(broken))
     monkeypatch.setenv("MEDVL_REVIEW_PROMPTS", "phantom")
-    audit = Path(env["MEDVL_REVIEW_AUDIT"])
+    audit = Path(review_env["MEDVL_REVIEW_AUDIT"])
     audit.write_bytes(audit.read_bytes()[:-5])  # the last entry's write cut short
-    refused = _login()
+    refused = login()
     assert not refused.exception and any("audit log cannot be written" in e for e in _errors(refused))
     assert not refused.file_uploader  # the login did not happen unrecorded
 
@@ -326,9 +301,9 @@ def _upload_folders() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob(UPLOAD_PREFIX + "*"))
 
 
-def test_uploads_are_deleted_once_opened_and_stale_folders_removed(env, tmp_path):
+def test_uploads_are_deleted_once_opened_and_stale_folders_removed(review_env, tmp_path):
     before = _upload_folders()
-    at = _login()
+    at = login()
     at.file_uploader(key="upload").set_value(("chest.png", chest_png(tmp_path / "c.png").read_bytes(), "image/png"))
     at.run()
     assert not at.exception and at.get("dataframe") and _upload_folders() == before
@@ -342,10 +317,10 @@ def test_uploads_are_deleted_once_opened_and_stale_folders_removed(env, tmp_path
 # 11. roles re-checked, searches audited -----------------------------------------------------------------------
 
 
-def test_removed_or_demoted_users_lose_access_in_live_sessions(env):
-    users = Path(env["MEDVL_REVIEW_USERS"])
-    ann = _login()
-    root = _login("root")
+def test_removed_or_demoted_users_lose_access_in_live_sessions(review_env):
+    users = Path(review_env["MEDVL_REVIEW_USERS"])
+    ann = login()
+    root = login("root")
     root.switch_page(ADMIN).run()
     assert root.get("download_button")
     data = yaml.safe_load(users.read_text())
@@ -356,22 +331,22 @@ def test_removed_or_demoted_users_lose_access_in_live_sessions(env):
     assert _errors(root) == ["Only administrators can see this page."]
     ann.run()
     assert not ann.file_uploader and any("removed or locked" in e for e in _errors(ann))
-    assert "auth.revoked" in [e["action"] for e in _entries(env)]
+    assert "auth.revoked" in [e["action"] for e in _entries(review_env)]
 
 
-def test_similar_case_searches_are_audited(env, model_dir, tmp_path, monkeypatch):
+def test_similar_case_searches_are_audited(review_env, review_model_dir, tmp_path, monkeypatch):
     from medvl.cli import main
 
     assert main(["synth", "-o", str(tmp_path / "cohort"), "--n-2d", "4", "--size", "64", "-q"]) == 0
     assert main(["ingest", "phantom", str(tmp_path / "cohort"), "-o", str(tmp_path / "m.parquet"), "-q"]) == 0
     assert main(["cache", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "cache"), "--size", "128", "-q"]) == 0
-    assert main(["review", "index", "--model", str(model_dir), "--cache", str(tmp_path / "cache"),
+    assert main(["review", "index", "--model", str(review_model_dir), "--cache", str(tmp_path / "cache"),
                  "-o", str(tmp_path / "index")]) == 0  # fmt: skip
     monkeypatch.setenv("MEDVL_REVIEW_INDEX", str(tmp_path / "index"))
-    at = _login()
+    at = login()
     at.switch_page(SIMILAR).run()
     at.text_input(key="similar_text").input("large right pleural effusion").run()
     assert not at.exception
-    search = [e for e in _entries(env) if e["action"] == "similar.search_text"]
+    search = [e for e in _entries(review_env) if e["action"] == "similar.search_text"]
     assert len(search) == 1 and search[0]["actor"] == "ann"
     assert search[0]["details"]["query"] == "large right pleural effusion"

@@ -37,6 +37,16 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
+def _wait_for_step(proc: subprocess.Popen, metrics: Path, step: int) -> None:
+    """Wait until the run ``proc`` has logged ``step``; fail if it ends first."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.is_file() and max(_losses(metrics.parent), default=0) >= step:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the run ended before it could be stopped: {proc.stderr.read()[-2000:]}"
+
+
 def test_sigkill_then_resume_follows_the_uninterrupted_curve(tiny_cache, tmp_path):
     extra = ("data.augment=convirt", "data.text=sentence")
     env = _env(tmp_path)
@@ -46,12 +56,7 @@ def test_sigkill_then_resume_follows_the_uninterrupted_curve(tiny_cache, tmp_pat
     cmd = _command(tmp_path / "killed", tiny_cache, *extra)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "killed" / "r" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if metrics.is_file() and max(_losses(metrics.parent), default=0) >= 10:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    _wait_for_step(proc, metrics, 10)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = max(_losses(metrics.parent))
@@ -93,12 +98,7 @@ def test_sigterm_ends_the_mlflow_run_as_killed_with_one_line_and_resume_finishes
     cmd = _command(tmp_path / "term", tiny_cache)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "term" / "r" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if metrics.is_file() and max(_losses(metrics.parent), default=0) >= 6:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, f"the run ended before it could be stopped: {proc.stderr.read()[-2000:]}"
+    _wait_for_step(proc, metrics, 6)
     proc.send_signal(signal.SIGTERM)
     stderr = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, stderr[-2000:]
