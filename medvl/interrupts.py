@@ -30,3 +30,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def worker_default_sigterm(worker_id: int) -> None:
+    """``worker_init_fn`` for DataLoaders: a worker dies at once on SIGTERM instead of inheriting the parent's
+    interrupt handler (whose teardown printed a thread traceback); the parent alone reports the interrupt."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -34,6 +34,7 @@ from medvl.data.cache import CachedCohort
 from medvl.distributed_gather import scale_gradient
 from medvl.infer.embed import embed_pairs, uses_slices
 from medvl.infer.retrieval import retrieval_metrics
+from medvl.interrupts import worker_default_sigterm
 from medvl.losses import ContrastiveLoss
 from medvl.models.vlm import LOGIT_PARAMETERS
 from medvl.provenance import code_version, environment
@@ -175,7 +176,7 @@ class Trainer:
         self.loader = DataLoader(
             self.train_set, batch_size=None, sampler=BatchSampler(self.sampler, t.batch_size, drop_last=True),
             num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
-            prefetch_factor=d.prefetch if workers > 0 else None,
+            prefetch_factor=d.prefetch if workers > 0 else None, worker_init_fn=worker_default_sigterm,
             generator=torch.Generator().manual_seed(t.seed),  # its own: starting an epoch leaves dropout's RNG alone
         )  # fmt: skip
         names = self.model.tokenize(self.concepts.names) if self.concepts is not None else {}
