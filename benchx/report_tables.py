@@ -1,6 +1,8 @@
 """The report's tables: per dataset and task, one row per metric, fraction and model with its mean and 95% CI,
 the difference against the baseline with its paired 95% CI, p-value and significance mark, and the chance
-level; rendered as Markdown, LaTeX (booktabs) or HTML from the same cells.
+level; rendered as Markdown, LaTeX (booktabs) or HTML from the same cells. Metrics where lower is better (ECE,
+Brier score) carry :data:`LOWER` after their name, say so in the metric column's header and rank models by
+increasing mean.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from typing import Any
 import pandas as pd
 
 from benchx.compare import ALPHA
-from benchx.headline import HEADLINE
+from benchx.headline import HEADLINE, lower_is_better
 from benchx.stats import format_p
 
 DIFF = "Δ vs baseline [95% CI]"
+LOWER = "↓"
 LEGEND = (f"mean [95% CI]: mean over seeds, 95% percentile bootstrap CI over test cases. Δ: model - baseline, "
           f"95% CI and two-sided p-value of the paired bootstrap (both models on the same resampled test cases); "
           f"* p < {ALPHA:g}, not corrected for multiple comparisons. chance: the value of an uninformative model "
-          f"(AUROC 0.5; recall@k k/N over N gallery items); (at chance): the 95% CI contains it.")
+          f"(AUROC 0.5; recall@k k/N over N gallery items); (at chance): the 95% CI contains it. {LOWER}: lower is "
+          f"better (calibration: ECE, Brier score); higher is better for every other metric.")
 
 
 @dataclass(frozen=True)
@@ -41,17 +45,20 @@ def headline_metrics(task: str, metrics: list[str]) -> list[str]:
 
 def task_table(part: pd.DataFrame, metrics: list[str]) -> Table:
     """The rows of ``part`` (one dataset and task of the report frame) for ``metrics``, in that order; within a
-    metric and fraction, models by decreasing mean. A fraction column when there are several fractions, the
-    difference and p columns when there are several models."""
-    part = part[part["metric"].isin(metrics)].assign(order=lambda f: f["metric"].map(metrics.index))
-    part = part.sort_values(["order", "fraction", "mean"], ascending=[True, True, False])
+    metric and fraction, models best first (by decreasing mean; increasing where lower is better). A fraction
+    column when there are several fractions, the difference and p columns when there are several models."""
+    part = part[part["metric"].isin(metrics)]
+    lower = part["metric"].map(lower_is_better).astype(bool)
+    part = part.assign(order=part["metric"].map(metrics.index), rank=part["mean"].where(lower, -part["mean"]))
+    part = part.sort_values(["order", "fraction", "rank"])
     fractions, compared = part["fraction"].nunique() > 1, part["model"].nunique() > 1
-    columns = ["metric", *(["fraction"] if fractions else []), "model", "mean [95% CI]",
+    metric_header = f"metric ({LOWER} lower is better)" if lower.any() else "metric"
+    columns = [metric_header, *(["fraction"] if fractions else []), "model", "mean [95% CI]",
                *([DIFF, "p"] if compared else []), "chance"]
     rows, flags = [], []
     for r in part.itertuples(index=False):
         at_chance = _at_chance(r.chance, r.ci_low, r.ci_high)
-        row = [r.metric, *([f"{r.fraction:g}"] if fractions else []), r.model,
+        row = [metric_label(r.metric), *([f"{r.fraction:g}"] if fractions else []), r.model,
                _interval(r.mean, r.ci_low, r.ci_high, "") + (" (at chance)" if at_chance else "")]
         if compared:
             row += _difference(r)
@@ -60,6 +67,11 @@ def task_table(part: pd.DataFrame, metrics: list[str]) -> Table:
         flags.append(tuple(name for name, on in (("baseline", r.is_baseline), ("significant", r.p_value < ALPHA),
                                                  ("at-chance", at_chance)) if on))
     return Table(columns, rows, flags)
+
+
+def metric_label(metric: str) -> str:
+    """The metric's name, followed by :data:`LOWER` where lower is better."""
+    return f"{metric} {LOWER}" if lower_is_better(metric) else metric
 
 
 def _at_chance(chance: float, low: float, high: float) -> bool:
@@ -94,7 +106,7 @@ def markdown(table: Table) -> str:
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": "$<$", ">": "$>$",
-          "Δ": r"$\Delta$"}
+          "Δ": r"$\Delta$", LOWER: r"$\downarrow$"}
 
 
 def latex_escape(text: str) -> str:

@@ -18,7 +18,10 @@ import pandas as pd
 from benchx.errors import ResultsError
 
 SCHEMA = "benchx.results/1"
-PROTOCOL_VERSION = "2"  # 2: segmentation decoders train at feature resolution, at most 300 steps
+PROTOCOL_VERSION = "3"
+"""Keys the outcome cache, so a change in what a task computes is not mixed with older cached outcomes.
+2: segmentation decoders train at feature resolution, at most 300 steps; 3: classification outcomes carry
+``ece_macro`` and ``brier_macro``."""
 ROW_FIELDS = ("dataset", "task", "fraction", "metric", "mean", "std", "ci_low", "ci_high", "per_seed", "group",
               "group_value", "n_test")
 REPLICATES_FILE = "bootstrap.npz"

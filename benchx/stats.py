@@ -125,6 +125,49 @@ class F1(Metric):
         return {"kind": self.kind, "predictions": _list(self.predictions), "labels": _list(self.labels)}
 
 
+ECE_BINS = 15
+
+
+@dataclass
+class Ece(Metric):
+    """Expected calibration error of the ``probabilities`` of a binary finding against ``labels`` (NaN = unknown,
+    left out): how far the predicted probability is from the observed positive rate; lower is better.
+
+    ``n_bins`` equal-width bins over [0, 1], assigned as :func:`sklearn.calibration.calibration_curve` does
+    (``strategy="uniform"``); ECE = sum over bins of (share of cases in the bin) x |positive rate in the bin -
+    mean probability in the bin| = sum over bins of |sum of w (y - p)| / sum of w, under case weights ``w``.
+    """
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    n_bins: int = ECE_BINS
+    kind = "ece"
+
+    @property
+    def n_cases(self) -> int:
+        return len(self.probabilities)
+
+    def values(self, weights: np.ndarray) -> np.ndarray:
+        known = np.isfinite(self.labels)
+        p, y = self.probabilities[known], self.labels[known]
+        bins = np.searchsorted(np.linspace(0.0, 1.0, self.n_bins + 1)[1:-1], p)
+        w = weights[:, known]
+        gaps = (w * (y - p)) @ np.eye(self.n_bins)[bins]
+        total = w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, np.abs(gaps).sum(axis=1) / total, np.nan)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "probabilities": _list(self.probabilities), "labels": _list(self.labels),
+                "n_bins": self.n_bins}
+
+
+def brier(probabilities: np.ndarray, labels: np.ndarray) -> MeanOf:
+    """Brier score of the ``probabilities`` of a binary finding: the mean of ``(p - y)^2`` over the cases with a
+    known label (NaN = unknown, left out), as :func:`sklearn.metrics.brier_score_loss`; lower is better."""
+    return MeanOf((probabilities - labels) ** 2)
+
+
 @dataclass
 class MacroMean(Metric):
     """The mean of several metrics over the same cases, leaving out those undefined in a resample."""
@@ -148,11 +191,12 @@ class MacroMean(Metric):
 
 def metric_from_dict(data: dict[str, Any]) -> Metric:
     """The metric written by ``Metric.to_dict``."""
-    arrays = {k: np.asarray(v, dtype=float) for k, v in data.items() if k not in ("kind", "parts")}
-    kinds = {"mean": MeanOf, "auroc": Auroc, "f1": F1}
+    args = {k: np.asarray(v, dtype=float) if isinstance(v, list) else v for k, v in data.items()
+            if k not in ("kind", "parts")}
+    kinds = {"mean": MeanOf, "auroc": Auroc, "f1": F1, "ece": Ece}
     if data["kind"] == "macro":
         return MacroMean([metric_from_dict(p) for p in data["parts"]])
-    return kinds[data["kind"]](**arrays)
+    return kinds[data["kind"]](**args)
 
 
 def _list(values: np.ndarray) -> list[float | None]:

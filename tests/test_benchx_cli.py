@@ -65,7 +65,7 @@ def test_results_json_follows_the_schema(setup):
     assert data["model"]["name"] == "bx-demo" and data["model"]["version"] == "1"
     assert len(data["model"]["fingerprint"]) == 64
     assert data["suite"] == "tiny"
-    assert data["protocol"] == {"seeds": [0, 1], "fractions": [1.0], "bootstrap": 200, "version": "2"}
+    assert data["protocol"] == {"seeds": [0, 1], "fractions": [1.0], "bootstrap": 200, "version": "3"}
     assert set(data["datasets"]["tiny-2d"]) == {"manifest_hash", "split_hash"}
     assert data["failures"] == []
     row = next(r for r in data["results"] if r["task"] == "linear_probe" and r["metric"] == "auroc_macro" and not r["group"])
@@ -73,7 +73,8 @@ def test_results_json_follows_the_schema(setup):
                         "group", "group_value", "n_test"}
     assert len(row["per_seed"]) == 2 and row["ci_low"] <= row["mean"] <= row["ci_high"]
     assert {r["task"] for r in data["results"]} == set(TASKS)
-    assert {"auroc_Cardiomegaly", "f1_macro", "i2t_R1", "t2i_R10", "precision_at_5"} <= {r["metric"] for r in data["results"]}
+    assert {"auroc_Cardiomegaly", "f1_macro", "ece_macro", "brier_macro", "i2t_R1", "t2i_R10",
+            "precision_at_5"} <= {r["metric"] for r in data["results"]}
     assert {"sex", "view"} <= {r["group"] for r in data["results"]}
     assert (root / "out-a" / "results.csv").read_text().startswith("model_ref,")
 
@@ -93,8 +94,9 @@ def test_mlflow_parent_nested_runs_and_model_version_tag(setup):
     assert len(children) == 6
     assert all("benchx.task" in c.data.tags and c.data.metrics for c in children)
     results = BenchResults.from_json(root / "out-a" / "results.json")
-    assert parent.data.metrics["tiny-2d/linear_probe/auroc_macro"] == pytest.approx(
-        next(r.mean for r in results.results if r.task == "linear_probe" and r.metric == "auroc_macro" and not r.group))
+    for metric in ("auroc_macro", "ece_macro", "brier_macro"):
+        assert parent.data.metrics[f"tiny-2d/linear_probe/{metric}"] == pytest.approx(
+            next(r.mean for r in results.results if r.task == "linear_probe" and r.metric == metric and not r.group))
     # a restriction of the suite's protocol (2 seeds, 4 tasks, 200 resamples) is partial: no gate may take it
     assert not results.complete and parent.data.tags["benchx.complete"] == "false"
     assert any("segmentation" in m for m in results.completeness["missing"])

@@ -2,8 +2,11 @@
 
 Every observation is scored one-vs-rest on its known labels (1 or 0). Decision thresholds are chosen on val
 (the F1-best threshold per observation) and applied to test. Metrics: ``auroc_<observation>``,
-``auroc_macro``, ``f1_macro`` and ``accuracy`` (multiclass: top-scoring class is the labelled one; otherwise
-the share of an item's known labels predicted right).
+``auroc_macro``, ``f1_macro``, ``accuracy`` (multiclass: top-scoring class is the labelled one; otherwise
+the share of an item's known labels predicted right), and the calibration of the scores, which every task gives as
+probabilities (zero-shot softmax, probe ``predict_proba``, fine-tuned heads' sigmoid): ``ece_macro`` (expected
+calibration error, :class:`benchx.stats.Ece`) and ``brier_macro`` (Brier score, :func:`benchx.stats.brier`), both
+averaged over the observations with both classes in test, like ``auroc_macro``; lower is better.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from benchx.fractions import few_shot_indices
-from benchx.stats import F1, Auroc, MacroMean, MeanOf, Metric
+from benchx.stats import F1, Auroc, Ece, MacroMean, MeanOf, Metric, brier
 from benchx.tasks.base import TaskContext, TaskOutcome, register_task
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -46,21 +49,19 @@ def choose_thresholds(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def classification_metrics(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, names: list[str],
                            task_type: str) -> dict[str, Metric]:
-    """The test metrics of ``(N, P)`` scores against ``(N, P)`` labels (NaN unknown)."""
+    """The test metrics of ``(N, P)`` scores (probabilities in [0, 1]) against ``(N, P)`` labels (NaN unknown)."""
     metrics: dict[str, Metric] = {}
-    aurocs, f1s = [], []
+    macro: dict[str, list[Metric]] = {"auroc_macro": [], "f1_macro": [], "ece_macro": [], "brier_macro": []}
     for j, name in enumerate(names):
         known = np.isfinite(labels[:, j])
-        auroc = Auroc(scores[:, j], labels[:, j])
         if len(np.unique(labels[known, j])) == 2:
-            metrics[f"auroc_{name}"] = auroc
-            aurocs.append(auroc)
+            metrics[f"auroc_{name}"] = Auroc(scores[:, j], labels[:, j])
+            macro["auroc_macro"].append(metrics[f"auroc_{name}"])
+            macro["ece_macro"].append(Ece(scores[:, j], labels[:, j]))
+            macro["brier_macro"].append(brier(scores[:, j], labels[:, j]))
         if (labels[known, j] == 1).any():
-            f1s.append(F1((scores[:, j] >= thresholds[j]).astype(float), labels[:, j]))
-    if aurocs:
-        metrics["auroc_macro"] = MacroMean(aurocs)
-    if f1s:
-        metrics["f1_macro"] = MacroMean(f1s)
+            macro["f1_macro"].append(F1((scores[:, j] >= thresholds[j]).astype(float), labels[:, j]))
+    metrics.update({key: MacroMean(parts) for key, parts in macro.items() if parts})
     metrics["accuracy"] = MeanOf(per_case_accuracy(scores, labels, thresholds, task_type))
     return metrics
 
