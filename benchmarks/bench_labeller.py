@@ -40,6 +40,7 @@ BASELINE_KEYWORDS = {
     "Lung Opacity": r"opacit|consolidation|infiltrate|airspace disease|pneumonia",
     "Edema": r"edema|congestion|heart failure",
     "Lung Lesion": r"nodule|mass",
+    "Pneumonia": r"pneumonia",
     "Fracture": r"fracture",
 }
 _NEGATION = re.compile(r"\b(?:no|not|without|negative for)\b", re.IGNORECASE)

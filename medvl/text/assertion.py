@@ -107,12 +107,20 @@ CUES: dict[str, tuple[str, ...]] = {
         r"r/o",
         r"no new",
         r"no new (?:area|areas|focus|foci) of",
+        r"alternatively",
+        r"(?:correlate|correlation) (?:clinically )?(?:for|to exclude|to evaluate for)",
+        r"clinical correlation (?:for|to exclude|to evaluate for)",
+    ),
+    "wide_unc": (
+        r"in (?:the|an|a) (?:appropriate|correct|right|proper|suitable) clinical (?:setting|context|scenario|situation)",
     ),
     "post_unc": (
         r"(?:cannot|can not|can't|could not) (?:be )?(?:entirely |completely |totally )?(?:excluded|ruled out)",
         r"not (?:entirely |completely |totally |definitely )?(?:excluded|ruled out)",
         r"difficult to exclude",
         r"(?:is|are|was|were) (?:\w+ly )?(?:possible|questioned|probable|likely|a consideration|a possibility|considered)",
+        r"(?:is|are|was|were|remains?) (?:also )?(?:another|an additional|a further|a) (?:consideration|possibility)",
+        r"(?:would|could|might|may) (?:also )?be (?:another|an additional|a further|a) (?:consideration|possibility)",
         r"not (?:definitely|well|clearly)[ -](?:seen|identified|visualized|excluded)",
     ),
     "both_neg": (r"unlikely", r"less likely", r"(?:essentially|completely) (?:resolved|cleared)"),
@@ -161,7 +169,10 @@ _AUXILIARY_BEFORE = re.compile(
 )
 _NEGATION = frozenset({"pre_neg", "post_neg", "both_neg"})
 _POST_KINDS = frozenset({"post_neg", "post_unc", "both_neg", "both_unc"})
-_PRE_KINDS = frozenset({"pre_neg", "pre_unc", "pre_hist", "both_neg", "both_unc"})
+_PRE_KINDS = frozenset({"pre_neg", "pre_unc", "pre_hist", "both_neg", "both_unc", "wide_unc"})
+# Pre cues whose scope a finite verb does not end (it still ends at a terminator or the sentence end): a
+# sentence-level hedge such as "In the appropriate clinical setting, this is compatible with pneumonia".
+_WIDE_KINDS = frozenset({"wide_unc"})
 _STATUS = {"neg": ABSENT, "unc": UNCERTAIN, "hist": ABSENT}
 
 
@@ -238,7 +249,10 @@ class AssertionContext:
         pre = [
             c
             for c in cues
-            if c.kind in _PRE_KINDS and left <= c.start and c.end <= end and not self._verb_between(c.end, start)
+            if c.kind in _PRE_KINDS
+            and left <= c.start
+            and c.end <= end
+            and (c.kind in _WIDE_KINDS or not self._verb_between(c.end, start))
         ]
         if not pre:
             return PRESENT

@@ -4,13 +4,14 @@ A MeSH term ``Heading/qualifier/...`` counts for a class when its heading (the p
 one of the class's headings, or when heading and one of its qualifiers form one of the class's qualified terms
 (``Cardiac Shadow/enlarged`` is Cardiomegaly, ``Opacity/.../round`` a nodule). :data:`ORIGINAL_EVAL_CLASSES`
 keeps the first mapping, fixed before the rules were tuned; :data:`EVAL_CLASSES` corrects three of its
-mistakes (see docs/labeller.md), and both are reported. The labeller reads FINDINGS + IMPRESSION; a prediction is
-positive when the labeller gives 1 (and, with ``uncertain_positive=True``, also -1) to one of the class's
-observations. Reports indexed ``No Indexing`` and reports with empty FINDINGS and IMPRESSION are left out: they
-have no reference. The archive is split by a hash of the report id into a development half (used while writing
-rules) and a held-out test half.
+mistakes and adds Pneumonia as a class of its own (:data:`PNEUMONIA_CLASS`; see docs/labeller.md), and both are
+reported. The labeller reads FINDINGS + IMPRESSION; a prediction is positive when the labeller gives 1 (and, with
+``uncertain_positive=True``, also -1) to one of the class's observations. Reports indexed ``No Indexing`` and
+reports with empty FINDINGS and IMPRESSION are left out: they have no reference. The archive is split by a hash
+of the report id into a development half (used while writing rules) and a held-out test half.
 
-Run ``python -m medvl.text.iu_eval [ARCHIVE]`` to print the tables of ``docs/labeller.md``.
+Run ``python -m medvl.text.iu_eval [ARCHIVE] [--split test] [--mapping corrected] [--uncertain negative]`` to
+print the tables of ``docs/labeller.md`` (all of them without options).
 """
 
 from __future__ import annotations
@@ -64,7 +65,24 @@ _CORRECTIONS = {
         "Lung Lesion / Nodule", ("Nodule", "Mass"), ("Lung Lesion",), (("Opacity", "round"), ("Density", "round"))
     ),
 }
-EVAL_CLASSES: tuple[EvalClass, ...] = tuple(_CORRECTIONS.get(cls.name, cls) for cls in ORIGINAL_EVAL_CLASSES)
+# Pneumonia as a class of its own (issue 14): the MeSH heading ``Pneumonia`` against the labeller's Pneumonia.
+# It stays inside Consolidation / Lung Opacity too (CheXpert's hierarchy: pneumonia is a lung opacity).
+PNEUMONIA_CLASS = EvalClass("Pneumonia", ("Pneumonia",), ("Pneumonia",))
+
+
+def _with_pneumonia(classes: tuple[EvalClass, ...]) -> tuple[EvalClass, ...]:
+    """``classes`` with :data:`PNEUMONIA_CLASS` after Consolidation / Lung Opacity."""
+    out: list[EvalClass] = []
+    for cls in classes:
+        out.append(cls)
+        if cls.name == "Consolidation / Lung Opacity":
+            out.append(PNEUMONIA_CLASS)
+    return tuple(out)
+
+
+EVAL_CLASSES: tuple[EvalClass, ...] = _with_pneumonia(
+    tuple(_CORRECTIONS.get(cls.name, cls) for cls in ORIGINAL_EVAL_CLASSES)
+)
 
 NO_REFERENCE = "No Indexing"
 
@@ -158,23 +176,50 @@ def markdown_table(scores: Sequence[ClassScore]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the development, test and whole-archive tables (uncertain counted as positive, then as negative),
-    with the corrected mapping, then with the original one."""
-    from medvl.data.realdata import realdata_root
+    with the corrected mapping, then with the original one; options narrow the selection."""
+    import argparse
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    from medvl.data.realdata import realdata_root
+    from medvl.text.errors import ReportSourceError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m medvl.text.iu_eval",
+        description="Score the findings labeller against the manual MeSH terms of the IU X-ray reports "
+        "(docs/labeller.md). Prints one Markdown table per mapping, uncertainty policy and half.",
+    )
+    parser.add_argument(
+        "archive",
+        nargs="?",
+        help="NLMCXR_reports.tgz or its extracted folder (default: iu_reports/NLMCXR_reports.tgz of the "
+        "real-data bundle, $MEDVL_REALDATA)",
+    )
+    parser.add_argument("--split", choices=("dev", "test", "all"), action="append",
+                        help="half to score (repeatable; default: dev, test and all)")
+    parser.add_argument("--mapping", choices=("corrected", "original"), action="append",
+                        help="MeSH mapping (repeatable; default: both)")
+    parser.add_argument("--uncertain", choices=("positive", "negative"), action="append",
+                        help="count uncertain (-1) labels as positive or negative (repeatable; default: both)")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     root = realdata_root()
-    archive = Path(args[0]) if args else (root / "iu_reports" / "NLMCXR_reports.tgz" if root else None)
+    archive = Path(args.archive) if args.archive else (root / "iu_reports" / "NLMCXR_reports.tgz" if root else None)
     if archive is None:
         print("no archive given and no real-data bundle found (set MEDVL_REALDATA)", file=sys.stderr)
         return 2
-    reports = evaluable(read_iu_reports(archive))
+    try:
+        reports = evaluable(read_iu_reports(archive))
+    except ReportSourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     labels = Labeller().label_many([r.findings_impression for r in reports])
-    for mapping, classes in (("corrected", EVAL_CLASSES), ("original", ORIGINAL_EVAL_CLASSES)):
-        for uncertain_positive in (True, False):
-            for split in ("dev", "test", None):
-                chosen = [i for i, r in enumerate(reports) if split is None or split_of(r.report_id) == split]
-                scores = score([reports[i] for i in chosen], [labels[i] for i in chosen], classes, uncertain_positive)
-                print(f"\n### mapping={mapping} split={split or 'all'} uncertain_positive={uncertain_positive}\n")
+    mappings = {"corrected": EVAL_CLASSES, "original": ORIGINAL_EVAL_CLASSES}
+    for mapping in args.mapping or ("corrected", "original"):
+        for uncertain_positive in [u == "positive" for u in args.uncertain or ("positive", "negative")]:
+            for split in args.split or ("dev", "test", "all"):
+                chosen = [i for i, r in enumerate(reports) if split == "all" or split_of(r.report_id) == split]
+                scores = score(
+                    [reports[i] for i in chosen], [labels[i] for i in chosen], mappings[mapping], uncertain_positive
+                )
+                print(f"\n### mapping={mapping} split={split} uncertain_positive={uncertain_positive}\n")
                 print(markdown_table(scores))
     return 0
 
