@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.analysis import analysis_or_stop
+from app.analysis import reading_or_stop
 from app.feedback import FeedbackError
 from app.feedback_form import feedback_form
-from app.findings_panel import findings_panel
+from app.findings_panel import findings_panel, intended_use_banner
 from app.login import login_gate, logout_button
 from app.model_choice import choose_model
 from app.open_study import open_study_panel
@@ -38,17 +38,18 @@ logout_button(audit)
 loaded = choose_model(settings, user)
 if loaded is None:
     st.stop()
+intended_use_banner(loaded)
 
 study = open_study_panel(settings, user, audit)
 if study is None:
     st.info("Open a study to see the model's findings.")
     st.stop()
 
-analysis = analysis_or_stop(loaded, study)
+reading = reading_or_stop(loaded, study)
 
 left, right = st.columns([3, 2])
 with right:
-    scores, query = findings_panel(loaded, analysis)
-    feedback_form(user, loaded, study, scores, store, audit)
+    findings, query = findings_panel(loaded, reading)
+    feedback_form(user, loaded, study, findings, store, audit)
 with left:
-    viewer_panel(study, loaded, analysis, query)
+    viewer_panel(study, loaded, reading, query)

@@ -10,11 +10,11 @@ from app.model_choice import LoadedModel
 from app.state import audit_event
 from app.study import Study
 from governance.audit import AuditLog
-from medvl.infer.attribution import FindingScore
+from medvl.infer.reading import Finding
 
 
 def feedback_form(
-    user: User, loaded: LoadedModel, study: Study, scores: list[FindingScore], store: FeedbackStore, audit: AuditLog
+    user: User, loaded: LoadedModel, study: Study, scores: list[Finding], store: FeedbackStore, audit: AuditLog
 ) -> None:
     """A form per finding; a submitted verdict goes to the feedback database and the audit log."""
     st.subheader("Your review")

@@ -1,4 +1,5 @@
-"""Findings: the zero-shot probability of every observation as bars, with the prompts used, and a free-text query."""
+"""Findings: the out-of-distribution notice, calibrated probabilities with their operating points, and a
+free-text query."""
 
 from __future__ import annotations
 
@@ -6,45 +7,78 @@ import pandas as pd
 import streamlit as st
 
 from app.model_choice import LoadedModel
-from medvl.infer.attribution import (
-    FindingScore,
-    ImageAnalysis,
-    QueryScore,
-    finding_scores,
-    observations_for,
-    query_score,
-)
+from medvl.infer.attribution import QueryScore, query_score
+from medvl.infer.reading import Finding, StudyReading
+
+SHOW_ANYWAY = "show_ood_findings"
 
 
-def findings_table(scores: list[FindingScore]) -> pd.DataFrame:
-    """One row per observation, most probable first: finding, probability, positive and negative prompts."""
+def findings_table(findings: list[Finding]) -> pd.DataFrame:
+    """One row per finding, most probable first: finding, probability, operating point and the call."""
     rows = [
-        {"finding": s.name, "probability": s.probability,
-         "positive prompts": " | ".join(s.positive_prompts), "negative prompts": " | ".join(s.negative_prompts)}
-        for s in scores
+        {"finding": f.name, "probability": f.probability,
+         "operating point": f.threshold, "call": {True: "positive", False: "negative", None: "-"}[f.positive]}
+        for f in findings
     ]  # fmt: skip
-    return pd.DataFrame(rows).sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+    return pd.DataFrame(rows, columns=["finding", "probability", "operating point", "call"])
 
 
-def findings_panel(loaded: LoadedModel, analysis: ImageAnalysis) -> tuple[list[FindingScore], QueryScore | None]:
-    """Draw the findings bars and the query box; returns the scores and the query's score (None when empty)."""
+def _prompts(findings: list[Finding]) -> pd.DataFrame:
+    return pd.DataFrame([{"finding": f.name, "source": f.source, "positive": " | ".join(f.prompts[0]),
+                          "negative": " | ".join(f.prompts[1])} for f in findings])  # fmt: skip
+
+
+def out_of_distribution_notice(reading: StudyReading) -> bool:
+    """Show the notice when the study lies outside the model's training data; True when the findings may be
+    shown (in distribution, or the reader asked for them)."""
+    if not reading.out_of_distribution:
+        return True
+    reasons = "\n".join(f"- {reason}" for reason in reading.domain.reasons)
+    st.error(f"**Outside what this model was trained on.** Its findings on this study are not reliable:\n{reasons}",
+             icon="⚠️")  # fmt: skip
+    return st.checkbox("Show the finding probabilities anyway", key=SHOW_ANYWAY)
+
+
+def findings_panel(loaded: LoadedModel, reading: StudyReading) -> tuple[list[Finding], QueryScore | None]:
+    """Draw the findings and the query box; returns the findings and the query's score (None when empty)."""
     st.subheader("Findings")
-    scores = finding_scores(analysis, loaded.bank, observations_for(loaded.bank, analysis.n_slices > 1))
-    st.dataframe(
-        findings_table(scores),
-        hide_index=True,
-        key="findings_table",
-        column_config={
-            "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.2f",
-                                                           help="zero-shot: the patch-concept head (the best region of any slice "
-                                                                "against the trained concept) where the model has one, "
-                                                                "else softmax over positive vs negative prompts"),
-        },  # fmt: skip
-    )
+    findings = reading.findings
+    if out_of_distribution_notice(reading):
+        st.dataframe(
+            findings_table(findings),
+            hide_index=True,
+            key="findings_table",
+            width="stretch",
+            column_config={
+                "probability": st.column_config.ProgressColumn(
+                    "probability", min_value=0.0, max_value=1.0, format="%.2f"
+                ),
+                "operating point": st.column_config.NumberColumn(
+                    "operating point", format="%.2f", help="called positive at or above this probability"
+                ),
+            },  # fmt: skip
+        )
+        st.caption(f"Probabilities: {loaded.reader.calibration_note(reading.kind)}.")
+        with st.expander("How each finding is scored"):
+            st.dataframe(_prompts(findings), hide_index=True, key="findings_prompts")
     text = st.text_input("Free-text query", key="query", placeholder="e.g. small left pleural effusion")
     query = None
     if text.strip():
-        query = query_score(loaded.model, analysis, text)
+        query = query_score(loaded.model, reading.analysis, text)
         st.progress(query.probability, text=f"'{query.text}': {query.probability:.2f} "
                                             f"(compared with '{query.negative_prompt}'; cosine {query.similarity:.3f})")  # fmt: skip
-    return scores, query
+    return findings, query
+
+
+def intended_use_banner(loaded: LoadedModel) -> None:
+    """What the model is for and what it was trained on, from the model card's intended use and its saved
+    training domain."""
+    from governance.cards.content import INTENDED_USE
+
+    domain = loaded.reader.domain
+    trained = (
+        f"Trained on {domain.describe()}."
+        if domain is not None
+        else "The model was saved without a description of its training data."
+    )
+    st.info(f"**Intended use.** {INTENDED_USE} {trained}", icon="ℹ️")

@@ -19,13 +19,10 @@ import streamlit as st
 
 from app.auth import User
 from app.settings import AppSettings
-from medvl.data.phantom import ZERO_SHOT_PROMPTS
 from medvl.data.preprocess import PrepSettings
-from medvl.infer.attribution import TextBank, build_text_bank
-from medvl.infer.loading import load_for_inference, read_concepts
+from medvl.infer.attribution import TextBank
 from medvl.infer.model_ref import ModelRefError, model_fingerprint, resolve_model
-from medvl.text.labels import LabelSpace
-from medvl.text.prompts import build_prompts
+from medvl.infer.reading import Reader
 
 APPROVED = "Approved model"
 LOCAL = "Local checkpoint"
@@ -34,27 +31,35 @@ MAX_LOADED_MODELS = 4
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready for review: where it came from, its weights' fingerprint, preprocessing and text bank."""
+    """A model ready for review: where it came from, its weights' fingerprint and its :class:`Reader` (weights,
+    preprocessing, text bank, calibration, training domain)."""
 
     ref: str
     name: str
     version: str
     model_dir: Path
     fingerprint: str
-    model: Any
-    prep: PrepSettings
-    bank: TextBank
+    reader: Reader
+
+    @property
+    def model(self) -> Any:
+        """The model in eval mode."""
+        return self.reader.model
+
+    @property
+    def prep(self) -> PrepSettings:
+        """The preprocessing it was trained with."""
+        return self.reader.prep
+
+    @property
+    def bank(self) -> TextBank:
+        """Its text bank."""
+        return self.reader.bank
 
     @property
     def label(self) -> str:
         """How the model is named in the page and in feedback: ``NAME vVERSION`` or the folder name."""
         return f"{self.name} v{self.version}" if self.name else self.model_dir.name
-
-
-def prompt_set(name: str) -> dict[str, Any]:
-    """The zero-shot prompts of a named set: ``default`` (ensembles for CheXpert-14 and the chest/abdomen CT
-    findings) or ``phantom``."""
-    return dict(ZERO_SHOT_PROMPTS) if name == "phantom" else dict(build_prompts(LabelSpace.chest_abdomen_ct()))
 
 
 def load_model(ref: str, tracking_uri: str | None, prompts: str) -> LoadedModel:
@@ -64,10 +69,8 @@ def load_model(ref: str, tracking_uri: str | None, prompts: str) -> LoadedModel:
         ModelRefError: the reference leads to no saved model.
     """
     resolved = resolve_model(ref, tracking_uri=tracking_uri)
-    model, prep = load_for_inference(resolved.model_dir)
-    bank = build_text_bank(model, prompt_set(prompts), trained_concepts=read_concepts(resolved.model_dir))
     return LoadedModel(ref, resolved.name, resolved.version, resolved.model_dir,
-                       model_fingerprint(resolved.model_dir), model, prep, bank)  # fmt: skip
+                       model_fingerprint(resolved.model_dir), Reader(resolved.model_dir, prompts))  # fmt: skip
 
 
 @st.cache_resource(show_spinner="Loading the model and embedding its prompts...", max_entries=MAX_LOADED_MODELS)

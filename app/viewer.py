@@ -72,6 +72,12 @@ def overlay(grey: np.ndarray, heat: np.ndarray | None, opacity: float, colormap:
     return np.rint(rgb * 255).astype(np.uint8)
 
 
+def colour_bar(colormap: str = "jet", width: int = 256, height: int = 12) -> np.ndarray:
+    """``(height, width, 3)`` uint8: the heatmap colour scale, lowest score on the left."""
+    colours = colormaps[colormap](np.linspace(0.0, 1.0, width))[:, :3]
+    return np.rint(np.repeat(colours[None], height, axis=0) * 255).astype(np.uint8)
+
+
 def relevance_strip(values: np.ndarray, current: int | None = None, height: int = 24, cell: int = 6) -> np.ndarray:
     """A horizontal strip, one ``cell``-wide column per slice coloured by relevance, the current slice marked."""
     colours = colormaps["viridis"](normalise_heat(np.asarray(values, dtype=np.float32)))[:, :3]

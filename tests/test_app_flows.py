@@ -46,7 +46,9 @@ def test_upload_findings_attribution_and_feedback(review_env, tmp_path):
                                         "Consolidation", "Pneumothorax", "Pleural Effusion",
                                         "No Finding"}  # fmt: skip
     assert findings["probability"].between(0, 1).all() and findings["probability"].is_monotonic_decreasing
-    assert "There is no pneumothorax." in set(findings["negative prompts"])
+    prompts = next(df.value for df in at.dataframe if "negative" in df.value.columns)
+    assert "There is no pneumothorax." in set(prompts["negative"])
+    assert set(findings["call"]) == {"-"}  # a model saved without calibration makes no calls
     at.selectbox(key="target").select("Pleural Effusion")
     at.slider(key="opacity").set_value(0.8)
     at.run()

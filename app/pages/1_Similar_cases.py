@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.analysis import analysis_or_stop
+from app.analysis import reading_or_stop
 from app.login import require_user
 from app.model_choice import choose_model
 from app.state import audit_event, current_study, services_or_stop
@@ -48,7 +48,7 @@ study = current_study()
 if study is None:
     st.info("Open a study on the Home page to see its nearest cases.")
     st.stop()
-analysis = analysis_or_stop(loaded, study)
+analysis = reading_or_stop(loaded, study).analysis
 st.subheader(f"Nearest to {study.name}")
 exclude = study.name if study.source == "manifest" else None
 audit_event(audit, user.name, "similar.nearest", study.study_hash, model=loaded.label)

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from benchx.headline import lower_is_better
 from governance.cards.document import Bullets, CardDocument, Heading, Image, Paragraph, Table
 
 INTENDED_USE = (
@@ -199,7 +200,8 @@ def subgroup_gaps(results: Sequence[dict]) -> list[tuple[tuple, float, str, str]
     for key, values in means.items():
         ranked = sorted(values.items(), key=lambda item: (item[1], item[0]))
         if len(ranked) >= 2:
-            (worst, low), (best, high) = ranked[0], ranked[-1]
+            (first, low), (last, high) = ranked[0], ranked[-1]
+            best, worst = (first, last) if lower_is_better(key[2]) else (last, first)
             gaps.append((key, high - low, best, worst))
     return sorted(gaps, key=lambda g: -g[1])
 

@@ -18,7 +18,9 @@ from types import ModuleType
 
 from medvl.console import quiet_third_party_output
 
-BUILTIN_COMMANDS = ("inspect", "ingest", "cache", "synth", "label", "tokenizer", "pretrain", "embed", "sync-runs")
+BUILTIN_COMMANDS = (
+    "inspect", "ingest", "cache", "synth", "label", "tokenizer", "pretrain", "embed", "predict", "sync-runs",
+)
 
 
 def _command_modules() -> dict[str, ModuleType]:

@@ -146,6 +146,8 @@ class CachedCohort(Dataset):
         self._depth = index["depth"].to_numpy(np.int64)
         self._mask_offset = index["mask_offset"].to_numpy(np.int64)
         self._volume = (index["kind"] == "3d").to_numpy()
+        self._modality = index["modality"].fillna("").to_numpy(dtype=str)
+        self._content_box = np.asarray([list(b) for b in index["content_box"]], np.int64).reshape(-1, 4)
         self._z = np.concatenate([np.asarray(z, np.float32) for z in index["z_mm"]]) if len(index) else np.zeros(0)
         self._z_start = np.concatenate([[0], np.cumsum(self._depth)]).astype(np.int64)
         self._spacing = np.asarray([list(s) for s in index["spacing"]], np.float32).reshape(-1, 3)
@@ -161,6 +163,15 @@ class CachedCohort(Dataset):
     def is_volume(self) -> np.ndarray:
         """Per item: True for a volume, False for a 2D image."""
         return self._volume
+
+    @property
+    def modalities(self) -> np.ndarray:
+        """Per item: its modality code (``CR``, ``CT``...; empty when unknown)."""
+        return self._modality
+
+    def content_box(self, i: int) -> tuple[int, int, int, int]:
+        """``(top, left, bottom, right)`` of item ``i``'s image inside its padded square."""
+        return tuple(int(v) for v in self._content_box[int(i)])  # type: ignore[return-value]
 
     def text(self, field: str, i: int) -> str:
         """One text field (``report``, ``findings``, ``impression``, ``study_id``...) of item ``i``, no pixels read."""

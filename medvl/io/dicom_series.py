@@ -296,7 +296,7 @@ def _check_unique_instances(entries: list[Entry], source: Path) -> None:
 def _scan(folder: Path, progress: bool) -> dict[str, list[Entry]]:
     series: dict[str, list[Entry]] = defaultdict(list)
     n_dicom = 0
-    for path in tqdm(list(_files(folder)), desc="reading headers", unit="file", disable=not progress):
+    for path in tqdm(list(files_below(folder)), desc="reading headers", unit="file", disable=not progress):
         head = read_head(path)
         if not looks_like_dicom(head):
             continue
@@ -317,7 +317,7 @@ def _scan(folder: Path, progress: bool) -> dict[str, list[Entry]]:
     return dict(sorted(series.items(), key=lambda kv: (_series_number(kv[1]), kv[0])))
 
 
-def _files(folder: Path) -> Iterable[Path]:
+def files_below(folder: Path) -> Iterable[Path]:
     """Files below ``folder``, sorted, hidden ones left out; symbolic links to folders are followed, each real
     folder once (a link back up the tree is not entered again)."""
     seen: set[tuple[int, int]] = set()

@@ -36,6 +36,7 @@ def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
     save_preprocess(PrepSettings.from_dict(trainer.cohort.settings), model_dir)
     if trainer.concepts is not None:
         save_concepts(trainer.concepts.names, model_dir)
+    _fit_profile(trainer, model_dir)
     (model_dir / "lineage.json").write_text(json.dumps({
         "manifest_hash": trainer.cohort.manifest_hash, "cache_key": trainer.cohort.key,
         "mlflow_run_id": trainer.state.mlflow_run_id, "steps": trainer.state.step,
@@ -57,6 +58,17 @@ def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
             tracker.set_tags({"medvl.model_uri": uri, "medvl.registered_version": version or ""})
             log.info("logged %s%s", uri, f" as {tracking.register_as} version {version}" if version else "")
     return model_dir, val
+
+
+def _fit_profile(trainer: Trainer, model_dir: Path) -> None:
+    """Save the calibration and training domain beside the weights (:mod:`medvl.infer.profile_fit`)."""
+    from medvl.infer.profile_fit import fit_profile
+
+    d = trainer.cfg.data
+    calibration, domain = fit_profile(model_dir, trainer.cohort.cache_dir, d.train_split, d.val_split,
+                                      str(trainer.device), trainer.cfg.train.seed)  # fmt: skip
+    offered = {kind: len(findings) for kind, findings in calibration.kinds.items()}
+    log.info("trained on %s; calibrated findings per kind: %s", domain.describe(), offered or "none")
 
 
 def _best_validation(run_dir: Path, metric: str) -> dict[str, float]:
