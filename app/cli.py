@@ -26,8 +26,9 @@ import sys
 from pathlib import Path
 
 from app.auth import ROLES, AuthConfigError, UserStore
-from app.settings import PROMPT_SETS, AppSettings
+from app.settings import AppSettings
 from governance.audit import KEY_FILE_ENV, AuditLog, AuditLogError
+from medvl.text.prompts import PROMPT_SETS
 
 HELP = "run the clinician review app (Streamlit), add reviewers, build the similar-case index"
 HOME = Path(__file__).with_name("Home.py")

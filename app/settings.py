@@ -21,7 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROMPT_SETS = ("default", "phantom")
+from medvl.text.prompts import PROMPT_SETS
+
 ENV_PREFIX = "MEDVL_REVIEW_"
 
 

@@ -144,3 +144,78 @@ def test_login_upload_findings_heatmap_and_volume_in_chromium(server, browser, t
     browser.save_screenshot(str(SCREENSHOTS / "volume_relevance.png"))
     assert all((SCREENSHOTS / n).stat().st_size > 10_000 for n in ("home.png", "findings_heatmap.png",
                                                                    "volume_relevance.png"))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_server(tmp_path_factory, trained_phantom_model):
+    """The app on the session's trained phantom model (calibrated, with a training domain) and a similar-case
+    index of its cache."""
+    from medvl.cli import main
+
+    tmp = tmp_path_factory.mktemp("browser-trained")
+    index = tmp / "index"
+    assert main(["review", "index", "--model", str(trained_phantom_model.model_dir),
+                 "--cache", str(trained_phantom_model.cache_dir), "-o", str(index)]) == 0  # fmt: skip
+    env = {**os.environ, **app_env(tmp, trained_phantom_model.model_dir, prompts="default", index=str(index))}
+    port = free_port()
+    log = open(tmp / "streamlit.log", "w")
+    process = subprocess.Popen(streamlit_command(port, 512), env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", START_TIMEOUT, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _phantom_test_image(trained_phantom_model) -> Path:
+    """A radiograph of the phantom cohort's test split (its patients trained nothing)."""
+    import pandas as pd
+
+    manifest = pd.read_parquet(trained_phantom_model.manifest)
+    return Path(manifest[manifest["split"] == "test"]["path"].iloc[0])
+
+
+def test_calibrated_findings_similar_cases_and_the_out_of_distribution_notice(trained_server, trained_phantom_model,
+                                                                           browser, tmp_path):  # fmt: skip
+    from selenium.webdriver.common.by import By
+
+    from medvl.data.realdata import realdata_root
+
+    browser.get(trained_server)
+    _wait(browser, "input[aria-label='User name']").send_keys("ann")
+    browser.find_element(By.CSS_SELECTOR, "input[type='password']").send_keys(PASSWORD)
+    _click(browser, "button", "Log in")
+    _wait_text(browser, "Intended use.")
+    _upload(browser, _phantom_test_image(trained_phantom_model))
+    _wait_text(browser, "Youden")  # the caption says how the probabilities were calibrated
+    assert _wait(browser, "[data-testid='stDataFrame']")
+    assert not _find(browser, "[data-testid='stAlert']", "Outside what this model was trained on")
+    browser.save_screenshot(str(SCREENSHOTS / "findings_calibrated.png"))
+
+    _click(browser, "[data-testid='stSidebarNavLink']", "Similar cases")
+    _wait_text(browser, "Nearest to")
+    assert _until(browser, lambda d: len([i for i in d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")
+                                          if i.size["width"] > 40]) >= 3, 120)  # fmt: skip
+    _wait_text(browser, "similarity")
+    browser.save_screenshot(str(SCREENSHOTS / "similar_cases.png"))
+
+    root = realdata_root()
+    if root is not None:  # a real chest X-ray: the notice the README shows
+        outside = sorted((root / "cxr_covid" / "images").glob("*.jpg"))[0]
+    else:
+        cohort = synthesize(tmp_path / "ct", n_2d=0, n_3d=1, seed=4, size=128, ct_size=64, depth_range=(24, 24))
+        outside = cohort.parent / read_index(cohort.parent)[0]["image"]
+    _click(browser, "[data-testid='stSidebarNavLink']", "Home")
+    _wait(browser, "[data-testid='stFileUploader']")
+    _upload(browser, outside)
+    _wait_text(browser, "Outside what this model was trained on")
+    _wait_text(browser, "Show the finding probabilities anyway")
+    assert not _find(browser, "[data-testid='stCaptionContainer']", "Probabilities:")  # hidden until asked
+    browser.save_screenshot(str(SCREENSHOTS / "ood_notice.png"))
+    _click(browser, "label", "Show the finding probabilities anyway")
+    _wait_text(browser, "Probabilities:")

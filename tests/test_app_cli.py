@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from medvl.cli import main
 from medvl.infer.model_ref import model_fingerprint
-from medvl.infer.similar import EmbeddingIndex, SimilarIndexError
+from medvl.infer.similar import SAME_IMAGE, EmbeddingIndex, SimilarIndexError
 from tests.app_support import PASSWORD, app_env, save_small_model
 
 
@@ -38,11 +39,15 @@ def test_index_builds_searches_and_refuses_another_model(tmp_path, capsys):
                  "-o", str(tmp_path / "index")]) == 0  # fmt: skip
     index = EmbeddingIndex.load(tmp_path / "index", model_fingerprint(model_dir))
     assert len(index) == 8 and index.embeddings.shape[1] == 128
-    assert set(index.table.columns) == {"study_id", "split", "path", "impression"}
+    assert set(index.table.columns) == {"study_id", "split", "path", "impression", "report"}
     first = index.table["study_id"][0]
-    hits = index.nearest(index.embeddings[0], k=3)
-    assert hits[0].study_id == first and hits[0].score == pytest.approx(1.0, abs=1e-5)
-    assert first not in [h.study_id for h in index.nearest(index.embeddings[0], k=3, exclude=first)]
+    hits = index.nearest(index.embeddings[0], k=3)  # the query image itself is never its own neighbour
+    assert first not in [h.study_id for h in hits] and len(hits) == 3 and all(h.score < SAME_IMAGE for h in hits)
+    assert hits[0].report == index.table["report"][hits[0].row] and hits[0].report.strip()
+    thumbnail = index.thumbnail(hits[0].row)
+    assert thumbnail.dtype == np.uint8 and thumbnail.shape == (128, 128) and thumbnail.std() > 0
+    other = index.table["study_id"][hits[0].row]
+    assert other not in [h.study_id for h in index.nearest(index.embeddings[0], k=3, exclude=other)]
     with pytest.raises(SimilarIndexError, match="another model"):
         EmbeddingIndex.load(tmp_path / "index", "0" * 64)
     assert main(["review", "index", "--model", str(tmp_path / "nowhere"), "--cache", str(tmp_path / "cache"),

@@ -86,3 +86,12 @@ def test_predict_refuses_a_missing_model_in_one_line(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nothing"), str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("medvl predict:") and len(err.strip().splitlines()) == 1
+
+
+def test_embed_counts_the_images_outside_the_training_data(trained_phantom_model, capsys, tmp_path):
+    out = tmp_path / "emb.npz"
+    assert main(["embed", str(trained_phantom_model.model_dir), str(trained_phantom_model.cache_dir), "--split", "test",
+                 "--json", "-o", str(out)]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    flags = np.load(out)["out_of_distribution"]
+    assert len(flags) == result["n"] and int(flags.sum()) == result["out_of_distribution"] <= 0.10 * result["n"]

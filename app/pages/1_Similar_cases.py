@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app.analysis import reading_or_stop
@@ -21,9 +20,18 @@ def cached_index(path: str, fingerprint: str) -> EmbeddingIndex:
     return EmbeddingIndex.load(path, fingerprint)
 
 
-def _table(cases: list[SimilarCase]) -> pd.DataFrame:
-    return pd.DataFrame([{"study": c.study_id, "similarity": round(c.score, 3), "impression": c.impression,
-                          "split": c.split} for c in cases])  # fmt: skip
+def _cases(index: EmbeddingIndex, cases: list[SimilarCase], key: str) -> None:
+    """One row per case: its thumbnail, then the study, similarity and report text."""
+    if not cases:
+        st.info("No similar case in the index.")
+    for rank, case in enumerate(cases):
+        picture, text = st.columns([1, 4])
+        thumbnail = index.thumbnail(case.row) if case.row >= 0 else None
+        if thumbnail is not None:
+            picture.image(thumbnail, caption=f"similarity {case.score:.3f}", width="stretch")
+        text.markdown(f"**{case.study_id}** · {case.split or 'no split'} · similarity {case.score:.3f}")
+        text.text_area("Report", case.report or case.impression, key=f"{key}_{rank}", disabled=True, height=110,
+                       label_visibility="collapsed")  # fmt: skip
 
 
 st.title("Similar cases")
@@ -43,7 +51,7 @@ except SimilarIndexError as exc:
 text = st.text_input("Find studies showing...", key="similar_text", placeholder="e.g. large right pleural effusion")
 if text.strip():
     audit_event(audit, user.name, "similar.search_text", loaded.label, query=text.strip()[:MAX_AUDITED_QUERY])
-    st.dataframe(_table(index.search_text(loaded.model, text, NEIGHBOURS)), hide_index=True, key="text_hits")
+    _cases(index, index.search_text(loaded.model, text, NEIGHBOURS), "text_hit")
 study = current_study()
 if study is None:
     st.info("Open a study on the Home page to see its nearest cases.")
@@ -52,4 +60,4 @@ analysis = reading_or_stop(loaded, study).analysis
 st.subheader(f"Nearest to {study.name}")
 exclude = study.name if study.source == "manifest" else None
 audit_event(audit, user.name, "similar.nearest", study.study_hash, model=loaded.label)
-st.dataframe(_table(index.nearest(analysis.embedding, NEIGHBOURS, exclude=exclude)), hide_index=True, key="nearest")
+_cases(index, index.nearest(analysis.embedding, NEIGHBOURS, exclude=exclude), "nearest")

@@ -4,8 +4,9 @@
   medvl embed models:/medvl-demo@champion covid-cache --split val test -o covid-embeddings.npz
 
 Prints image-to-text and text-to-image R@1/5/10 over the chosen splits (the gallery is every report of those
-studies; chance R@k is k / N) and, with -o, writes an .npz with the L2-normalised image and text embeddings,
-the study ids and the labels in the cache's label space.
+studies; chance R@k is k / N), how many images lie outside the model's training data (its saved training domain,
+docs/predict.md) and, with -o, writes an .npz with the L2-normalised image and text embeddings, the study ids,
+the labels in the cache's label space and the out-of-distribution flag of each image.
 """
 
 from __future__ import annotations
@@ -31,16 +32,20 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from medvl.data.cache import CachedCohort, CacheError
+    from medvl.infer.domain import read_domain
     from medvl.infer.embed import embed_pairs, uses_slices
     from medvl.infer.loading import load_for_inference
     from medvl.infer.model_ref import ModelRefError, resolve_model
+    from medvl.infer.profile_fit import cohort_outside
     from medvl.infer.retrieval import retrieval_metrics
     from medvl.train.pairs import PairDataset, collate_pairs, select_items
 
     try:
-        model, _ = load_for_inference(resolve_model(args.model).model_dir)
+        model_dir = resolve_model(args.model).model_dir
+        model, _ = load_for_inference(model_dir)
+        domain = read_domain(model_dir)
         cohort = CachedCohort(args.cache)
-    except (ModelRefError, CacheError, FileNotFoundError) as exc:
+    except (ModelRefError, CacheError, FileNotFoundError, ValueError) as exc:
         print(f"medvl embed: {exc}", file=sys.stderr)
         return 2
     kinds = args.kinds if args.kinds != "all" or uses_slices(model) else "2d"
@@ -50,13 +55,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     emb = embed_pairs(model, PairDataset(cohort, indices), collate_pairs, torch.device("cpu"))
     metrics = retrieval_metrics(emb.image, emb.text)
+    outside = cohort_outside(domain, cohort, indices, emb.image.numpy()) if domain is not None else None
     if args.out:
+        flags = outside if outside is not None else np.zeros(len(indices), dtype=bool)
         np.savez(args.out, image=emb.image.numpy(), text=emb.text.numpy(), study_id=np.asarray(emb.study_ids),
-                 labels=emb.labels, label_space=np.asarray(cohort.label_space))  # fmt: skip
+                 labels=emb.labels, label_space=np.asarray(cohort.label_space), out_of_distribution=flags)  # fmt: skip
+    n_outside = None if outside is None else int(outside.sum())
     if args.json:
-        print(json.dumps({"n": len(indices), **metrics}, indent=2))
+        print(json.dumps({"n": len(indices), **metrics, "out_of_distribution": n_outside}, indent=2))
     else:
         print(f"{len(indices)} pairs ({', '.join(args.split)}); chance R@k = k/{len(indices)}")
         for direction in ("i2t", "t2i"):
             print(f"  {direction}: " + "  ".join(f"R@{k} {metrics[f'{direction}_R{k}']:.3f}" for k in (1, 5, 10)))
+        if n_outside is None:
+            print("  out of distribution: unknown (the model was saved without a training domain)")
+        else:
+            print(f"  out of distribution: {n_outside} of {len(indices)} images lie outside the model's training data")
     return 0

@@ -11,6 +11,11 @@ byte-identical files. Read it into a manifest with 'medvl ingest phantom DIR -o 
 
   medvl synth -o ct --n-2d 0 --n-3d 2000 --depth 40,200 --ct-dicom-fraction 0.1 --workers 8
                                                            a CT training cohort, DICOM for 10 %
+  medvl synth -o iu-phantoms --from-reports iu-xray ../shared/data/iu_reports/NLMCXR_reports.tgz --size 128
+                                                           one radiograph per real IU X-ray report, drawn
+                                                           from what the report says and paired with it
+                                                           (--n-2d caps the reports; never ship the result:
+                                                           the IU licence allows no modified copies)
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="share of CTs also written as a DICOM series; the NIfTI is always written (default 1.0)",
     )
+    parser.add_argument("--from-reports", nargs=2, metavar=("SOURCE", "PATH"),
+                        help="render one radiograph per real report of SOURCE (iu-xray: the NLMCXR_reports.tgz "
+                             "archive or its folder) from the findings it states, paired with its text")  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in process)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous cohort in --out")
     parser.add_argument(
@@ -72,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from medvl.data.phantom import PhantomError, synthesize  # scipy, pandas: only when the command runs
 
+    if args.from_reports:
+        return _from_reports(args)
     try:
         index = synthesize(
             args.out,
@@ -101,4 +111,28 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {index}: {args.n_2d} radiographs, {args.n_3d} CTs"
         + (f"; montage {montage}" if montage else "")
     )
+    return 0
+
+
+def _from_reports(args: argparse.Namespace) -> int:
+    from medvl.data.phantom import PhantomError, read_index
+    from medvl.data.phantom.from_reports import SOURCES, synthesize_from_reports
+    from medvl.text.errors import ReportSourceError
+    from medvl.text.iu_xray import read_iu_reports
+
+    source, path = args.from_reports
+    if source not in SOURCES:
+        print(f"medvl synth: --from-reports {source}: choose one of {', '.join(SOURCES)}", file=sys.stderr)
+        return 2
+    try:
+        reports = read_iu_reports(path)
+        limit = args.n_2d if args.n_2d != 200 else None  # an explicit --n-2d caps the reports
+        index = synthesize_from_reports(args.out, reports, seed=args.seed, size=args.size,
+                                        eval_fraction=args.eval_fraction, limit=limit, workers=args.workers,
+                                        overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
+    except (PhantomError, ReportSourceError, OSError) as exc:
+        print(f"medvl synth: {exc}", file=sys.stderr)
+        return 2
+    count = len(read_index(index.parent))
+    print(f"wrote {index}: {count} radiographs rendered from {source} reports (do not share: see --help)")
     return 0

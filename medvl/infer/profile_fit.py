@@ -45,6 +45,17 @@ def cohort_input(cohort: CachedCohort, i: int) -> ModelInput:
     )
 
 
+def cohort_outside(domain: TrainingDomain, cohort: CachedCohort, indices: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: which cache items (with their normalised study embeddings) lie outside ``domain``."""
+    flags = []
+    for i, embedding in zip(indices, np.asarray(embeddings, dtype=np.float32), strict=True):
+        model_input = cohort_input(cohort, int(i))
+        kind = "3d" if model_input.is_volume else "2d"
+        statistics = image_statistics(model_input.pixels, model_input.content_box)
+        flags.append(not domain.check(kind, str(cohort.modalities[i]), statistics, embedding).inside)
+    return np.asarray(flags, dtype=bool)
+
+
 def select_items(cohort: CachedCohort, split: str, kind: str) -> np.ndarray:
     """Indices of the cache items of ``split`` and ``kind`` (``2d`` or ``3d``)."""
     return np.flatnonzero((cohort.splits == split) & (cohort.is_volume == (kind == "3d")))

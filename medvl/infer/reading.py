@@ -30,10 +30,7 @@ from medvl.infer.calibration import ModelCalibration, read_calibration
 from medvl.infer.domain import DomainCheck, TrainingDomain, image_statistics, read_domain
 from medvl.infer.loading import ModelInput, load_for_inference, read_concepts
 from medvl.text.labels import LabelSpace
-from medvl.text.prompts import build_prompts
-
-DEFAULT_PROMPTS = "default"
-PROMPT_SETS = (DEFAULT_PROMPTS, "phantom")
+from medvl.text.prompts import DEFAULT_PROMPTS, PROMPT_SETS, build_prompts
 
 
 def prompt_set(name: str) -> dict[str, Any]:

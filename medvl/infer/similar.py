@@ -1,10 +1,13 @@
 """Similar cases: an embedding index of a cohort, searched by image or by text.
 
 An index holds one L2-normalised image embedding per cached image (``embeddings.npy``) and a row-aligned table
-(``studies.parquet``: study id, split, source path, impression) plus ``index.json`` (the model's fingerprint,
-the cache key, the count). It is built from a training cache (:meth:`EmbeddingIndex.from_cache`), whose images
-were prepared exactly as the model's training data; loading it for another model is refused, since embeddings
-of two models are not comparable.
+(``studies.parquet``: study id, split, source path, impression, report text) plus ``index.json`` (the model's
+fingerprint, the cache key, the count). It is built from a training cache (:meth:`EmbeddingIndex.from_cache`),
+whose images were prepared exactly as the model's training data; loading it for another model is refused, since
+embeddings of two models are not comparable. Thumbnails come from that cache (:meth:`EmbeddingIndex.thumbnail`).
+
+A neighbour whose embedding is the query's own (cosine at least :data:`SAME_IMAGE`) is the query study itself,
+opened from another file or name, and is never listed.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ FORMAT = "medvl-similar/1"
 META_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 TABLE_FILE = "studies.parquet"
-TABLE_COLUMNS = ("study_id", "split", "path", "impression")
+TABLE_COLUMNS = ("study_id", "split", "path", "impression", "report")
+SAME_IMAGE = 0.9995
+"""Cosine similarity above which a neighbour is the query image itself."""
 
 
 class SimilarIndexError(ValueError):
@@ -36,13 +41,16 @@ class SimilarIndexError(ValueError):
 
 @dataclass(frozen=True)
 class SimilarCase:
-    """One neighbour: the study, its cosine similarity to the query, its impression and image path."""
+    """One neighbour: the study, its cosine similarity to the query, its impression, report, image path and its
+    row in the index (for :meth:`EmbeddingIndex.thumbnail`)."""
 
     study_id: str
     score: float
     impression: str
     path: str
     split: str
+    report: str = ""
+    row: int = -1
 
 
 class EmbeddingIndex:
@@ -60,6 +68,7 @@ class EmbeddingIndex:
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.table = table.reset_index(drop=True)
         self.meta = dict(meta)
+        self._cohort: CachedCohort | None = None
 
     def __len__(self) -> int:
         return len(self.table)
@@ -105,8 +114,8 @@ class EmbeddingIndex:
             embedding, _ = encode_batch_images(model, batch, device)
             chunks.append(embedding.float().cpu().numpy())
             rows.extend(
-                {"study_id": s, "split": "", "path": p, "impression": i}
-                for s, p, i in zip(batch["study_id"], batch["path"], batch["impression"], strict=True)
+                {"study_id": s, "split": "", "path": p, "impression": i, "report": r}
+                for s, p, i, r in zip(batch["study_id"], batch["path"], batch["impression"], batch["report"], strict=True)
             )
         table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
         table["split"] = cohort.splits
@@ -144,7 +153,22 @@ class EmbeddingIndex:
                 f"{directory}: built with another model (fingerprint {str(meta.get('model_fingerprint'))[:12]}, "
                 f"this model {model_fingerprint[:12]}); rebuild it with 'medvl review index'"
             )
-        return cls(np.load(directory / EMBEDDINGS_FILE), pd.read_parquet(directory / TABLE_FILE), meta)
+        table = pd.read_parquet(directory / TABLE_FILE)
+        if "report" not in table:  # an index built before reports were kept
+            table["report"] = table["impression"]
+        return cls(np.load(directory / EMBEDDINGS_FILE), table, meta)
+
+    def thumbnail(self, row: int) -> np.ndarray | None:
+        """``(H, W)`` uint8 of the indexed image (a volume's middle slice) as the cache holds it, or None when the
+        cache the index was built from is gone."""
+        if self._cohort is None:
+            try:
+                self._cohort = CachedCohort(self.meta["cache_dir"], self.meta.get("split") or None)
+            except (OSError, ValueError, KeyError):
+                return None
+        image = self._cohort[int(row)]["image"].numpy()
+        plane = image[image.shape[0] // 2, 0] if image.ndim == 4 else image[0]
+        return np.rint(plane * 255).astype(np.uint8)
 
     def nearest(self, embedding: torch.Tensor | np.ndarray, k: int = 5, exclude: str | None = None) -> list[SimilarCase]:
         """The ``k`` most similar studies (one entry per study, its best image), most similar first.
@@ -152,7 +176,8 @@ class EmbeddingIndex:
         Args:
             embedding: ``(D,)`` normalised query embedding (image or text).
             k: how many studies.
-            exclude: a study id to leave out (the query study itself).
+            exclude: a study id to leave out (the query study itself); images whose embedding is the query's
+                (:data:`SAME_IMAGE`) are left out as well.
         """
         query = np.asarray(embedding, dtype=np.float32).reshape(-1)
         if query.shape[0] != self.embeddings.shape[1]:
@@ -162,10 +187,12 @@ class EmbeddingIndex:
         seen = {exclude} if exclude else set()
         for i in np.argsort(-scores, kind="stable"):
             row = self.table.iloc[int(i)]
-            if row["study_id"] in seen:
+            if row["study_id"] in seen or scores[i] >= SAME_IMAGE:
+                seen.add(row["study_id"])
                 continue
             seen.add(row["study_id"])
-            out.append(SimilarCase(row["study_id"], float(scores[i]), row["impression"], row["path"], row["split"]))
+            out.append(SimilarCase(row["study_id"], float(scores[i]), row["impression"], row["path"], row["split"],
+                                   row["report"], int(i)))  # fmt: skip
             if len(out) == k:
                 break
         return out

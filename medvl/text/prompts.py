@@ -28,6 +28,10 @@ NO_FINDING_NEGATIVE = (
     "there is acute disease",
 )
 _ADJECTIVE_ENDINGS = ("ed", "ive", "ous", "ic", "al")
+DEFAULT_PROMPTS = "default"
+PROMPT_SETS = (DEFAULT_PROMPTS, "phantom")
+"""Named prompt sets: ``default`` (ensembles for CheXpert-14 and the chest/abdomen CT findings; the set a model's
+calibration is fitted with) and ``phantom`` (the phantom reports' own pairs)."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ class DataSettings:
     ``manifest`` takes the manifest's labels. ``concepts`` is the vocabulary of the patch-concept term: every
     lexicon concept the training reports assert (``all``), or their findings only (``findings``: anatomy, sides
     and descriptors are always present somewhere in a volume, so they teach its regions nothing).
+    ``label_prompts`` adds that many CXR-CLIP-style label prompts to each item's candidate texts, written from
+    its ``labels`` ("Cardiomegaly is present. Pleural effusion is absent."; :mod:`medvl.text.label_prompts`).
     """
 
     cache: str = ""
@@ -34,6 +36,7 @@ class DataSettings:
     text: Literal["sentence", "report"] = "sentence"
     labels: Literal["reports", "manifest"] = "reports"
     concepts: Literal["all", "findings"] = "all"
+    label_prompts: int = 0
 
 
 @dataclass

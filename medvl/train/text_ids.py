@@ -105,18 +105,39 @@ class TokenBank:
             return cls(data["ids"], data["token_start"], data["first"], texts, int(data["pad_id"]))
 
 
-def bank_key(cohort: CachedCohort, indices: np.ndarray, mode: str, tokenizer: Any, max_length: int) -> str:
-    """A digest of everything a bank depends on: cache, items, text mode, tokenizer vocabulary, length."""
+def bank_key(
+    cohort: CachedCohort, indices: np.ndarray, mode: str, tokenizer: Any, max_length: int,
+    label_prompts: int = 0, labels: np.ndarray | None = None,
+) -> str:  # fmt: skip
+    """A digest of everything a bank depends on: cache, items, text mode, tokenizer vocabulary, length, and the
+    label prompts with the labels they are written from."""
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     vocabulary = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
-    for part in (cohort.key, mode, max_length, vocabulary):
+    for part in (cohort.key, mode, max_length, vocabulary, label_prompts):
         digest.update(repr(part).encode())
     digest.update(np.asarray(indices, dtype=np.int64).tobytes())
+    if label_prompts and labels is not None:
+        digest.update(np.ascontiguousarray(labels, dtype=np.float32).tobytes())
     return digest.hexdigest()[:16]
 
 
-def token_bank(cohort: CachedCohort, indices: np.ndarray, mode: str, tokenizer: Any, max_length: int) -> TokenBank:
-    """The bank of ``indices``' candidate texts (``mode``: ``sentence`` or ``report``)."""
+def token_bank(
+    cohort: CachedCohort, indices: np.ndarray, mode: str, tokenizer: Any, max_length: int,
+    label_prompts: int = 0, labels: np.ndarray | None = None,
+) -> TokenBank:  # fmt: skip
+    """The bank of ``indices``' candidate texts (``mode``: ``sentence`` or ``report``), each item with
+    ``label_prompts`` more candidates written from its ``labels`` row (:mod:`medvl.text.label_prompts`; the
+    cache's labels when None)."""
     texts = [candidates(cached_report_text(cohort, i), mode) for i in indices]
+    if label_prompts:
+        from medvl.text.label_prompts import LabelPrompts
+
+        writer = LabelPrompts()
+        rows = cohort.item_labels(indices) if labels is None else labels
+        for item, (i, row) in enumerate(zip(indices, rows, strict=True)):
+            rng = np.random.default_rng([int(i), label_prompts])
+            named = dict(zip(cohort.label_space, row.tolist(), strict=True))
+            written = [writer.write(named, rng) for _ in range(label_prompts)]
+            texts[item] += [text for text in written if text]
     return TokenBank.build(texts, tokenizer, max_length)

@@ -166,7 +166,7 @@ class Trainer:
             )
         labels = label_reports(self.cohort, train_idx) if d.labels == "reports" else None
         self.train_set = PairBatches(
-            self.cohort, train_idx, self._token_bank(train_idx), d.max_slices, labels, augment_strength(d.augment), self.concepts
+            self.cohort, train_idx, self._token_bank(train_idx, labels), d.max_slices, labels, augment_strength(d.augment), self.concepts
         )  # fmt: skip
         self.val_set = PairDataset(self.cohort, val_idx, d.max_slices) if len(val_idx) >= 2 else None
         self.sampler = ResumableSampler(
@@ -182,13 +182,14 @@ class Trainer:
         names = self.model.tokenize(self.concepts.names) if self.concepts is not None else {}
         self.concept_tokens = {k: v.to(self.device) for k, v in names.items()}
 
-    def _token_bank(self, indices: np.ndarray) -> TokenBank:
-        """Token ids of the training texts, tokenised once per run (rank 0 writes them, the others read)."""
-        text = self.model.text_encoder
-        key = bank_key(self.cohort, indices, self.cfg.data.text, text.tokenizer, text.max_length)
-        path = self.run_dir / f"text-ids-{key}.npz"
+    def _token_bank(self, indices: np.ndarray, labels: np.ndarray | None) -> TokenBank:
+        """Token ids of the training texts (with ``data.label_prompts`` label prompts per item, written from
+        ``labels``), tokenised once per run (rank 0 writes them, the others read)."""
+        text, d = self.model.text_encoder, self.cfg.data
+        args = (self.cohort, indices, d.text, text.tokenizer, text.max_length, d.label_prompts, labels)
+        path = self.run_dir / f"text-ids-{bank_key(*args)}.npz"
         if self.info.is_main and not path.is_file():
-            token_bank(self.cohort, indices, self.cfg.data.text, text.tokenizer, text.max_length).save(path)
+            token_bank(*args).save(path)
         distributed.barrier()
         return TokenBank.load(path)
 

@@ -98,28 +98,52 @@ def _effusion_sides(findings: list[Finding]) -> set[str]:
     return set(SIDES) if "bilateral" in sides else sides
 
 
-def _cxr_finding(rng: np.random.Generator, name: str, planted: list[Finding]) -> Finding | None:
+def _cxr_finding(
+    rng: np.random.Generator, name: str, planted: list[Finding], given: Finding | None = None
+) -> Finding | None:
+    """A radiograph finding placed so that it stays visible next to ``planted``; the side, severity, region and
+    size of ``given`` (read from a report) are kept where the placement allows, the rest drawn."""
     wet = _effusion_sides(planted)
+    side, severity = (given.side, given.severity) if given is not None else ("", "")
     if name == "Cardiomegaly":
-        return Finding(name, severity=_severity(rng))
+        return Finding(name, severity=severity or _severity(rng))
     if name == "Pleural Effusion":
-        return _effusion(rng)
+        drawn = _effusion(rng)
+        return Finding(name, side=side or drawn.side, severity=severity or drawn.severity)
     if name == "Pneumothorax":
         dry = [s for s in SIDES if s not in wet]
-        return Finding(name, side=dry[int(rng.integers(len(dry)))], severity=_severity(rng)) if dry else None
+        if not dry:
+            return None
+        chosen = side if side in dry else dry[int(rng.integers(len(dry)))]
+        return Finding(name, side=chosen, severity=severity or _severity(rng))
     if name == "Consolidation":
         # Keep consolidation out of the effusion's territory so that both stay visible.
         lobes = [lobe for lobe in LOBES if not (lobe[0] in wet and lobe[1] != "upper")]
-        side, lobe = lobes[int(rng.integers(len(lobes)))]
-        return Finding(name, side=side, severity=_severity(rng), region=lobe)
-    size = round(float(rng.uniform(1.4, 3.0)), 1)
+        if given is not None:
+            lobes = [lobe for lobe in lobes if side in ("", lobe[0])] or lobes
+            lobes = [lobe for lobe in lobes if given.region in ("", lobe[1])] or lobes
+        lobe_side, lobe = lobes[int(rng.integers(len(lobes)))]
+        return Finding(name, side=lobe_side, severity=severity or _severity(rng), region=lobe)
+    size = given.size_cm if given is not None and given.size_cm else round(float(rng.uniform(1.4, 3.0)), 1)
+    zone = given.region if given is not None and given.region in LUNG_ZONES else ""
     return Finding(
         name,
-        side=SIDES[int(rng.integers(2))],
+        side=side if side in SIDES else SIDES[int(rng.integers(2))],
         severity=_size_severity(size, 2.0, 2.5),
-        region=LUNG_ZONES[int(rng.integers(len(LUNG_ZONES)))],
+        region=zone or LUNG_ZONES[int(rng.integers(len(LUNG_ZONES)))],
         size_cm=size,
     )
+
+
+def place_cxr_findings(rng: np.random.Generator, wanted: list[Finding]) -> tuple[Finding, ...]:
+    """Place findings read from a report (name, and side / severity / region / size where the text gives
+    them) as :func:`sample_cxr_findings` places drawn ones."""
+    planted: list[Finding] = []
+    for given in sorted(wanted, key=lambda f: f.name != "Pleural Effusion"):
+        finding = _cxr_finding(rng, given.name, planted, given)
+        if finding is not None:
+            planted.append(finding)
+    return tuple(planted)
 
 
 def sample_cxr_findings(rng: np.random.Generator) -> tuple[Finding, ...]:

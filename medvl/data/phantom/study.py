@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medvl.data.phantom import ct, cxr, dicom, files
-from medvl.data.phantom.findings import Finding, sample_ct_findings, sample_cxr_findings
+from medvl.data.phantom.findings import Finding, place_cxr_findings, sample_ct_findings, sample_cxr_findings
 from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, ground_truth
 from medvl.data.phantom.reports import Report, write_report
 
@@ -138,8 +138,12 @@ def _report_fields(report: Report, findings: tuple[Finding, ...], space: tuple[s
     }
 
 
-def make_2d_study(options: StudyOptions, plan: StudyPlan, root: Path) -> dict:
-    """Render, write and index one chest radiograph (PNG, mask PNG, sometimes DICOM)."""
+def make_2d_study(
+    options: StudyOptions, plan: StudyPlan, root: Path, source: tuple[tuple[Finding, ...], Report] | None = None
+) -> dict:
+    """Render, write and index one chest radiograph (PNG, mask PNG, sometimes DICOM); with ``source``, the
+    findings to place (:func:`medvl.data.phantom.findings.place_cxr_findings`) and the report to pair them with
+    instead of drawn ones."""
     patient = _patient(options, plan)
     meta_rng, finding_rng, report_rng, file_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence([options.seed, 2, 1, plan.index]).spawn(4)
@@ -148,8 +152,9 @@ def make_2d_study(options: StudyOptions, plan: StudyPlan, root: Path) -> dict:
     anatomy = cxr.sample_cxr_anatomy(np.random.default_rng(patient.anatomy_seed))
     view = "AP" if meta_rng.random() < options.ap_fraction else "PA"
     pose = cxr.sample_cxr_pose(meta_rng, view)
-    render = cxr.render_cxr(anatomy, pose, sample_cxr_findings(finding_rng), options.size, render_seed)
-    report = write_report("2d", render.findings, plan.phrasing, report_rng, view=view)
+    wanted = sample_cxr_findings(finding_rng) if source is None else place_cxr_findings(finding_rng, list(source[0]))
+    render = cxr.render_cxr(anatomy, pose, wanted, options.size, render_seed)
+    report = write_report("2d", render.findings, plan.phrasing, report_rng, view=view) if source is None else source[1]
 
     folder = Path("2d") / plan.patient_id / plan.study_id
     (root / folder).mkdir(parents=True, exist_ok=True)
