@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/phantom_seeds.py --seeds 0 1 2 3
     .venv/bin/python benchmarks/phantom_seeds.py --seeds 0 1 2 3 --set model.overrides.loss.weights.concept=0
+    .venv/bin/python benchmarks/phantom_seeds.py --seeds 0 1 2 3 4 --set data.label_prompts=1 \
+        --manifest iu-phantoms.parquet --work iu-seeds      # real report language (medvl synth --from-reports)
 
 Synthesizes the test session's phantom cohort (1,200 radiographs at 128 px, seed 1) unless ``--work`` already
 holds it, trains ``--recipe`` once per seed (``train.seed=N`` plus any ``--set`` overrides) and prints, per seed:
@@ -9,7 +11,8 @@ zero-shot AUROC per planted finding on the test split (the app's prompt ensemble
 the mean patch-concept zero-shot AUROC (:func:`medvl.infer.zeroshot.cohort_concept_aurocs`),
 validation retrieval at the last evaluation, and the pointing game and deletion test of
 :mod:`medvl.infer.faithfulness`. Results go to ``WORK/seeds.jsonl`` as well. Each seed is a full training run
-(about 5 CPU minutes for phantom-tiny on 2 cores).
+(about 5 CPU minutes for phantom-tiny on 2 cores). ``--manifest`` trains on another phantom cohort's manifest
+instead (e.g. radiographs rendered from real reports, ``medvl synth --from-reports iu-xray``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from medvl.infer.embed import embed_pairs
 from medvl.infer.faithfulness import FINDINGS_2D, measure
 from medvl.infer.loading import load_for_inference, read_concepts
 from medvl.infer.zeroshot import cohort_concept_aurocs, prompt_ensemble_aurocs
+from medvl.text.lexicon import Lexicon
 from medvl.text.prompts import build_prompts
+from medvl.train.concepts import ConceptVocabulary
 from medvl.train.pairs import PairDataset, collate_pairs, select_items
 from medvl.train.settings import PretrainConfig
 from medvl.train.trainer import run_pretrain
@@ -59,7 +64,10 @@ def zero_shot(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str,
     prompts = build_prompts()
     findings = {f: prompts[f] for f in FINDINGS_2D}
     ensembles = prompt_ensemble_aurocs(model, emb.image, emb.labels, cohort.label_space, findings)
-    return ensembles, cohort_concept_aurocs(model, cohort, FINDINGS_2D, read_concepts(model_dir))
+    trained = read_concepts(model_dir)
+    vocabulary = ConceptVocabulary(trained, Lexicon.default())
+    with_concept = [f for f in FINDINGS_2D if vocabulary.for_observation(f) is not None]  # rare ones may lack one
+    return ensembles, cohort_concept_aurocs(model, cohort, with_concept, trained)
 
 
 def last_validation(run_dir: Path) -> dict[str, float]:
@@ -107,9 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--work", type=Path, default=Path("phantom-seeds"), help="cohort, cache and runs go here"
     )
+    parser.add_argument("--manifest", type=Path, help="train on this phantom manifest instead of synthesizing one")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    manifest, cache = prepare_cohort(args.work)
+    manifest, cache = (args.manifest, args.work / "cache") if args.manifest else prepare_cohort(args.work)
     for seed in args.seeds:
         row = run_seed(args.recipe, seed, args.overrides, args.work, manifest, cache)
         print(json.dumps(row), flush=True)

@@ -21,9 +21,9 @@ from torch import nn
 from medvl import distributed_gather
 from medvl.models.config import ModelConfigError, check_number, merge_section
 
-TERMS = ("convirt", "clip", "siglip", "soft_target", "concept")
+TERMS = ("convirt", "clip", "siglip", "soft_target", "concept", "polarity")
 LOSS_DEFAULTS: dict[str, Any] = {
-    "weights": {"convirt": 1.0, "clip": 0.0, "siglip": 0.0, "soft_target": 0.0, "concept": 0.0},
+    "weights": {"convirt": 1.0, "clip": 0.0, "siglip": 0.0, "soft_target": 0.0, "concept": 0.0, "polarity": 0.0},
     "tau": 0.1,
     "lam": 0.75,
     "soft_target_tau": 0.1,
@@ -90,6 +90,30 @@ def convirt_loss(img: torch.Tensor, txt: torch.Tensor, tau: float = 0.1, lam: fl
     """
     sim_i2t, sim_t2i, index = _cosine_logits(img, txt, rows)
     return _bidirectional(sim_i2t / tau, sim_t2i / tau, index, lam)
+
+
+def polarity_loss(
+    img: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float
+) -> torch.Tensor:
+    r"""Negated statements as hard negatives: each image chooses between a statement of one finding and its
+    negation ("pleural effusion is present" / "pleural effusion is absent"), the two-way softmax zero-shot
+    classification reads at inference.
+
+    .. math::
+        L = \frac{1}{|K|}\sum_{i \in K} -\log \operatorname{softmax}\big(s\langle v_i,p_i\rangle,\;
+            s\langle v_i,n_i\rangle\big)_{t_i}
+
+    Args:
+        img: ``(B, D)`` image embeddings.
+        positive, negative: ``(B, D)`` embeddings of each image's statement and its negation.
+        targets: ``(B,)`` 0 when the finding is present, 1 when absent, -100 to leave the image out.
+        scale: the similarity scale (``1 / tau`` or the learnt logit scale).
+    """
+    img, positive, negative = (F.normalize(t, dim=-1) for t in (img, positive, negative))
+    logits = torch.stack([(img * positive).sum(-1), (img * negative).sum(-1)], dim=-1) * scale
+    if not (targets != -100).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), targets, ignore_index=-100)
 
 
 def clip_loss(
@@ -264,6 +288,7 @@ class ContrastiveLoss(nn.Module):
         labels: torch.Tensor | None = None,
         concept_emb: torch.Tensor | None = None,
         concept_targets: torch.Tensor | None = None,
+        polarity: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> LossOutput:
         """Loss of one step from the model's ``forward`` outputs.
 
@@ -271,6 +296,7 @@ class ContrastiveLoss(nn.Module):
             outputs: ``image``, ``text`` and the logit parameters; ``patches`` for the concept term.
             labels: ``(B, P)`` study labels for ``soft_target``.
             concept_emb, concept_targets: for ``concept`` (see :func:`concept_alignment_loss`).
+            polarity: ``(positive, negative, targets)`` for ``polarity`` (see :func:`polarity_loss`).
         """
         cfg = self.config
         image, text = outputs["image"], outputs["text"]
@@ -309,6 +335,11 @@ class ContrastiveLoss(nn.Module):
                 _need(outputs, "concept_logit_bias"),
                 outputs.get("patch_mask"),
             )
+        if "polarity" in self.weights:
+            if polarity is None:
+                raise ValueError("the polarity term needs (positive, negative, targets) statement embeddings")
+            scale = _scale(outputs["logit_scale"], cfg["max_logit_scale"]) if outputs.get("logit_scale") is not None else 1.0 / cfg["tau"]
+            terms["polarity"] = polarity_loss(outputs["image"], *polarity, scale)
         total = sum(self.weights[name] * value for name, value in terms.items())
         return LossOutput(total, {name: value.detach() for name, value in terms.items()})
 

@@ -95,3 +95,12 @@ def test_embed_counts_the_images_outside_the_training_data(trained_phantom_model
     result = json.loads(capsys.readouterr().out)
     flags = np.load(out)["out_of_distribution"]
     assert len(flags) == result["n"] and int(flags.sum()) == result["out_of_distribution"] <= 0.10 * result["n"]
+
+
+def test_the_registered_mlflow_model_carries_the_calibration(trained_phantom_model, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVL_CACHE", str(tmp_path / "cache"))
+    png = _phantom_pngs(trained_phantom_model.cohort_dir, 1)[0]
+    ref = f"models:/{trained_phantom_model.registered_name}/1"
+    assert main(["predict", ref, str(png), "--json", "--tracking-uri", trained_phantom_model.tracking_uri]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["out_of_distribution"] is False and all(f["threshold"] is not None for f in result["findings"])

@@ -49,3 +49,34 @@ def test_token_bank_adds_label_prompts_per_item(tiny_cache, mode):
     assert bank_key(cohort, indices, mode, tokenizer, 64) != bank_key(cohort, indices, mode, tokenizer, 64, 2)
     again = token_bank(cohort, indices, mode, tokenizer, 64, label_prompts=2)
     assert [again.texts[i] for i in range(len(again.texts))] == [extended.texts[i] for i in range(len(extended.texts))]
+
+
+def test_polarity_bank_draws_a_statement_and_its_negation_with_the_right_target(tiny_cache):
+    from medvl.text.tokenizer import train_wordpiece
+    from medvl.train.pairs import cached_report_text
+    from medvl.train.text_ids import PolarityBank
+
+    cohort = CachedCohort(tiny_cache)
+    tokenizer = train_wordpiece([cached_report_text(cohort, i) for i in range(len(cohort))], vocab_size=1000)
+    bank = PolarityBank.build(cohort.label_space, tokenizer, 32)
+    labels = np.full((64, len(cohort.label_space)), np.nan, dtype=np.float32)
+    labels[:, bank.columns] = np.tile([1.0, 0.0, -1.0, np.nan], 16)[:, None]
+    ids, mask, targets = bank.draw(labels, np.arange(64, dtype=np.uint64) * 7919)
+    assert ids.shape[0] == 128 and mask.shape == ids.shape
+    assert targets.tolist() == [0, 1, -100, 1] * 16
+    texts = [tokenizer.decode(row[row != tokenizer.pad_token_id], skip_special_tokens=True) for row in ids]
+    statements, negations = texts[:64], texts[64:]
+    assert all(" present" in s or " seen" in s or "demonstrates" in s or "identified" in s for s in statements)
+    assert all(" absent" in n or "not seen" in n or "negative for" in n or "without sign" in n for n in negations)
+
+
+def test_polarity_loss_prefers_the_true_statement():
+    import torch
+
+    from medvl.losses import polarity_loss
+
+    img = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    right, wrong = img + 0.1 * torch.randn(8, 16), -img
+    present = torch.zeros(8, dtype=torch.long)
+    assert polarity_loss(img, right, wrong, present, 10.0) < 0.01 < polarity_loss(img, wrong, right, present, 10.0)
+    assert polarity_loss(img, right, wrong, torch.full((8,), -100), 10.0) == 0

@@ -48,7 +48,22 @@ class LabelPrompts:
         if not positive and any(labels.get(n) == 1 for n in self.normal):
             sentences.append(str(rng.choice(NORMAL)))
         order = rng.permutation(len(sentences))
-        return " ".join(sentences[i][0].upper() + sentences[i][1:] + "." for i in order)
+        return " ".join(_capitalised(sentences[i]) for i in order)
+
+    def statement_pairs(self, names: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """For each finding of ``names`` the writer knows (not No Finding): every (statement, negation) pair of
+        its terms and the aligned templates, e.g. ("Pleural effusion is present.", "Pleural effusion is
+        absent."), for the polarity loss (:func:`medvl.losses.polarity_loss`)."""
+        pairs = {}
+        for name in names:
+            if name in self.terms and name not in self.normal:
+                pairs[name] = [(_capitalised(p.format(term=term)), _capitalised(n.format(term=term)))
+                               for term in self.terms[name] for p, n in zip(POSITIVE, NEGATIVE, strict=True)]  # fmt: skip
+        return pairs
 
     def _sentence(self, name: str, templates: Sequence[str], rng: np.random.Generator) -> str:
         return str(rng.choice(templates)).format(term=str(rng.choice(self.terms[name])))
+
+
+def _capitalised(sentence: str) -> str:
+    return sentence[0].upper() + sentence[1:] + "."

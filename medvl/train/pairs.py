@@ -21,7 +21,7 @@ from medvl.data.cache import CachedCohort, collate_cohort, even_slices
 
 if TYPE_CHECKING:
     from medvl.train.concepts import ConceptVocabulary
-    from medvl.train.text_ids import TokenBank
+    from medvl.train.text_ids import PolarityBank, TokenBank
 
 LIGHT = AugmentStrength(crop_scale=(0.8, 1.0), rotate_degrees=5.0, translate_fraction=0.05, brightness=0.2,
                         contrast=0.2, blur_sigma=(0.1, 0.8), blur_prob=0.3)  # fmt: skip
@@ -106,6 +106,7 @@ class PairBatches(Dataset):
         labels: ``(len(indices), P)`` labels replacing the cache's (e.g. :func:`label_reports`), or None.
         augment: augmentation ranges, or None.
         concepts: the vocabulary of the patch-concept term, or None.
+        polarity: the statement pairs of the polarity term, or None.
     """
 
     def __init__(
@@ -117,11 +118,12 @@ class PairBatches(Dataset):
         labels: np.ndarray | None = None,
         augment: AugmentStrength | None = None,
         concepts: ConceptVocabulary | None = None,
+        polarity: PolarityBank | None = None,
     ) -> None:
         self.cohort, self.tokens, self.max_slices = cohort, tokens, max_slices
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = cohort.item_labels(self.indices) if labels is None else np.asarray(labels, dtype=np.float32)
-        self.augment, self.concepts = augment, concepts
+        self.augment, self.concepts, self.polarity = augment, concepts, polarity
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -141,6 +143,10 @@ class PairBatches(Dataset):
         }  # fmt: skip
         if self.concepts is not None:
             batch["concept_targets"] = self.concepts.targets([self.tokens.texts[int(c)] for c in chosen])
+        if self.polarity is not None:
+            ids, mask, targets = self.polarity.draw(self.labels[rows], seeds)
+            batch.update(polarity_ids=torch.from_numpy(ids), polarity_mask=torch.from_numpy(mask),
+                         polarity_targets=torch.from_numpy(targets))  # fmt: skip
         return batch
 
 

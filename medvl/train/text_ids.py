@@ -141,3 +141,54 @@ def token_bank(
             written = [writer.write(named, rng) for _ in range(label_prompts)]
             texts[item] += [text for text in written if text]
     return TokenBank.build(texts, tokenizer, max_length)
+
+
+STREAM_POLARITY = 2
+
+
+@dataclass
+class PolarityBank:
+    """Token ids of every (statement, negation) pair of the polarity loss, and which label column each pair
+    belongs to; :meth:`draw` picks one pair per item from its seed.
+
+    Attributes:
+        tokens: a bank whose item ``k`` is pair ``k`` (candidate 0 the statement, 1 its negation).
+        columns: label-space column of each finding with pairs; ``start`` / ``stop``: its pairs' range.
+    """
+
+    tokens: TokenBank
+    columns: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+
+    @classmethod
+    def build(cls, label_space: Sequence[str], tokenizer: Any, max_length: int) -> PolarityBank:
+        """Pairs for every finding of ``label_space`` that :class:`medvl.text.label_prompts.LabelPrompts` knows.
+
+        Raises:
+            ValueError: no finding of the label space has statements.
+        """
+        from medvl.text.label_prompts import LabelPrompts
+
+        pairs = LabelPrompts().statement_pairs(label_space)
+        if not pairs:
+            raise ValueError(f"the polarity loss has no statements for the label space {list(label_space)}")
+        sizes = [len(v) for v in pairs.values()]
+        stop = np.cumsum(sizes)
+        flat = [list(pair) for name in pairs for pair in pairs[name]]
+        columns = np.array([list(label_space).index(name) for name in pairs], dtype=np.int64)
+        return cls(TokenBank.build(flat, tokenizer, max_length), columns, stop - np.asarray(sizes), stop)
+
+    def draw(self, labels: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For a batch's ``(B, P)`` labels and item seeds: ``input_ids`` and ``attention_mask`` ``(2B, T)`` (the B
+        statements, then their B negations) and ``targets`` ``(B,)`` (0 present, 1 absent or not mentioned,
+        -100 uncertain)."""
+        u = seed_uniforms(seeds, 2, stream=STREAM_POLARITY)
+        finding = np.minimum((u[:, 0] * len(self.columns)).astype(np.int64), len(self.columns) - 1)
+        count = self.stop[finding] - self.start[finding]
+        pair = self.start[finding] + np.minimum((u[:, 1] * count).astype(np.int64), count - 1)
+        first = self.tokens.first[pair]
+        input_ids, attention_mask = self.tokens.batch(np.concatenate([first, first + 1]))
+        value = labels[np.arange(len(labels)), self.columns[finding]]
+        targets = np.where(value == 1, 0, np.where(value == -1, -100, 1)).astype(np.int64)
+        return input_ids, attention_mask, targets

@@ -63,7 +63,7 @@ from medvl.train.pairs import (
 from medvl.train.sampling import ResumableSampler
 from medvl.train.schedule import cosine_with_warmup, plateau
 from medvl.train.settings import PretrainConfig
-from medvl.train.text_ids import TokenBank, bank_key, token_bank
+from medvl.train.text_ids import PolarityBank, TokenBank, bank_key, token_bank
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
@@ -166,7 +166,8 @@ class Trainer:
             )
         labels = label_reports(self.cohort, train_idx) if d.labels == "reports" else None
         self.train_set = PairBatches(
-            self.cohort, train_idx, self._token_bank(train_idx, labels), d.max_slices, labels, augment_strength(d.augment), self.concepts
+            self.cohort, train_idx, self._token_bank(train_idx, labels), d.max_slices, labels, augment_strength(d.augment),
+            self.concepts, self._polarity_bank(),
         )  # fmt: skip
         self.val_set = PairDataset(self.cohort, val_idx, d.max_slices) if len(val_idx) >= 2 else None
         self.sampler = ResumableSampler(
@@ -192,6 +193,27 @@ class Trainer:
             token_bank(*args).save(path)
         distributed.barrier()
         return TokenBank.load(path)
+
+    def _polarity_bank(self) -> PolarityBank | None:
+        """The statement pairs of the polarity loss term, when the model's loss weighs it."""
+        if not self.model.config["loss"]["weights"].get("polarity"):
+            return None
+        text = self.model.text_encoder
+        return PolarityBank.build(self.cohort.label_space, text.tokenizer, text.max_length)
+
+    def _polarity(self, micro: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Embeddings of the micro-batches' statements and negations, and their targets (polarity term)."""
+        if "polarity_ids" not in micro[0]:
+            return None
+        width = max(m["polarity_ids"].shape[1] for m in micro)
+        pad = self.model.text_encoder.tokenizer.pad_token_id
+        halves = [torch.nn.functional.pad(m[key], (0, width - m[key].shape[1]), value=pad if key == "polarity_ids" else 0)
+                  for m in micro for key in ("polarity_ids", "polarity_mask")]  # fmt: skip
+        ids = torch.cat([h.chunk(2)[i] for i in (0, 1) for h in halves[0::2]]).to(self.device, non_blocking=True)
+        mask = torch.cat([h.chunk(2)[i] for i in (0, 1) for h in halves[1::2]]).to(self.device, non_blocking=True)
+        positive, negative = self.model.encode_text(ids, mask).chunk(2)
+        targets = torch.cat([m["polarity_targets"] for m in micro]).to(self.device, non_blocking=True)
+        return positive, negative, targets
 
     def _optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -305,7 +327,11 @@ class Trainer:
                 concept_emb = self.model.encode_text(self.concept_tokens["input_ids"], self.concept_tokens["attention_mask"])
                 concept_emb = scale_gradient(concept_emb, shared_scale) if shared_scale != 1.0 else concept_emb
                 concept_targets = torch.cat([m["concept_targets"] for m in micro]).to(self.device, non_blocking=True)
-            loss = self.loss_fn(out, labels=labels, concept_emb=concept_emb, concept_targets=concept_targets)
+            polarity = self._polarity(micro)
+            if polarity is not None and shared_scale != 1.0:
+                polarity = (scale_gradient(polarity[0], shared_scale), scale_gradient(polarity[1], shared_scale), polarity[2])
+            loss = self.loss_fn(out, labels=labels, concept_emb=concept_emb, concept_targets=concept_targets,
+                                polarity=polarity)  # fmt: skip
         return loss.total, loss.terms
 
     def _backward(self, total: torch.Tensor) -> None:
