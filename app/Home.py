@@ -47,7 +47,7 @@ if study is None:
 
 reading = reading_or_stop(loaded, study)
 
-left, right = st.columns([3, 2])
+left, right = st.columns([1, 1])
 with right:
     findings, query = findings_panel(loaded, reading)
     feedback_form(user, loaded, study, findings, store, audit)

@@ -50,12 +50,15 @@ def findings_panel(loaded: LoadedModel, reading: StudyReading) -> tuple[list[Fin
             key="findings_table",
             width="stretch",
             column_config={
+                "finding": st.column_config.TextColumn("finding", width="medium"),
                 "probability": st.column_config.ProgressColumn(
-                    "probability", min_value=0.0, max_value=1.0, format="%.2f"
+                    "probability", min_value=0.0, max_value=1.0, format="%.2f", width="small"
                 ),
                 "operating point": st.column_config.NumberColumn(
-                    "operating point", format="%.2f", help="called positive at or above this probability"
+                    "cut-off", format="%.2f", width="small",
+                    help="the operating point: called positive at or above this probability",
                 ),
+                "call": st.column_config.TextColumn("call", width="small"),
             },  # fmt: skip
         )
         st.caption(f"Probabilities: {loaded.reader.calibration_note(reading.kind)}.")

@@ -173,11 +173,9 @@ def trained_server(tmp_path_factory, trained_phantom_model):
 
 
 def _phantom_test_image(trained_phantom_model) -> Path:
-    """A radiograph of the phantom cohort's test split (its patients trained nothing)."""
-    import pandas as pd
-
-    manifest = pd.read_parquet(trained_phantom_model.manifest)
-    return Path(manifest[manifest["split"] == "test"]["path"].iloc[0])
+    """A radiograph of a held-out patient of the phantom cohort (their studies are in the test split)."""
+    held_out = [r for r in read_index(trained_phantom_model.cohort_dir) if r["phrasing"] == "eval"]
+    return trained_phantom_model.cohort_dir / held_out[0]["image"]
 
 
 def test_calibrated_findings_similar_cases_and_the_out_of_distribution_notice(trained_server, trained_phantom_model,
@@ -212,8 +210,11 @@ def test_calibrated_findings_similar_cases_and_the_out_of_distribution_notice(tr
         outside = cohort.parent / read_index(cohort.parent)[0]["image"]
     _click(browser, "[data-testid='stSidebarNavLink']", "Home")
     _wait(browser, "[data-testid='stFileUploader']")
+    before = {img.get_attribute("src") for img in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")}
     _upload(browser, outside)
     _wait_text(browser, "Outside what this model was trained on")
+    _until(browser, lambda d: (imgs := d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img"))
+           and not {i.get_attribute("src") for i in imgs} & before and all(i.size["width"] > 40 for i in imgs[:1]))  # fmt: skip
     _wait_text(browser, "Show the finding probabilities anyway")
     assert not _find(browser, "[data-testid='stCaptionContainer']", "Probabilities:")  # hidden until asked
     browser.save_screenshot(str(SCREENSHOTS / "ood_notice.png"))
