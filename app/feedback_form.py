@@ -19,6 +19,9 @@ def feedback_form(
     """A form per finding; a submitted verdict goes to the feedback database and the audit log."""
     st.subheader("Your review")
     probabilities = {s.name: s.probability for s in scores}
+    if not probabilities:
+        st.info("The model offers no finding for this kind of study: there is nothing to review.")
+        return
     with st.form("feedback", clear_on_submit=True):
         finding = st.selectbox("Finding", list(probabilities), key="feedback_finding")
         verdict = st.radio("Verdict", VERDICTS, horizontal=True, key="feedback_verdict")

@@ -21,7 +21,7 @@ from app.auth import User
 from app.settings import AppSettings
 from medvl.data.preprocess import PrepSettings
 from medvl.infer.attribution import TextBank
-from medvl.infer.model_ref import ModelRefError, model_fingerprint, resolve_model
+from medvl.infer.model_ref import model_fingerprint, resolve_model
 from medvl.infer.reading import Reader
 
 APPROVED = "Approved model"
@@ -67,6 +67,7 @@ def load_model(ref: str, tracking_uri: str | None, prompts: str) -> LoadedModel:
 
     Raises:
         ModelRefError: the reference leads to no saved model.
+        ValueError: a file saved beside the weights (calibration, training domain) cannot be read.
     """
     resolved = resolve_model(ref, tracking_uri=tracking_uri)
     return LoadedModel(ref, resolved.name, resolved.version, resolved.model_dir,
@@ -117,7 +118,7 @@ def choose_model(settings: AppSettings, user: User) -> LoadedModel | None:
             return None
         try:
             loaded = cached_model(ref, settings.tracking_uri, settings.prompts)
-        except ModelRefError as exc:
+        except ValueError as exc:  # ModelRefError too: no model there, or a damaged file beside it
             st.error(f"Cannot load the model: {exc}")
             return None
         st.caption(f"{loaded.label} · fingerprint {loaded.fingerprint[:12]}")

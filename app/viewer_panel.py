@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.findings_panel import SHOW_ANYWAY
 from app.model_choice import LoadedModel
 from app.state import SLICE
 from app.study import Study
@@ -42,7 +43,9 @@ TOP_CONCEPTS = 8
 def _targets(loaded: LoadedModel, reading: StudyReading, query: QueryScore | None) -> list[str]:
     """The findings offered for the study, most probable first (the default target), then concepts and the query."""
     concepts = [CONCEPT_PREFIX + c.name for c in top_concepts(reading.analysis, loaded.bank, TOP_CONCEPTS)]
-    return [f.name for f in reading.findings] + concepts + ([QUERY_PREFIX + query.text] if query else [])
+    hidden = reading.out_of_distribution and not st.session_state.get(SHOW_ANYWAY)  # as the findings are
+    findings = [] if hidden else [f.name for f in reading.findings]
+    return findings + concepts + ([QUERY_PREFIX + query.text] if query else [])
 
 
 def _direction(loaded: LoadedModel, target: str):

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from medvl.data.cache import CachedCohort
 from medvl.infer.loading import prepare_input
 from medvl.infer.predict import find_targets, predict_one
-from medvl.infer.profile_fit import cohort_input, select_items
+from medvl.infer.profile_fit import cohort_input
 from medvl.infer.reading import Reader
 
 
@@ -34,7 +34,7 @@ def own_test_split(reader: Reader, cache: Path) -> tuple[list[bool], set[str]]:
     cohort = CachedCohort(cache)
     flags = []
     for kind in ("2d", "3d"):
-        for i in tqdm(select_items(cohort, "test", kind), desc="own test split", leave=False):
+        for i in tqdm(cohort.select("test", kind), desc="own test split", leave=False):
             flags.append(reader.read(cohort_input(cohort, int(i)), cohort.modalities[i]).out_of_distribution)
     seen = {Path(cohort.text("path", i)).name for i in range(len(cohort)) if cohort.splits[i] != "test"}
     return flags, seen

@@ -50,6 +50,8 @@ def test_in_domain_inputs_pass_and_each_failure_gives_its_reason():
     mr = domain.check("2d", "MR", stats, near[0])
     assert not mr.inside and "modality MR" in mr.reasons[0]
     assert domain.check("2d", "OT", stats, near[0]).inside  # unknown modality (PNG, JPEG) is not a reason
+    domain.modalities = ["DX"]
+    assert domain.check("2d", "CR", stats, near[0]).inside  # computed and digital radiography are one
     black = domain.check("2d", "DX", image_statistics(np.zeros((1, 32, 32)), (0, 0, 32, 32)), near[0])
     assert not black.inside and any("image statistic" in r for r in black.reasons)
 

@@ -70,11 +70,10 @@ def test_own_test_split_passes_and_real_radiographs_are_flagged(trained_phantom_
     """Floors on the test split and on the real X-rays; docs/predict.md has the measured rates."""
     from medvl.data.cache import CachedCohort
     from medvl.infer.loading import prepare_input
-    from medvl.infer.profile_fit import select_items
 
     reader = Reader(trained_phantom_model.model_dir)
     cohort = CachedCohort(trained_phantom_model.cache_dir)
-    test = select_items(cohort, "test", "2d")
+    test = cohort.select("test", "2d")
     flagged = [reader.read(cohort_input(cohort, int(i)), cohort.modalities[i]).out_of_distribution for i in test]
     assert np.mean(flagged) <= 0.10, f"{np.mean(flagged):.3f} of {len(test)} own test studies flagged"
     xrays = sorted((realdata / "cxr_covid" / "images").glob("*.jpg"))[::4]
@@ -104,3 +103,18 @@ def test_the_registered_mlflow_model_carries_the_calibration(trained_phantom_mod
     assert main(["predict", ref, str(png), "--json", "--tracking-uri", trained_phantom_model.tracking_uri]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["out_of_distribution"] is False and all(f["threshold"] is not None for f in result["findings"])
+
+
+def test_calibrate_refits_a_model_saved_without_calibration(trained_phantom_model, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_phantom_model.model_dir, model)
+    for name in ("calibration.json", "domain.json", "domain-embeddings.npz"):
+        (model / name).unlink()
+    assert Reader(model).calibration is None
+    assert main(["calibrate", str(model), str(trained_phantom_model.cache_dir), "-q"]) == 0
+    assert "radiographs: " in capsys.readouterr().out
+    assert read_calibration(model).findings("2d") == read_calibration(trained_phantom_model.model_dir).findings("2d")
+    assert main(["calibrate", str(model), str(tmp_path / "no-cache")]) == 2
+    assert capsys.readouterr().err.startswith("medvl calibrate:")

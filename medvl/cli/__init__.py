@@ -19,7 +19,8 @@ from types import ModuleType
 from medvl.console import quiet_third_party_output
 
 BUILTIN_COMMANDS = (
-    "inspect", "ingest", "cache", "synth", "label", "tokenizer", "pretrain", "embed", "predict", "sync-runs",
+    "inspect", "ingest", "cache", "synth", "label", "tokenizer", "pretrain", "calibrate", "embed", "predict",
+    "sync-runs",
 )
 
 

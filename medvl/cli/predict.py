@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"medvl predict: {exc}", file=sys.stderr)
         return 2
     targets = [target for path in args.inputs for target in find_targets(path)]
+    if not targets:
+        print(f"medvl predict: {', '.join(args.inputs)}: no file to read", file=sys.stderr)
+        return 2
     heatmaps = Path(args.heatmaps) if args.heatmaps else None
     failed = 0
     for target in tqdm(targets, desc="predict", unit="input", disable=len(targets) < 2 or None, leave=False):

@@ -36,7 +36,7 @@ def _depth(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", required=True, help="cohort folder to write (empty or absent)")
-    parser.add_argument("--n-2d", type=int, default=200, help="chest radiographs (default 200)")
+    parser.add_argument("--n-2d", type=int, help="chest radiographs (default 200; with --from-reports: all reports)")
     parser.add_argument("--n-3d", type=int, default=0, help="CT scans (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
     parser.add_argument("--size", type=int, default=256, help="radiograph side in pixels (default 256)")
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         index = synthesize(
             args.out,
-            n_2d=args.n_2d,
+            n_2d=200 if args.n_2d is None else args.n_2d,
             n_3d=args.n_3d,
             seed=args.seed,
             size=args.size,
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"medvl synth: {exc}", file=sys.stderr)
         return 2
     print(
-        f"wrote {index}: {args.n_2d} radiographs, {args.n_3d} CTs"
+        f"wrote {index}: {200 if args.n_2d is None else args.n_2d} radiographs, {args.n_3d} CTs"
         + (f"; montage {montage}" if montage else "")
     )
     return 0
@@ -126,7 +126,7 @@ def _from_reports(args: argparse.Namespace) -> int:
         return 2
     try:
         reports = read_iu_reports(path)
-        limit = args.n_2d if args.n_2d != 200 else None  # an explicit --n-2d caps the reports
+        limit = args.n_2d  # caps the reports when given
         index = synthesize_from_reports(args.out, reports, seed=args.seed, size=args.size,
                                         eval_fraction=args.eval_fraction, limit=limit, workers=args.workers,
                                         overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip

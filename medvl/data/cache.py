@@ -169,6 +169,15 @@ class CachedCohort(Dataset):
         """Per item: its modality code (``CR``, ``CT``...; empty when unknown)."""
         return self._modality
 
+    def select(self, split: str, kinds: str = "all") -> np.ndarray:
+        """Indices of the items of ``split`` whose kind is allowed (``2d``, ``3d`` or ``all``)."""
+        mask = self.splits == split
+        if kinds == "2d":
+            mask &= ~self._volume
+        elif kinds == "3d":
+            mask &= self._volume
+        return np.flatnonzero(mask)
+
     def content_box(self, i: int) -> tuple[int, int, int, int]:
         """``(top, left, bottom, right)`` of item ``i``'s image inside its padded square."""
         return tuple(int(v) for v in self._content_box[int(i)])  # type: ignore[return-value]

@@ -50,7 +50,9 @@ class FindingCalibration:
         params: ``[a, b]`` for Platt; for isotonic the knots ``[[x...], [y...]]``.
         threshold: the operating point on the calibrated probability (Youden's J on validation).
         n_positive, n_negative: validation studies of each class it was fitted on.
-        auroc: validation AUROC of the raw score (the map is monotone, so also of the calibrated one).
+        auroc: validation AUROC of the raw score. Platt's slope ``a`` is negative when the score was inverted on
+            validation: the map then reverses it (the calibrated AUROC is ``1 - auroc``), which the app shows as
+            it is rather than hiding a finding the model reads backwards.
     """
 
     method: str

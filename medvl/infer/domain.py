@@ -33,6 +33,8 @@ MAX_REFERENCE = 4096
 THRESHOLD_QUANTILE = 0.99
 THRESHOLD_MARGIN = 1.1
 STAT_MARGIN = 0.25
+RADIOGRAPHY = frozenset({"CR", "DX"})
+"""Computed and digital radiography: one modality for the check (archives tag the same X-ray either way)."""
 STATISTICS = ("mean", "std", "p05", "p50", "p95", "gradient", "laplacian", "noise_correlation", "dark", "bright")
 """Image statistics of a prepared input's content (pixels in [0, 1]): mean, standard deviation, percentiles,
 mean absolute gradient (texture), mean absolute Laplacian (fine detail and noise), the correlation of
@@ -118,7 +120,7 @@ class TrainingDomain:
             modality
             and modality.upper() != "OT"
             and self.modalities
-            and modality.upper() not in self.modalities
+            and not _same_modality(modality, self.modalities)
         ):
             reasons.append(
                 f"modality {modality} is not among the training modalities ({', '.join(self.modalities)})"
@@ -145,6 +147,12 @@ class TrainingDomain:
         np.savez_compressed(
             model_dir / EMBEDDINGS_FILE, **{k: v.astype(np.float16) for k, v in self.reference.items()}
         )
+
+
+def _same_modality(modality: str, trained: Sequence[str]) -> bool:
+    """Whether ``modality`` is a training modality (CR and DX count as one)."""
+    code = modality.upper()
+    return code in trained or (code in RADIOGRAPHY and bool(RADIOGRAPHY & set(trained)))
 
 
 def read_domain(model_dir: str | Path) -> TrainingDomain | None:

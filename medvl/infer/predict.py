@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from medvl.infer.attribution import heatmap
+from medvl.infer.calibration import kind_name
 from medvl.infer.loading import ModelInput, prepare_input
-from medvl.infer.reading import Reader, StudyReading
+from medvl.infer.reading import Finding, Reader, StudyReading
 from medvl.io import ImageRecord, MedvlIOError, load
 from medvl.io.dicom_series import files_below, list_series
 from medvl.io.formats import read_head, sniff_format
@@ -97,7 +98,7 @@ def _heatmap_png(
     return out
 
 
-def _finding_json(finding: Any) -> dict[str, Any]:
+def _finding_json(finding: Finding) -> dict[str, Any]:
     return {"name": finding.name, "probability": round(finding.probability, 4), "score": round(finding.score, 4),
             "threshold": None if finding.threshold is None else round(finding.threshold, 4),
             "positive": finding.positive, "source": finding.source}  # fmt: skip
@@ -118,8 +119,8 @@ def predict_one(reader: Reader, target: Target, heatmap_dir: Path | None = None)
         "slices": int(model_input.pixels.shape[0]),
         "out_of_distribution": None if domain is None else not domain.inside,
         "ood_reasons": [] if domain is None else domain.reasons,
-        "ood_distance": None if domain is None or np.isnan(domain.distance) else round(domain.distance, 4),
-        "ood_threshold": None if domain is None or np.isnan(domain.threshold) else round(domain.threshold, 4),
+        "ood_distance": None if domain is None or not np.isfinite(domain.distance) else round(domain.distance, 4),
+        "ood_threshold": None if domain is None or not np.isfinite(domain.threshold) else round(domain.threshold, 4),
         "calibration": reader.calibration_note(reading.kind),
         "findings": [_finding_json(f) for f in reading.findings],
         "top_slices": reading.top_slices,
@@ -138,7 +139,7 @@ def summary_line(result: dict[str, Any], top: int = 3) -> str:
     """One line for a terminal: the input, whether it is in distribution, and its most probable findings."""
     if result["status"] != "ok":
         return f"{result['input']}: refused ({result['error_type']}): {result['error']}"
-    what = "volume" if result["kind"] == "3d" else "radiograph"
+    what = kind_name(result["kind"])
     if result["out_of_distribution"]:
         return f"{result['input']}: {what}, OUT OF DISTRIBUTION ({'; '.join(result['ood_reasons'])}); findings hidden"
     findings = ", ".join(
@@ -146,4 +147,8 @@ def summary_line(result: dict[str, Any], top: int = 3) -> str:
         + ("" if f["positive"] is None else (" +" if f["positive"] else " -"))
         for f in result["findings"][:top]
     )
-    return f"{result['input']}: {what}; {findings or 'no finding offered'}"
+    notes = [] if result["findings"] and result["findings"][0]["threshold"] is not None else [result["calibration"]]
+    if result["out_of_distribution"] is None:
+        notes.append("no out-of-distribution check (the model was saved without a training domain)")
+    suffix = f" [{'; '.join(notes)}]" if notes else ""
+    return f"{result['input']}: {what}; {findings or 'no finding offered'}{suffix}"

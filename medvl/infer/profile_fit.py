@@ -29,7 +29,8 @@ from medvl.infer.domain import (
     statistic_ranges,
 )
 from medvl.infer.loading import ModelInput
-from medvl.infer.reading import DEFAULT_PROMPTS, Reader, raw_scores
+from medvl.infer.reading import Reader, kind_of, raw_scores
+from medvl.text.prompts import DEFAULT_PROMPTS
 
 MAX_VALIDATION = 2048
 """Validation studies per kind read at most (a seeded sample beyond)."""
@@ -50,15 +51,10 @@ def cohort_outside(domain: TrainingDomain, cohort: CachedCohort, indices: np.nda
     flags = []
     for i, embedding in zip(indices, np.asarray(embeddings, dtype=np.float32), strict=True):
         model_input = cohort_input(cohort, int(i))
-        kind = "3d" if model_input.is_volume else "2d"
+        kind = kind_of(model_input)
         statistics = image_statistics(model_input.pixels, model_input.content_box)
         flags.append(not domain.check(kind, str(cohort.modalities[i]), statistics, embedding).inside)
     return np.asarray(flags, dtype=bool)
-
-
-def select_items(cohort: CachedCohort, split: str, kind: str) -> np.ndarray:
-    """Indices of the cache items of ``split`` and ``kind`` (``2d`` or ``3d``)."""
-    return np.flatnonzero((cohort.splits == split) & (cohort.is_volume == (kind == "3d")))
 
 
 def _sample(indices: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -121,22 +117,22 @@ def fit_profile(
     """
     reader = Reader(model_dir, DEFAULT_PROMPTS, device)
     cohort = CachedCohort(cache_dir)
-    kinds = [k for k in ("2d", "3d") if len(select_items(cohort, train_split, k))]
+    kinds = [k for k in ("2d", "3d") if len(cohort.select(train_split, k))]
     if not kinds:
         raise ValueError(f"{cache_dir}: no '{train_split}' study to describe the model's training data with")
     calibrations, statistics, thresholds, reference, counts = {}, {}, {}, {}, {}
     modalities, views = set(), set()
     for kind in kinds:
-        train_all = select_items(cohort, train_split, kind)
+        train_all = cohort.select(train_split, kind)
         train = _sample(train_all, MAX_REFERENCE, seed)
-        val = _sample(select_items(cohort, val_split, kind), MAX_VALIDATION, seed)
+        val = _sample(cohort.select(val_split, kind), MAX_VALIDATION, seed)
         seen = _read_items(reader, cohort, train, f"training {kind_name(kind)}s", progress)
         reference[kind], statistics[kind], counts[kind] = (
             seen.embeddings,
             statistic_ranges(seen.statistics),
             len(train_all),
         )
-        modalities |= {m.upper() for m in cohort.modalities[train_all] if m}
+        modalities |= {m.upper() for m in cohort.modalities[train_all] if m and m.upper() != "OT"}  # OT: unknown
         views |= {v for v in (cohort.text("view", int(i)) for i in train_all) if v}
         if len(val):
             held_out = _read_items(reader, cohort, val, f"validation {kind_name(kind)}s", progress)

@@ -84,7 +84,8 @@ class StudyReading:
         analysis: the encoder's pass (for heatmaps and slice relevance).
         findings: the findings offered for this kind, most probable first.
         domain: the out-of-distribution check (None for a model saved without a training domain).
-        top_slices: a volume's most relevant slice indices for its top finding (empty for a radiograph).
+        top_slices: a volume's three most relevant slice indices for its top finding (empty for a radiograph, and
+            for a volume the model offers no finding for).
     """
 
     kind: str
@@ -159,7 +160,7 @@ class Reader:
     def findings(self, analysis: ImageAnalysis, kind: str) -> list[Finding]:
         """The findings offered for ``kind``, calibrated where the model can, most probable first."""
         usable = self.calibration is not None and self.calibration.prompts == self.prompts
-        table = self.calibration.kinds.get(kind, {}) if usable and self.calibration is not None else {}
+        table = self.calibration.kinds.get(kind, {}) if usable else {}
         out = []
         for score in finding_scores(analysis, self.bank, self.observations(kind)):
             fitted = table.get(score.name)

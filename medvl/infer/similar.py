@@ -160,12 +160,15 @@ class EmbeddingIndex:
 
     def thumbnail(self, row: int) -> np.ndarray | None:
         """``(H, W)`` uint8 of the indexed image (a volume's middle slice) as the cache holds it, or None when the
-        cache the index was built from is gone."""
+        cache the index was built from is gone or was rebuilt since."""
         if self._cohort is None:
             try:
-                self._cohort = CachedCohort(self.meta["cache_dir"], self.meta.get("split") or None)
+                cohort = CachedCohort(self.meta["cache_dir"], self.meta.get("split") or None)
             except (OSError, ValueError, KeyError):
                 return None
+            if cohort.key != self.meta.get("cache_key") or len(cohort) != len(self.table):
+                return None  # rebuilt since: its rows may be other studies
+            self._cohort = cohort
         image = self._cohort[int(row)]["image"].numpy()
         plane = image[image.shape[0] // 2, 0] if image.ndim == 4 else image[0]
         return np.rint(plane * 255).astype(np.uint8)

@@ -127,14 +127,13 @@ def cohort_concept_aurocs(
     """
     from medvl.text.lexicon import Lexicon
     from medvl.train.concepts import ConceptVocabulary
-    from medvl.train.pairs import select_items
 
     vocabulary = ConceptVocabulary(list(trained_concepts), Lexicon.default())
     concepts = [vocabulary.for_observation(o) for o in observations]
     missing = [o for o, c in zip(observations, concepts, strict=True) if c is None]
     if missing:
         raise ValueError(f"no concept of {missing} is in the model's trained vocabulary (concepts.json)")
-    items = select_items(cohort, split, "2d")
+    items = cohort.select(split, "2d")
     images = torch.stack([cohort[int(i)]["image"] for i in items])
     labels = np.stack([cohort[int(i)]["labels"].numpy() for i in items])
     columns = labels[:, [list(cohort.label_space).index(o) for o in observations]]

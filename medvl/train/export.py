@@ -61,12 +61,18 @@ def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
 
 
 def _fit_profile(trainer: Trainer, model_dir: Path) -> None:
-    """Save the calibration and training domain beside the weights (:mod:`medvl.infer.profile_fit`)."""
+    """Save the calibration and training domain beside the weights (:mod:`medvl.infer.profile_fit`); a failure
+    leaves the model uncalibrated with a warning (``medvl calibrate`` fits them later)."""
     from medvl.infer.profile_fit import fit_profile
 
     d = trainer.cfg.data
-    calibration, domain = fit_profile(model_dir, trainer.cohort.cache_dir, d.train_split, d.val_split,
-                                      str(trainer.device), trainer.cfg.train.seed)  # fmt: skip
+    try:
+        calibration, domain = fit_profile(model_dir, trainer.cohort.cache_dir, d.train_split, d.val_split,
+                                          str(trainer.device), trainer.cfg.train.seed)  # fmt: skip
+    except (ValueError, OSError, RuntimeError) as exc:
+        log.warning("could not fit the calibration (%s); the model is uncalibrated: run 'medvl calibrate %s CACHE'",
+                    exc, model_dir)  # fmt: skip
+        return
     offered = {kind: len(findings) for kind, findings in calibration.kinds.items()}
     log.info("trained on %s; calibrated findings per kind: %s", domain.describe(), offered or "none")
 

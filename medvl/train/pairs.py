@@ -179,9 +179,4 @@ def collate_pairs(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
 def select_items(cohort: CachedCohort, split: str, kinds: str) -> np.ndarray:
     """Indices of the cache items of ``split`` whose kind is allowed (``2d``, ``3d`` or ``all``)."""
-    mask = cohort.splits == split
-    if kinds == "2d":
-        mask &= ~cohort.is_volume
-    elif kinds == "3d":
-        mask &= cohort.is_volume
-    return np.flatnonzero(mask)
+    return cohort.select(split, kinds)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medvl.augment import STREAM_TEXT, seed_uniforms
+from medvl.augment import STREAM_POLARITY, STREAM_TEXT, seed_uniforms
 from medvl.data.cache import CachedCohort, PackedStrings
 from medvl.text.sentences import split_sentences
 from medvl.train.pairs import cached_report_text
@@ -142,8 +142,6 @@ def token_bank(
             texts[item] += [text for text in written if text]
     return TokenBank.build(texts, tokenizer, max_length)
 
-
-STREAM_POLARITY = 2
 
 
 @dataclass
