@@ -178,6 +178,7 @@ def _phantom_test_image(trained_phantom_model) -> Path:
     return trained_phantom_model.cohort_dir / held_out[0]["image"]
 
 
+@pytest.mark.slow  # trains the session's phantom model
 def test_calibrated_findings_similar_cases_and_the_out_of_distribution_notice(trained_server, trained_phantom_model,
                                                                            browser, tmp_path):  # fmt: skip
     from selenium.webdriver.common.by import By
