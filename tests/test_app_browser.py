@@ -211,11 +211,12 @@ def test_calibrated_findings_similar_cases_and_the_out_of_distribution_notice(tr
         outside = cohort.parent / read_index(cohort.parent)[0]["image"]
     _click(browser, "[data-testid='stSidebarNavLink']", "Home")
     _wait(browser, "[data-testid='stFileUploader']")
-    before = {img.get_attribute("src") for img in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")}
+    viewer = "[data-testid='stImage'] img"  # the first image is the study in the viewer
+    before = _wait(browser, viewer).get_attribute("src")
     _upload(browser, outside)
     _wait_text(browser, "Outside what this model was trained on")
-    _until(browser, lambda d: (imgs := d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img"))
-           and not {i.get_attribute("src") for i in imgs} & before and all(i.size["width"] > 40 for i in imgs[:1]))  # fmt: skip
+    _until(browser, lambda d: (img := _find(d, viewer, None)) and img.get_attribute("src") != before
+           and img.size["width"] > 40)  # fmt: skip
     _wait_text(browser, "Show the finding probabilities anyway")
     assert not _find(browser, "[data-testid='stCaptionContainer']", "Probabilities:")  # hidden until asked
     browser.save_screenshot(str(SCREENSHOTS / "ood_notice.png"))
