@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,23 +27,29 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 START_TIMEOUT, PAGE_TIMEOUT = 300, 300
 
 
+@contextmanager
+def _streamlit(env: dict[str, str], tmp: Path) -> Iterator[str]:
+    """``streamlit run app/Home.py`` on a free 127.0.0.1 port with ``env``, stopped on exit; yields its URL."""
+    port = free_port()
+    with open(tmp / "streamlit.log", "w") as log:
+        process = subprocess.Popen(streamlit_command(port, 512), env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/_stcore/health", START_TIMEOUT, process)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     env = {**os.environ, **app_env(tmp, save_small_model(tmp / "model"))}
-    port = free_port()
-    log = open(tmp / "streamlit.log", "w")
-    process = subprocess.Popen(streamlit_command(port, 512), env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", START_TIMEOUT, process)
-        yield f"http://127.0.0.1:{port}", tmp
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with _streamlit(env, tmp) as url:
+        yield url, tmp
 
 
 @pytest.fixture(scope="module")
@@ -157,19 +165,8 @@ def trained_server(tmp_path_factory, trained_phantom_model):
     assert main(["review", "index", "--model", str(trained_phantom_model.model_dir),
                  "--cache", str(trained_phantom_model.cache_dir), "-o", str(index)]) == 0  # fmt: skip
     env = {**os.environ, **app_env(tmp, trained_phantom_model.model_dir, prompts="default", index=str(index))}
-    port = free_port()
-    log = open(tmp / "streamlit.log", "w")
-    process = subprocess.Popen(streamlit_command(port, 512), env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", START_TIMEOUT, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with _streamlit(env, tmp) as url:
+        yield url
 
 
 def _phantom_test_image(trained_phantom_model) -> Path:
