@@ -117,7 +117,7 @@ def _wait_xpath(driver, xpath: str, timeout: float = PAGE_TIMEOUT):
 def _upload(driver, path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(path))
+    _until(driver, lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, "input[type='file']")), False)).send_keys(str(path))
 
 
 def test_login_upload_findings_heatmap_and_volume_in_chromium(server, browser, tmp_path):
