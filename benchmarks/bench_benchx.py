@@ -25,9 +25,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def run_protocol(name: str, dataset, adapter, fractions: list[float], seeds: list[int]) -> float:
     """Seconds one protocol takes from a cold feature cache."""
     from benchx.features import FeatureStore
-    from benchx.tasks.base import TaskContext, get_task
+    from benchx.tasks import TASK_FUNCTIONS
+    from benchx.tasks.base import TaskContext
 
-    task = get_task("linear_probe" if name == "benchx" else "finetune_full")
+    task = TASK_FUNCTIONS["linear_probe" if name == "benchx" else "finetune_full"]
     with tempfile.TemporaryDirectory() as tmp:
         ctx = TaskContext(dataset, adapter, FeatureStore(Path(tmp)))
         start = time.perf_counter()

@@ -42,7 +42,7 @@ from medvl.data.ingest import ingest
 from medvl.data.manifest import read_manifest, resolve_path
 from medvl.data.phantom import synthesize
 from medvl.data.preprocess import PrepSettings, fit_square, normalise, quantise
-from medvl.data.realdata import realdata_root
+from medvl.realdata import realdata_root
 
 
 class MonaiBaseline:

@@ -33,7 +33,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from governance.audit import AuditLog
 from governance.deid import deidentify_tree
-from medvl.data.realdata import realdata_root
+from medvl.realdata import realdata_root
 
 KEY = b"benchmark-key-0123456789"
 

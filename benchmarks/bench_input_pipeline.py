@@ -3,9 +3,9 @@
 Two paths over the same cache, tokenizer and batches:
 
 - ``medvl``: the trainer's path. Whole batches are read from the memory-mapped cache as uint8
-  (:class:`medvl.train.pairs.PairBatches`): token ids come from the run's token bank, augmentation draws are
+  (:class:`medvl.train.batches.PairBatches`): token ids come from the run's token bank, augmentation draws are
   made per batch from the item seeds, and conversion and augmentation happen on the device
-  (:func:`medvl.train.pairs.device_inputs`, only with ``--device cuda``).
+  (:func:`medvl.train.batches.device_inputs`, only with ``--device cuda``).
 - ``baseline``: the previous path, reconstructed: items one at a time (float32 pixels on the host), a sentence
   split and drawn per item, the default collate into float32 batches, tokenisation on the main thread, and a
   NumPy ``RandomState`` per item for the augmentation draws.
@@ -42,9 +42,10 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 from medvl.augment import AugmentStrength
 from medvl.cli import main as medvl_main
 from medvl.data.cache import CachedCohort, collate_cohort, even_slices
+from medvl.data.pairs import cached_report_text, report_text
 from medvl.text.sentences import split_sentences
 from medvl.text.tokenizer import train_wordpiece
-from medvl.train.pairs import PairBatches, cached_report_text, device_inputs, report_text
+from medvl.train.batches import PairBatches, device_inputs
 from medvl.train.sampling import ResumableSampler
 from medvl.train.text_ids import token_bank
 

@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from medvl.data.realdata import realdata_root
+from medvl.realdata import realdata_root
 from medvl.text.iu_eval import evaluable, macro_f1, score
 from medvl.text.iu_xray import read_iu_reports
 from medvl.text.labeller import Labeller

@@ -27,14 +27,14 @@ import torch
 from medvl.cli import main as medvl_main
 from medvl.config import load_config
 from medvl.data.cache import CachedCohort
+from medvl.data.pairs import PairDataset, collate_pairs
 from medvl.infer.embed import embed_pairs
 from medvl.infer.faithfulness import FINDINGS_2D, measure
 from medvl.infer.loading import load_for_inference, read_concepts
 from medvl.infer.zeroshot import cohort_concept_aurocs, prompt_ensemble_aurocs
+from medvl.text.concepts import ConceptVocabulary
 from medvl.text.lexicon import Lexicon
 from medvl.text.prompts import build_prompts
-from medvl.train.concepts import ConceptVocabulary
-from medvl.train.pairs import PairDataset, collate_pairs, select_items
 from medvl.train.settings import PretrainConfig
 from medvl.train.trainer import run_pretrain
 
@@ -59,7 +59,7 @@ def zero_shot(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str,
     model, _ = load_for_inference(model_dir)
     cohort = CachedCohort(cache)
     emb = embed_pairs(
-        model, PairDataset(cohort, select_items(cohort, "test", "2d")), collate_pairs, CPU
+        model, PairDataset(cohort, cohort.select("test", "2d")), collate_pairs, CPU
     )
     prompts = build_prompts()
     findings = {f: prompts[f] for f in FINDINGS_2D}

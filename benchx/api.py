@@ -24,13 +24,14 @@ from benchx.data import GROUPS, PreparedDataset, prepare_dataset
 from benchx.errors import BenchxError, UnknownNameError
 from benchx.features import FeatureStore
 from benchx.headline import HEADLINE
-from benchx.models.base import load_adapter
+from benchx.models import load_adapter
 from benchx.paths import default_data_dir, digest
 from benchx.plan import Unit, completeness, plan_units
 from benchx.results import PROTOCOL_VERSION, REPLICATES_FILE, BenchResults, Failure, ResultRow
 from benchx.stats import Metric, bootstrap_weights, metric_from_dict, summarise
 from benchx.suites import Suite, load_suite
-from benchx.tasks.base import TaskContext, TaskOutcome, get_task
+from benchx.tasks import TASK_FUNCTIONS
+from benchx.tasks.base import TaskContext, TaskOutcome
 from benchx.timing import TimingLog, plan_text
 from benchx.tracking import EvaluationRun
 
@@ -196,7 +197,7 @@ def run_unit(ctx: TaskContext, unit: Unit, data_dir: Path) -> tuple[TaskOutcome,
         data = json.loads(path.read_text())
         metrics = {name: metric_from_dict(m) for name, m in data["metrics"].items()}
         return TaskOutcome(metrics, data["case_ids"], data["details"]), True
-    outcome = get_task(unit.task)(ctx, unit.fraction, unit.seed)
+    outcome = TASK_FUNCTIONS[unit.task](ctx, unit.fraction, unit.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"metrics": {n: m.to_dict() for n, m in outcome.metrics.items()}, "case_ids": outcome.case_ids,
                "details": outcome.details}

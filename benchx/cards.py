@@ -80,7 +80,7 @@ def expand_vars(text: str, source: str = "<card>") -> str:
         if os.environ.get(name):
             return os.environ[name]
         if name == "MEDVL_REALDATA":
-            from medvl.data.realdata import realdata_root
+            from medvl.realdata import realdata_root
 
             root = realdata_root()
             if root is not None:

@@ -19,37 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from medvl import distributed_gather
-from medvl.models.config import ModelConfigError, check_number, merge_section
-
-TERMS = ("convirt", "clip", "siglip", "soft_target", "concept", "polarity")
-LOSS_DEFAULTS: dict[str, Any] = {
-    "weights": {"convirt": 1.0, "clip": 0.0, "siglip": 0.0, "soft_target": 0.0, "concept": 0.0, "polarity": 0.0},
-    "tau": 0.1,
-    "lam": 0.75,
-    "soft_target_tau": 0.1,
-    "target_tau": 0.1,
-    "uncertain_as": 1.0,
-    "max_logit_scale": 100.0,
-}
+from medvl.models.config import resolve_loss_config
 
 Rows = slice | None
 CONCEPT_LOG_SCALE = math.log(10.0)
-
-
-def resolve_loss_config(given: Any, where: str) -> dict[str, Any]:
-    """The ``loss`` section of an architecture config with defaults filled in and checked."""
-    cfg = merge_section(LOSS_DEFAULTS, given, where)
-    for name, weight in cfg["weights"].items():
-        check_number(weight, f"{where}.weights.{name}", minimum=0.0)
-    if not any(cfg["weights"].values()):
-        raise ModelConfigError(f"{where}.weights", f"at least one of {', '.join(TERMS)} needs a positive weight")
-    for key in ("tau", "soft_target_tau", "target_tau", "max_logit_scale"):
-        check_number(cfg[key], f"{where}.{key}", minimum=1e-6)
-    check_number(cfg["lam"], f"{where}.lam", minimum=0.0)
-    if cfg["lam"] > 1:
-        raise ModelConfigError(f"{where}.lam", f"must be at most 1, got {cfg['lam']}")
-    check_number(cfg["uncertain_as"], f"{where}.uncertain_as", minimum=0.0)
-    return cfg
 
 
 def _check_pairs(img: torch.Tensor, txt: torch.Tensor) -> None:
@@ -261,7 +234,7 @@ class ContrastiveLoss(nn.Module):
     """Weighted sum of the losses above, with features gathered across ranks when running distributed.
 
     Args:
-        config: a ``loss`` config section (weights per term plus temperatures; see :data:`LOSS_DEFAULTS`).
+        config: a ``loss`` config section (weights per term plus temperatures; see :data:`medvl.models.config.LOSS_DEFAULTS`).
         local_loss: each rank scores only its own rows against all gathered keys (less memory); needs
             ``gather_with_grad``.
         gather_with_grad: gather with autograd (gradients reach the rank that produced a feature).

@@ -7,6 +7,7 @@ file's own folder, so a config can live beside its data. See ``pipelines/configs
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -109,6 +110,10 @@ def load_pipeline_config(path: str | Path, overrides: list[str] | None = None) -
     for i, source in enumerate(config.sources):
         if not source.adapter or not source.path:
             raise ConfigError(f"{path}: sources[{i}] needs both 'adapter' and 'path'")
+        unset = _unset_variables(source.path)
+        if unset and source.required:
+            raise ConfigError(f"{path}: sources[{i}].path '{source.path}' needs ${unset[0]}, which is not set; set it to "
+                              f"the source's folder, e.g. {unset[0]}=phantoms after 'medvl synth -o phantoms'")
         source.path = _absolute(source.path, base)
     for label, value in (("pretrain.config", config.pretrain.config), ("gate.policy", config.gate.policy)):
         if value and not Path(_absolute(value, base)).is_file():
@@ -116,6 +121,11 @@ def load_pipeline_config(path: str | Path, overrides: list[str] | None = None) -
     config.pretrain.config = _absolute(config.pretrain.config, base) if config.pretrain.config else ""
     config.gate.policy = _absolute(config.gate.policy, base) if config.gate.policy else ""
     return config
+
+
+def _unset_variables(value: str) -> list[str]:
+    """The ``$VAR`` / ``${VAR}`` names in ``value`` that the environment does not set."""
+    return [name for name in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", value) if name not in os.environ]
 
 
 def _absolute(value: str, base: Path) -> str:

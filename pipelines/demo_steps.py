@@ -63,7 +63,7 @@ def synthesize_cohort(root: Path, workers: int = 1, **params: Any) -> bool:
 
 def demo_config(args: argparse.Namespace, size: DemoSize, out: Path) -> PipelineConfig:
     """The demo pipeline config with this run's folders, sizes and tracking URI."""
-    from medvl.data.realdata import realdata_root
+    from medvl.realdata import realdata_root
 
     os.environ["MEDVL_DEMO_PHANTOM"] = str((out / PHANTOM_DIR).resolve())
     real = None if (args.no_realdata or args.quick) else realdata_root()

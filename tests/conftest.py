@@ -55,7 +55,7 @@ def tiny_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def realdata() -> Path:
     """The shared real-data bundle (``MEDVL_REALDATA``, default ``../shared/data``); skips when absent."""
-    from medvl.data.realdata import realdata_root
+    from medvl.realdata import realdata_root
 
     root = realdata_root()
     if root is None:

@@ -180,7 +180,7 @@ def test_calibrated_findings_similar_cases_and_the_out_of_distribution_notice(tr
                                                                            browser, tmp_path):  # fmt: skip
     from selenium.webdriver.common.by import By
 
-    from medvl.data.realdata import realdata_root
+    from medvl.realdata import realdata_root
 
     browser.get(trained_server)
     _wait(browser, "input[aria-label='User name']").send_keys("ann")

@@ -18,8 +18,8 @@ import torch
 
 from medvl.infer.faithfulness import FINDINGS_2D, Faithfulness, measure
 from medvl.infer.loading import read_concepts
+from medvl.text.concepts import ConceptVocabulary
 from medvl.text.lexicon import Lexicon
-from medvl.train.concepts import ConceptVocabulary
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from benchx.data import prepare_dataset
 from benchx.errors import LabelSpaceError, SplitChangedError
 from benchx.features import FeatureStore
 from benchx.models import ModelAdapter, load_adapter
-from benchx.tasks.base import TaskContext, get_task
+from benchx.tasks import TASK_FUNCTIONS
+from benchx.tasks.base import TaskContext
 from tests.benchx_tiny import write_cards
 
 
@@ -75,30 +76,30 @@ def test_adapter_protocol_and_feature_cache(env, ctx):
 
 
 def test_linear_probe_on_phantom_features_beats_chance(ctx):
-    outcome = get_task("linear_probe")(ctx, 1.0, 0)
+    outcome = TASK_FUNCTIONS["linear_probe"](ctx, 1.0, 0)
     assert {"auroc_macro", "f1_macro", "accuracy", "auroc_Cardiomegaly"} <= set(outcome.metrics)
     assert outcome.metrics["auroc_macro"].point() > 0.6
     assert outcome.n_test == len(ctx.study_ids("test"))
-    assert get_task("linear_probe")(ctx, 0.1, 0).details["n_train"] < outcome.details["n_train"]
+    assert TASK_FUNCTIONS["linear_probe"](ctx, 0.1, 0).details["n_train"] < outcome.details["n_train"]
 
 
 @pytest.mark.parametrize("task", ["finetune_frozen", "finetune_full", "zero_shot"])
 def test_classification_tasks(ctx, task):
-    outcome = get_task(task)(ctx, 1.0, 0)
+    outcome = TASK_FUNCTIONS[task](ctx, 1.0, 0)
     value = outcome.metrics["auroc_macro"].point()
     assert 0.0 <= value <= 1.0
     assert 0.0 <= outcome.metrics["accuracy"].point() <= 1.0
 
 
 def test_retrieval(ctx):
-    outcome = get_task("retrieval")(ctx, 1.0, 0)
+    outcome = TASK_FUNCTIONS["retrieval"](ctx, 1.0, 0)
     r = {k: m.point() for k, m in outcome.metrics.items()}
     assert r["i2t_R1"] <= r["i2t_R5"] <= r["i2t_R10"] and r["t2i_R1"] <= r["t2i_R10"]
     assert 0 <= r["precision_at_5"] <= 1
 
 
 def test_segmentation_dice_and_iou(ctx):
-    outcome = get_task("segmentation")(ctx, 1.0, 0)
+    outcome = TASK_FUNCTIONS["segmentation"](ctx, 1.0, 0)
     dice, iou = outcome.metrics["dice"].point(), outcome.metrics["iou"].point()
     assert 0 < iou <= dice <= 1
     assert outcome.n_test > 0
@@ -110,7 +111,7 @@ def test_volume_dataset_through_slice_pooling(env):
     adapter = load_adapter("random:tiny-radclip-resnet18")
     ctx3 = TaskContext(dataset, adapter, FeatureStore(root / "data" / "features"))
     assert ctx3.embeddings("test").shape == (len(ctx3.study_ids("test")), 128)
-    outcome = get_task("segmentation")(ctx3, 1.0, 0)
+    outcome = TASK_FUNCTIONS["segmentation"](ctx3, 1.0, 0)
     assert 0 <= outcome.metrics["dice"].point() <= 1
 
 
@@ -127,7 +128,7 @@ def test_hugging_face_vision_model_from_local_folder(env, tmp_path):
     assert ctx_hf.embeddings("val").shape[1] == 32
     maps = adapter.feature_maps(ctx_hf.cohort("val")[0]["image"][None])
     assert maps[-1].shape == (1, 32, 4, 4)
-    outcome = get_task("linear_probe")(ctx_hf, 1.0, 0)
+    outcome = TASK_FUNCTIONS["linear_probe"](ctx_hf, 1.0, 0)
     assert 0 <= outcome.metrics["auroc_macro"].point() <= 1
 
 

@@ -21,7 +21,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from medvl.data.adapters.base import SourceAdapter, UnitResult, get_adapter
+from medvl.data.adapters import get_adapter
+from medvl.data.adapters.base import SourceAdapter, UnitResult
 from medvl.data.adapters.common import CHEXPERT_LABELS, normalise_view, parse_age, probe_file
 from medvl.data.adapters.covid_cxr import LABEL_SPACE, finding_labels
 from medvl.data.adapters.ct_rate import ABNORMALITIES

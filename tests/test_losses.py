@@ -13,11 +13,10 @@ from medvl.losses import (
     concept_alignment_loss,
     convirt_loss,
     label_similarity_targets,
-    resolve_loss_config,
     siglip_loss,
     soft_target_loss,
 )
-from medvl.models.config import ModelConfigError
+from medvl.models.config import ModelConfigError, resolve_loss_config
 
 
 @pytest.fixture(autouse=True)

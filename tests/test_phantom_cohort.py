@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from medvl.cli import main
-from medvl.data.adapters.base import get_adapter
+from medvl.data.adapters import get_adapter
 from medvl.data.manifest import from_rows, read_manifest, write_manifest
 from medvl.data.phantom import (
     MASK_BITS_2D,

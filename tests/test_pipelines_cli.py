@@ -92,3 +92,11 @@ def test_phi_in_dicom_headers_stops_the_pipeline_by_policy(tmp_path, capsys):
     warn = ["-s", "deid.policy=warn", "--from", "deid-check", "--until", "deid-check"]
     assert main(["run", "pretrain-evaluate-register", str(config), "--work-dir", str(work), "-q", *warn]) == 0
     assert "WARNING (policy warn)" in capsys.readouterr().out
+
+
+def test_an_unset_variable_in_a_source_path_is_named(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("MEDVL_DEMO_PHANTOM", raising=False)
+    assert main(["run", "pretrain-evaluate-register", str(CONFIGS / "demo.yaml"), "--work-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "sources[0].path '${MEDVL_DEMO_PHANTOM}' needs $MEDVL_DEMO_PHANTOM, which is not set" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from medvl.config import load_config
+from medvl.data.pairs import collate_pairs
 from medvl.infer.embed import embed_pairs
 from medvl.train import distributed
-from medvl.train.pairs import collate_pairs
 from medvl.train.settings import PretrainConfig
 from medvl.train.trainer import Trainer
 from tests.pretrain_step_worker import first_step_gradients

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from medvl.data.cache import CachedCohort
+from medvl.data.pairs import PairDataset, collate_pairs
 from medvl.infer.embed import embed_pairs
 from medvl.infer.loading import load_for_inference, read_concepts
 from medvl.infer.retrieval import retrieval_metrics
 from medvl.infer.zeroshot import cohort_concept_aurocs, prompt_ensemble_aurocs
 from medvl.models.registry import build_model
 from medvl.text.prompts import build_prompts
-from medvl.train.pairs import PairDataset, collate_pairs, select_items
 
 PLANTED = ("Cardiomegaly", "Pleural Effusion", "Consolidation", "Lung Lesion", "Pneumothorax")
 CPU = torch.device("cpu")
@@ -28,7 +28,7 @@ CPU = torch.device("cpu")
 
 def _test_embeddings(model, cache_dir):
     cohort = CachedCohort(cache_dir)
-    pairs = PairDataset(cohort, select_items(cohort, "test", "2d"))
+    pairs = PairDataset(cohort, cohort.select("test", "2d"))
     return cohort, embed_pairs(model, pairs, collate_pairs, CPU)
 
 

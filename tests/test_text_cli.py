@@ -13,7 +13,7 @@ import pytest
 from medvl.cli import main
 from medvl.text.labels import CHEXPERT_14
 
-from .test_text_corpus import write_small_manifest
+from .test_data_corpus import write_small_manifest
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

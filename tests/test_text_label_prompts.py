@@ -35,8 +35,8 @@ def test_templates_are_not_the_zero_shot_prompts():
 
 @pytest.mark.parametrize("mode", ["report", "sentence"])
 def test_token_bank_adds_label_prompts_per_item(tiny_cache, mode):
+    from medvl.data.pairs import cached_report_text
     from medvl.text.tokenizer import train_wordpiece
-    from medvl.train.pairs import cached_report_text
     from medvl.train.text_ids import bank_key, token_bank
 
     cohort = CachedCohort(tiny_cache)
@@ -52,8 +52,8 @@ def test_token_bank_adds_label_prompts_per_item(tiny_cache, mode):
 
 
 def test_polarity_bank_draws_a_statement_and_its_negation_with_the_right_target(tiny_cache):
+    from medvl.data.pairs import cached_report_text
     from medvl.text.tokenizer import train_wordpiece
-    from medvl.train.pairs import cached_report_text
     from medvl.train.text_ids import PolarityBank
 
     cohort = CachedCohort(tiny_cache)

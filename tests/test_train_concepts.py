@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from medvl.infer.embed import encode_texts
 from medvl.infer.zeroshot import concept_scores
 from medvl.models.registry import build_model
-from medvl.train.concepts import ConceptVocabulary
+from medvl.text.concepts import ConceptVocabulary
 
 REPORTS = [
     "Moderate left pleural effusion. No pneumothorax.",

@@ -1,10 +1,10 @@
-"""The model-adapter interface and its registry.
+"""The model-adapter interface.
 
 An adapter wraps a model so every task can call it the same way. Images are ``(B, 1, H, W)`` float tensors in
 ``[0, 1]``; embeddings are L2-normalised ``(B, D)``. Adapters whose model pools volumes implement
 ``encode_volume``; others get slice-mean pooling (:func:`encode_volumes`). References are resolved by scheme
-(``random:ARCH``, ``hf:PATH``; anything else is a medvl model reference) with factories registered by
-:func:`register_adapter`.
+(``random:ARCH``, ``hf:PATH``; anything else is a medvl model reference) with the factories of
+:data:`benchx.models.FACTORIES`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from benchx.errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -75,40 +73,4 @@ def slice_mean(encode_image: Callable[[torch.Tensor], torch.Tensor], slices: tor
 
 
 Factory = Callable[[str, "str | None"], ModelAdapter]
-_FACTORIES: dict[str, Factory] = {}
 DEFAULT_SCHEME = "medvl"
-
-
-def register_adapter(scheme: str) -> Callable[[Factory], Factory]:
-    """Decorator registering a factory ``(ref, tracking_uri) -> ModelAdapter`` for references ``scheme:...``."""
-
-    def decorate(factory: Factory) -> Factory:
-        _FACTORIES[scheme] = factory
-        return factory
-
-    return decorate
-
-
-def adapter_schemes() -> list[str]:
-    """Registered reference schemes (``medvl`` is the default for folders and MLflow URIs)."""
-    _register_builtin()
-    return sorted(_FACTORIES)
-
-
-def load_adapter(ref: str, tracking_uri: str | None = None) -> ModelAdapter:
-    """The adapter for a model reference (see the module docstring).
-
-    Raises:
-        UnknownNameError: unknown scheme or architecture; BenchxError: the reference leads to no model.
-    """
-    _register_builtin()
-    scheme, _, rest = ref.partition(":")
-    if rest and scheme in _FACTORIES and scheme != DEFAULT_SCHEME:
-        return _FACTORIES[scheme](rest, tracking_uri)
-    if rest and not rest.startswith("/") and scheme not in ("models", "runs"):
-        raise UnknownNameError("model scheme", scheme, [f"{s}:" for s in _FACTORIES] + ["models:/", "runs:/"])
-    return _FACTORIES[DEFAULT_SCHEME](ref, tracking_uri)
-
-
-def _register_builtin() -> None:
-    from benchx.models import hf, medvl_models  # noqa: F401  (register their factories)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchx.errors import BenchxError
-from benchx.models.base import ModelInfo, register_adapter
+from benchx.models.base import ModelInfo
 
 FEATURE_LEVELS = 3
 
@@ -87,7 +87,6 @@ def _as_map(hidden: torch.Tensor) -> torch.Tensor:
     return hidden.transpose(1, 2).reshape(hidden.shape[0], hidden.shape[2], side, side)
 
 
-@register_adapter("hf")
 def load_hf(path: str, tracking_uri: str | None = None) -> HFAdapter:
     """A local Hugging Face model folder (no downloads)."""
     from transformers import AutoModel, AutoTokenizer

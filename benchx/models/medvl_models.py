@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchx.errors import BenchxError, UnknownNameError
-from benchx.models.base import DEFAULT_SCHEME, ModelInfo, register_adapter, slice_mean
+from benchx.models.base import ModelInfo, slice_mean
 
 RANDOM_SEED = 0
 MODEL_REFS_HELP = ("a model folder, a medvl pretrain run folder, models:/NAME@ALIAS, models:/NAME/VERSION, "
@@ -74,7 +74,6 @@ class MedvlAdapter:
         return self.model
 
 
-@register_adapter(DEFAULT_SCHEME)
 def load_medvl(ref: str, tracking_uri: str | None = None) -> MedvlAdapter:
     """A saved medvl model from a folder, run folder or MLflow URI (:func:`medvl.infer.model_ref.resolve_model`)."""
     from medvl.infer.loading import PREPROCESS_FILE, load_for_inference
@@ -90,7 +89,6 @@ def load_medvl(ref: str, tracking_uri: str | None = None) -> MedvlAdapter:
     return MedvlAdapter(model, info, input_size=trained_size)
 
 
-@register_adapter("random")
 def load_random(arch: str, tracking_uri: str | None = None) -> MedvlAdapter:
     """A registry architecture with random weights (seed 0): the floor a pretrained model must beat."""
     from medvl.models.registry import build_model, list_models

@@ -73,21 +73,3 @@ class TaskContext:
 
 
 TaskFn = Callable[[TaskContext, float, int], TaskOutcome]
-_TASKS: dict[str, TaskFn] = {}
-
-
-def register_task(name: str) -> Callable[[TaskFn], TaskFn]:
-    """Decorator registering a task function ``(context, fraction, seed) -> TaskOutcome``."""
-
-    def decorate(fn: TaskFn) -> TaskFn:
-        _TASKS[name] = fn
-        return fn
-
-    return decorate
-
-
-def get_task(name: str) -> TaskFn:
-    """The task function registered as ``name``."""
-    from benchx import tasks  # noqa: F401  (registers the built-in tasks)
-
-    return _TASKS[name]

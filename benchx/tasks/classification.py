@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from benchx.fractions import few_shot_indices
 from benchx.stats import F1, Auroc, Ece, MacroMean, MeanOf, Metric, brier
-from benchx.tasks.base import TaskContext, TaskOutcome, register_task
+from benchx.tasks.base import TaskContext, TaskOutcome
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -100,7 +100,6 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, c: float, seed: int):
     return predict
 
 
-@register_task("linear_probe")
 def linear_probe(ctx: TaskContext, fraction: float, seed: int) -> TaskOutcome:
     """Logistic regression on frozen, cached embeddings; C chosen on val by macro AUROC."""
     y_train = ctx.labels("train")

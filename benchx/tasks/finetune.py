@@ -13,7 +13,7 @@ from torch import nn
 
 from benchx.features import batches, encode_batch
 from benchx.fractions import few_shot_indices
-from benchx.tasks.base import TaskContext, TaskOutcome, register_task
+from benchx.tasks.base import TaskContext, TaskOutcome
 from benchx.tasks.classification import choose_thresholds, classification_metrics, val_auroc
 
 FROZEN_LR_GRID = (1e-3, 1e-2)
@@ -66,7 +66,6 @@ def select_and_score(ctx: TaskContext, candidates, extra: dict) -> TaskOutcome:
     return TaskOutcome(metrics, ctx.study_ids("test"), {"lr": lr, **extra})
 
 
-@register_task("finetune_frozen")
 def finetune_frozen(ctx: TaskContext, fraction: float, seed: int) -> TaskOutcome:
     """An MLP head on the frozen encoder's cached embeddings."""
     y_train = ctx.labels("train")
@@ -119,7 +118,6 @@ def model_scores(model: Classifier, cohort) -> np.ndarray:
     return torch.cat([torch.sigmoid(model(b)) for b in batches(cohort)]).numpy()
 
 
-@register_task("finetune_full")
 def finetune_full(ctx: TaskContext, fraction: float, seed: int) -> TaskOutcome:
     """Full fine-tuning of the image encoder with a linear head."""
     keep = few_shot_indices(ctx.labels("train"), fraction, seed, ctx.dataset.split_hash)

@@ -13,7 +13,7 @@ import numpy as np
 
 from benchx.errors import BenchxError
 from benchx.stats import MeanOf, Metric
-from benchx.tasks.base import TaskContext, TaskOutcome, register_task
+from benchx.tasks.base import TaskContext, TaskOutcome
 
 RECALL_KS = (1, 5, 10)
 PRECISION_KS = (5, 10)
@@ -50,7 +50,6 @@ def retrieval_metrics(image_emb: np.ndarray, text_emb: np.ndarray, classes: np.n
     return metrics
 
 
-@register_task("retrieval")
 def retrieval(ctx: TaskContext, fraction: float, seed: int) -> TaskOutcome:
     """Image-report retrieval on the test split (trains nothing)."""
     if not ctx.adapter.has_text:

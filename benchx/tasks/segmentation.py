@@ -21,7 +21,7 @@ from benchx.errors import BenchxError
 from benchx.features import batches
 from benchx.fractions import few_shot_indices
 from benchx.stats import MeanOf
-from benchx.tasks.base import TaskContext, TaskOutcome, register_task
+from benchx.tasks.base import TaskContext, TaskOutcome
 
 MAX_SLICES = 6
 WIDTH = 32
@@ -170,7 +170,6 @@ def _nanmean_rows(values: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
 
 
-@register_task("segmentation")
 def segmentation(ctx: TaskContext, fraction: float, seed: int) -> TaskOutcome:
     """Decoder on frozen multi-scale features; Dice and IoU per test case."""
     spec = ctx.dataset.card.segmentation

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from benchx.errors import BenchxError
-from benchx.tasks.base import TaskContext, TaskOutcome, register_task
+from benchx.tasks.base import TaskContext, TaskOutcome
 from benchx.tasks.classification import choose_thresholds, classification_metrics
 
 
@@ -46,7 +46,6 @@ def ensemble_embeddings(ctx: TaskContext, prompts: dict[str, tuple[list[str], li
     return torch.stack(pos), torch.stack(neg)
 
 
-@register_task("zero_shot")
 def zero_shot(ctx: TaskContext, fraction: float, seed: int) -> TaskOutcome:
     """Prompt-ensemble zero-shot classification (trains nothing)."""
     from medvl.infer.zeroshot import zero_shot_probabilities

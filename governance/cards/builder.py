@@ -52,7 +52,7 @@ def _copy_attributions(images: Sequence[Path | tuple[Path, str]], out_dir: Path)
 def training_data(manifest: str | None) -> dict | None:
     """The training manifest in words: its sources (description, synthetic or real, licence) and the studies per
     source, split and modality; None when the manifest is not readable here."""
-    from medvl.data.adapters.base import registered_adapters
+    from medvl.data.adapters import ADAPTERS
     from medvl.data.manifest import ManifestError, read_manifest
 
     if not manifest:
@@ -61,11 +61,10 @@ def training_data(manifest: str | None) -> dict | None:
         frame = read_manifest(manifest)
     except (ManifestError, OSError):
         return None
-    adapters = registered_adapters()
     frame = frame.assign(modality=[images[0]["modality"] if len(images) else "none" for images in frame["images"]])
     sources = []
     for name in sorted(frame["source"].unique()):
-        adapter = adapters.get(name)
+        adapter = ADAPTERS.get(name)
         sources.append({"name": name, "description": adapter.description if adapter else "unknown source",
                         "synthetic": bool(adapter and adapter.synthetic),
                         "licence": adapter.licence if adapter else "unknown"})

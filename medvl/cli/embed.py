@@ -32,13 +32,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from medvl.data.cache import CachedCohort, CacheError
+    from medvl.data.pairs import PairDataset, collate_pairs
     from medvl.infer.domain import read_domain
     from medvl.infer.embed import embed_pairs, uses_slices
     from medvl.infer.loading import load_for_inference
     from medvl.infer.model_ref import ModelRefError, resolve_model
     from medvl.infer.profile_fit import cohort_outside
     from medvl.infer.retrieval import retrieval_metrics
-    from medvl.train.pairs import PairDataset, collate_pairs, select_items
 
     try:
         model_dir = resolve_model(args.model).model_dir
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"medvl embed: {exc}", file=sys.stderr)
         return 2
     kinds = args.kinds if args.kinds != "all" or uses_slices(model) else "2d"
-    indices = np.concatenate([select_items(cohort, split, kinds) for split in args.split])
+    indices = np.concatenate([cohort.select(split, kinds) for split in args.split])
     if len(indices) < 2:
         print(f"medvl embed: {args.cache}: fewer than 2 {kinds} items in split(s) {', '.join(args.split)}", file=sys.stderr)
         return 2

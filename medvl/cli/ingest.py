@@ -67,13 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medvl.data.adapters.base import registered_adapters  # adapters import their readers: only when run
+    from medvl.data.adapters import ADAPTERS  # adapters import their readers: only when run
     from medvl.data.ingest import IngestError
     from medvl.data.manifest import ManifestError
     from medvl.io.errors import MedvlIOError
 
     if args.list:
-        for name, adapter in registered_adapters().items():
+        for name, adapter in sorted(ADAPTERS.items()):
             print(f"{name:14s} {adapter.description}")
         return 0
     try:

@@ -25,7 +25,7 @@ HELP = "label findings (1/0/-1) in reports from a manifest, CSV, text file or th
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``medvl label``."""
-    from medvl.text.corpus import SOURCES
+    from medvl.data.corpus import SOURCES
 
     parser.add_argument("input", type=Path, help="manifest (.parquet), CSV, text file, or IU X-ray archive/folder")
     parser.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write (id + one column per observation)")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     """Label the input and write the CSV; exit status 2 with one line on stderr for bad input."""
     from tqdm import tqdm
 
-    from medvl.text.corpus import read_reports
+    from medvl.data.corpus import read_reports
     from medvl.text.errors import LabelSpaceError, ReportSourceError
     from medvl.text.labeller import Labeller
     from medvl.text.labels import LabelSpace

@@ -21,7 +21,7 @@ HELP = "train a WordPiece tokenizer on report corpora (manifest, CSV, text file,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``medvl tokenizer``."""
-    from medvl.text.corpus import SOURCES
+    from medvl.data.corpus import SOURCES
 
     parser.add_argument(
         "--corpus", type=Path, action="append", required=True, help="corpus file or folder (repeat to pool several)"
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     """Read the corpora, train, save; exit status 2 with one line on stderr for bad input."""
     from tqdm import tqdm
 
-    from medvl.text.corpus import read_reports
+    from medvl.data.corpus import read_reports
     from medvl.text.errors import ReportSourceError
     from medvl.text.tokenizer import train_wordpiece
 

@@ -35,7 +35,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult, get_adapter
+from medvl.data.adapters import get_adapter
+from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult
 from medvl.data.manifest import from_rows, read_manifest, write_manifest
 from medvl.data.phi_policy import PhiFinding, apply_policy, check_policy
 from medvl.data.preprocess import load_for_training

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from medvl.infer.embed import encode_texts
 from medvl.infer.loading import ModelInput
 from medvl.infer.zeroshot import logit_scale_of, prompt_table, zero_shot_probabilities
+from medvl.text.concepts import ConceptVocabulary
 from medvl.text.labels import CT_OBSERVATIONS
 from medvl.text.lexicon import Concept, Lexicon
 from medvl.text.prompts import build_prompts
-from medvl.train.concepts import ConceptVocabulary
 
 SLICE_CHUNK = 16
 """Slices encoded per forward pass (bounds memory on long volumes)."""

@@ -104,7 +104,7 @@ def evaluate_volumes(
     progress: bool = False,
 ) -> VolumeEvaluation:
     """Score every volume of ``split`` in a phantom cache (masks included) as the app does; see the module doc."""
-    from medvl.train.pairs import cached_report_text
+    from medvl.data.pairs import cached_report_text
 
     model, _ = load_for_inference(model_dir)
     prompts = {name: ZERO_SHOT_PROMPTS[name] for name in findings}

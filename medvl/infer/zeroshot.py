@@ -113,7 +113,7 @@ def cohort_concept_aurocs(
     """AUROC of :func:`concept_scores` per observation on a cache split's 2D images.
 
     Each observation is read through its most frequent concept in the model's trained vocabulary
-    (:meth:`medvl.train.concepts.ConceptVocabulary.for_observation`), e.g. "pleural effusion".
+    (:meth:`medvl.text.concepts.ConceptVocabulary.for_observation`), e.g. "pleural effusion".
 
     Args:
         model: a model trained with the concept term (any model works; an untrained one scores near 0.5).
@@ -125,8 +125,8 @@ def cohort_concept_aurocs(
     Raises:
         ValueError: an observation has no concept in ``trained_concepts``.
     """
+    from medvl.text.concepts import ConceptVocabulary
     from medvl.text.lexicon import Lexicon
-    from medvl.train.concepts import ConceptVocabulary
 
     vocabulary = ConceptVocabulary(list(trained_concepts), Lexicon.default())
     concepts = [vocabulary.for_observation(o) for o in observations]

@@ -133,6 +133,34 @@ def local_path(value: str | None, base_dir: Path | None) -> str | None:
     return str(candidate.resolve()) if candidate.exists() else value
 
 
+LOSS_TERMS = ("convirt", "clip", "siglip", "soft_target", "concept", "polarity")
+LOSS_DEFAULTS: dict[str, Any] = {
+    "weights": {"convirt": 1.0, "clip": 0.0, "siglip": 0.0, "soft_target": 0.0, "concept": 0.0, "polarity": 0.0},
+    "tau": 0.1,
+    "lam": 0.75,
+    "soft_target_tau": 0.1,
+    "target_tau": 0.1,
+    "uncertain_as": 1.0,
+    "max_logit_scale": 100.0,
+}
+
+
+def resolve_loss_config(given: Any, where: str) -> dict[str, Any]:
+    """The ``loss`` section of an architecture config with defaults filled in and checked."""
+    cfg = merge_section(LOSS_DEFAULTS, given, where)
+    for name, weight in cfg["weights"].items():
+        check_number(weight, f"{where}.weights.{name}", minimum=0.0)
+    if not any(cfg["weights"].values()):
+        raise ModelConfigError(f"{where}.weights", f"at least one of {', '.join(LOSS_TERMS)} needs a positive weight")
+    for key in ("tau", "soft_target_tau", "target_tau", "max_logit_scale"):
+        check_number(cfg[key], f"{where}.{key}", minimum=1e-6)
+    check_number(cfg["lam"], f"{where}.lam", minimum=0.0)
+    if cfg["lam"] > 1:
+        raise ModelConfigError(f"{where}.lam", f"must be at most 1, got {cfg['lam']}")
+    check_number(cfg["uncertain_as"], f"{where}.uncertain_as", minimum=0.0)
+    return cfg
+
+
 def resolve_config(raw: Mapping[str, Any], source: str, base_dir: Path | None = None) -> dict[str, Any]:
     """Fill every section's defaults, validate, and make relative paths absolute against ``base_dir``.
 
@@ -141,7 +169,6 @@ def resolve_config(raw: Mapping[str, Any], source: str, base_dir: Path | None = 
         source: where it came from (a registry name or a file), used in error messages.
         base_dir: folder that relative ``image.path``, ``text.path`` and ``text.tokenizer`` paths are relative to.
     """
-    from medvl.losses import resolve_loss_config
     from medvl.models.image import resolve_image_config
     from medvl.models.slice_pooling import resolve_slice_pooling_config
     from medvl.models.text import resolve_text_config

@@ -9,5 +9,5 @@ Modules (import what you need; the package itself imports nothing heavy):
 - :mod:`medvl.text.tokenizer`: WordPiece tokenizers trained on report corpora.
 - :mod:`medvl.text.phi`: PHI detection and masking.
 - :mod:`medvl.text.prompts`: zero-shot prompt pairs.
-- :mod:`medvl.text.corpus`: report texts from manifests, CSV files, the IU archive or text files.
+- :mod:`medvl.text.concepts`: the concept vocabulary of the patch-concept term.
 """

@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with the corrected mapping, then with the original one; options narrow the selection."""
     import argparse
 
-    from medvl.data.realdata import realdata_root
+    from medvl.realdata import realdata_root
     from medvl.text.errors import ReportSourceError
 
     parser = argparse.ArgumentParser(

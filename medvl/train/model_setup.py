@@ -7,14 +7,14 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from medvl.data.cache import META_FILE, CachedCohort, CacheError
+from medvl.data.cache import META_FILE, CachedCohort, CacheError, read_meta
 from medvl.data.cache_build import build_cache, manifest_cache_key, whole_cache_key
+from medvl.data.pairs import report_text
 from medvl.data.preprocess import PrepSettings
 from medvl.models.config import deep_update
 from medvl.models.registry import build_model, load_pretrained
 from medvl.models.vlm import VisionLanguageModel
 from medvl.train import distributed
-from medvl.train.pairs import report_text
 from medvl.train.settings import DataSettings, PretrainConfig
 
 TOKENIZER_DIR = "tokenizer"
@@ -31,10 +31,28 @@ def ensure_cache(data: DataSettings, info: distributed.DistInfo) -> CachedCohort
     if info.distributed:
         _check_built(cache, data, settings, info.world_size)
     elif data.manifest:
+        _refuse_other_cache(cache, data, settings)
         build_cache(data.manifest, cache, settings)
     elif not (cache / META_FILE).is_file():
         raise FileNotFoundError(f"{cache}: no cache here; run 'medvl cache MANIFEST -o {cache}' or set data.manifest")
     return CachedCohort(cache)
+
+
+def _refuse_other_cache(cache: Path, data: DataSettings, settings: PrepSettings) -> None:
+    """Refuse, with what to set instead, a folder holding the cache of another manifest or other settings."""
+    if not (cache / META_FILE).is_file():
+        return
+    meta = read_meta(cache)
+    if meta["key"] == manifest_cache_key(data.manifest, settings):
+        return
+    held = meta.get("settings", {})
+    raise CacheError(
+        f"{cache}: holds the cache of {meta.get('manifest')} at {held.get('size')} px ({held.get('ct_window')} "
+        f"window), not of {data.manifest} at data.image_size={settings.size} ({settings.ct_window} window); train "
+        f"at its settings (data.image_size={held.get('size')} data.ct_window={held.get('ct_window')}), give another "
+        f"data.cache folder, or rebuild it: 'medvl cache {data.manifest} -o {cache} --size {settings.size} "
+        f"--ct-window {settings.ct_window} --overwrite'"
+    )
 
 
 def _check_built(cache: Path, data: DataSettings, settings: PrepSettings, world_size: int) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 
 from medvl.augment import STREAM_POLARITY, STREAM_TEXT, seed_uniforms
 from medvl.data.cache import CachedCohort, PackedStrings
+from medvl.data.pairs import cached_report_text
 from medvl.text.sentences import split_sentences
-from medvl.train.pairs import cached_report_text
 
 TOKENIZE_CHUNK = 8192
 

@@ -8,7 +8,7 @@ sharded under FSDP), ``metrics.jsonl`` (every logged step), ``model/`` (final we
 loss curve.
 
 The host does little per step: background workers read uint8 batches and pre-computed token ids
-(:class:`medvl.train.pairs.PairBatches`); conversion and augmentation happen on the device; losses stay on
+(:class:`medvl.train.batches.PairBatches`); conversion and augmentation happen on the device; losses stay on
 the device and reach the host only at log steps.
 """
 
@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from medvl.config import config_hash, flatten, save_config, to_dict
 from medvl.data.cache import CachedCohort
+from medvl.data.pairs import PairDataset, cached_report_text, collate_pairs, label_reports
 from medvl.distributed_gather import scale_gradient
 from medvl.infer.embed import embed_pairs, uses_slices
 from medvl.infer.retrieval import retrieval_metrics
@@ -38,8 +39,10 @@ from medvl.interrupts import worker_default_sigterm
 from medvl.losses import ContrastiveLoss
 from medvl.models.vlm import LOGIT_PARAMETERS
 from medvl.provenance import code_version, environment
+from medvl.text.concepts import ConceptVocabulary
 from medvl.tracking import RunTracker
 from medvl.train import distributed, fsdp, hardware
+from medvl.train.batches import PairBatches, augment_strength, device_inputs
 from medvl.train.checkpoint import (
     LAST,
     TrainState,
@@ -48,18 +51,7 @@ from medvl.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from medvl.train.concepts import ConceptVocabulary
 from medvl.train.model_setup import build_training_model, ensure_cache
-from medvl.train.pairs import (
-    PairBatches,
-    PairDataset,
-    augment_strength,
-    cached_report_text,
-    collate_pairs,
-    device_inputs,
-    label_reports,
-    select_items,
-)
 from medvl.train.sampling import ResumableSampler
 from medvl.train.schedule import cosine_with_warmup, plateau
 from medvl.train.settings import PretrainConfig
@@ -120,7 +112,7 @@ class Trainer:
             self.model.image_encoder.to(memory_format=torch.channels_last)
         self.kinds = self._kinds()
         self.volumes = uses_slices(self.model)
-        self.train_idx = select_items(self.cohort, config.data.train_split, self.kinds)
+        self.train_idx = self.cohort.select(config.data.train_split, self.kinds)
         self.concepts = self._concept_vocabulary()
         self._build_data()
         self.loss_fn = ContrastiveLoss(
@@ -158,7 +150,7 @@ class Trainer:
 
     def _build_data(self) -> None:
         d, t = self.cfg.data, self.cfg.train
-        train_idx, val_idx = self.train_idx, select_items(self.cohort, d.val_split, self.kinds)
+        train_idx, val_idx = self.train_idx, self.cohort.select(d.val_split, self.kinds)
         if len(train_idx) < t.batch_size * self.info.world_size:
             raise ValueError(
                 f"{self.cohort.cache_dir}: split '{d.train_split}' has {len(train_idx)} {self.kinds} items, fewer than "

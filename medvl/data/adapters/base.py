@@ -12,12 +12,9 @@ in a series folder) overrides :meth:`SourceAdapter.read_unit` to return its rows
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
-
-ADAPTERS: dict[str, type[SourceAdapter]] = {}
 
 
 @dataclass(frozen=True)
@@ -85,24 +82,3 @@ class SourceAdapter(ABC):
         result on rows it has already merged.
         """
         return rows
-
-
-def register(cls: type[SourceAdapter]) -> type[SourceAdapter]:
-    """Class decorator adding an adapter to :data:`ADAPTERS` under ``cls.name``."""
-    ADAPTERS[cls.name] = cls
-    return cls
-
-
-def registered_adapters() -> dict[str, type[SourceAdapter]]:
-    """Every registered adapter class by name (the built-in ones are imported first)."""
-    from medvl.data import adapters as _  # noqa: F401  (registers the built-in adapters)
-
-    return dict(sorted(ADAPTERS.items()))
-
-
-def get_adapter(name: str) -> Callable[..., SourceAdapter]:
-    """The adapter class registered as ``name``; the error lists the known names."""
-    known = registered_adapters()
-    if name not in known:
-        raise KeyError(f"unknown source '{name}'; known sources: {', '.join(known)}")
-    return known[name]

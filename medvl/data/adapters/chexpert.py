@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
-from medvl.data.adapters.base import SourceAdapter, UnitResult, register
+from medvl.data.adapters.base import SourceAdapter, UnitResult
 from medvl.data.adapters.common import (
     CHEXPERT_LABELS,
     XRAY_MODALITY,
@@ -31,7 +31,6 @@ CSV_SPLITS = {"train.csv": "train", "valid.csv": "val"}
 _COLUMNS = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_LABELS)
 
 
-@register
 class CheXpertAdapter(SourceAdapter):
     """Reads the CheXpert CSVs; a unit is one study folder (``train/patient00001/study1``)."""
 

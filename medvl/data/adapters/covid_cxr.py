@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medvl.data.adapters.base import SourceAdapter, UnitResult, register
+from medvl.data.adapters.base import SourceAdapter, UnitResult
 from medvl.data.adapters.common import (
     XRAY_MODALITY,
     keep_readable,
@@ -96,7 +96,6 @@ def finding_labels(finding: str) -> dict[str, int]:
     return {**{name: 0 for name in DEFINITE}, **labels}
 
 
-@register
 class CovidCxrAdapter(SourceAdapter):
     """Reads the covid-chestxray-dataset layout; a unit is one study (a group of CSV rows)."""
 

@@ -29,7 +29,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult, register
+from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult
 from medvl.data.adapters.common import keep_readable, normalise_sex, parse_age
 from medvl.data.manifest import image_ref, make_row
 
@@ -64,7 +64,6 @@ SPACING_TOLERANCE_MM = 0.01
 _VOLUME = re.compile(r"^(?P<split>train|valid)_(?P<patient>\d+)_(?P<scan>[a-z]+)_(?P<recon>\d+)\.nii\.gz$")
 
 
-@register
 class CtRateAdapter(SourceAdapter):
     """Reads a CT-RATE tree; a unit is one scan (``train_1_a``) with its reconstructions."""
 

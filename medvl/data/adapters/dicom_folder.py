@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult, register
+from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult
 from medvl.data.adapters.common import normalise_sex, normalise_view, parse_age, primary_view, report_sections
 from medvl.data.manifest import ManifestError, image_ref, make_row
 from medvl.io.dicom_file import looks_like_dicom, read_header, require_pixels
@@ -38,7 +38,6 @@ CROSS_SECTIONAL = frozenset({"CT", "MR", "PT", "NM", "US", "OCT"})
 _HEAD_BYTES = 132
 
 
-@register
 class DicomFolderAdapter(SourceAdapter):
     """Reads a tree of DICOM files; a unit is one directory."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from medvl.data.adapters.base import SourceAdapter, UnitResult, register
+from medvl.data.adapters.base import SourceAdapter, UnitResult
 from medvl.data.adapters.common import XRAY_MODALITY, keep_readable
 from medvl.data.manifest import image_ref, make_row
 from medvl.text.iu_xray import IUReport, read_iu_reports
@@ -57,7 +57,6 @@ def mesh_labels(terms: list[str]) -> dict[str, int]:
     return dict.fromkeys(sorted(labels - {"normal"}), 1)
 
 
-@register
 class IuXrayAdapter(SourceAdapter):
     """Reads the IU X-ray reports; a unit is one report (``CXR1``)."""
 

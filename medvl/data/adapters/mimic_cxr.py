@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult, register
+from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult
 from medvl.data.adapters.common import (
     CHEXPERT_LABELS,
     XRAY_MODALITY,
@@ -38,7 +38,6 @@ _TABLES = {"split": ("dicom_id", "study_id", "subject_id", "split"),
            "metadata": ("dicom_id", "ViewPosition")}
 
 
-@register
 class MimicCxrAdapter(SourceAdapter):
     """Reads MIMIC-CXR-JPG; a unit is one study (``p10/p10000032/s50414267``)."""
 

@@ -16,7 +16,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 
-from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult, register
+from medvl.data.adapters.base import Rejected, SourceAdapter, UnitResult
 from medvl.data.adapters.common import probe_file
 from medvl.data.manifest import image_ref, make_row
 from medvl.data.phantom import read_index
@@ -43,7 +43,6 @@ def _series_rejection(folder: Path) -> Rejected | None:
     return None
 
 
-@register
 class PhantomAdapter(SourceAdapter):
     """Reads a phantom cohort folder; a unit is one study of ``studies.csv``."""
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from medvl.data.corpus import detect_source, focus_text, read_reports
 from medvl.data.manifest import from_rows, make_row, write_manifest
-from medvl.text.corpus import detect_source, focus_text, read_reports
 from medvl.text.errors import ReportSourceError
 
 

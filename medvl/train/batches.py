@@ -1,11 +1,10 @@
-"""Image-report pairs from the cache: the training loop's batches and the evaluation items.
+"""Training batches from the cache: the training loop's host path.
 
 Training reads whole batches (:class:`PairBatches`): a list of ``(index, item_seed)`` keys from
 :class:`medvl.train.sampling.ResumableSampler` becomes uint8 pixels read from the memory-mapped cache in one
 go, token ids picked from a :class:`medvl.train.text_ids.TokenBank`, and the batch's augmentation draws; all
 random choices depend only on the item seeds. :func:`device_inputs` then converts and augments on the training
-device. Evaluation looks items up one by one with a plain index (:class:`PairDataset`: the whole FINDINGS +
-IMPRESSION text, no augmentation).
+device. Evaluation items come from :class:`medvl.data.pairs.PairDataset`.
 """
 
 from __future__ import annotations
@@ -17,77 +16,19 @@ import torch
 from torch.utils.data import Dataset
 
 from medvl.augment import AugmentStrength, augment_batch, draw_batch
-from medvl.data.cache import CachedCohort, collate_cohort, even_slices
+from medvl.data.cache import CachedCohort
 
 if TYPE_CHECKING:
-    from medvl.train.concepts import ConceptVocabulary
+    from medvl.text.concepts import ConceptVocabulary
     from medvl.train.text_ids import PolarityBank, TokenBank
 
 LIGHT = AugmentStrength(crop_scale=(0.8, 1.0), rotate_degrees=5.0, translate_fraction=0.05, brightness=0.2,
                         contrast=0.2, blur_sigma=(0.1, 0.8), blur_prob=0.3)  # fmt: skip
 
 
-def report_text(item: dict[str, Any]) -> str:
-    """FINDINGS + IMPRESSION of an item, or its whole report when the sections are unknown."""
-    text = " ".join(t.strip() for t in (item.get("findings", ""), item.get("impression", "")) if t and t.strip())
-    return text or (item.get("report") or "").strip()
-
-
-def cached_report_text(cohort: CachedCohort, i: int) -> str:
-    """:func:`report_text` of cache item ``i``, read from the cache's text columns (no pixels loaded)."""
-    return report_text({field: cohort.text(field, i) for field in ("report", "findings", "impression")})
-
-
-def label_reports(cohort: CachedCohort, indices: np.ndarray) -> np.ndarray:
-    """Labels of the items' reports by the medvl labeller, in the cohort's label space (NaN: not mentioned).
-
-    What MedCLIP's label-aware loss uses: labels read from the text, not from any other annotation.
-    """
-    from medvl.text.labeller import Labeller
-    from medvl.text.labels import CT_OBSERVATIONS, LabelSpace
-
-    ct = any(name in CT_OBSERVATIONS for name in cohort.label_space)
-    labeller = Labeller(LabelSpace.chest_abdomen_ct()) if ct else Labeller()
-    out = np.full((len(indices), len(cohort.label_space)), np.nan, dtype=np.float32)
-    column = {name: j for j, name in enumerate(cohort.label_space)}
-    for row, i in enumerate(indices):
-        for name, value in labeller.label(cached_report_text(cohort, i)).items():
-            if name in column:
-                out[row, column[name]] = value
-    return out
-
-
 def augment_strength(kind: str) -> AugmentStrength | None:
     """The augmentation ranges for ``kind`` (``convirt``, ``light``, ``none``)."""
     return {"convirt": AugmentStrength(), "light": LIGHT, "none": None}[kind]
-
-
-class PairDataset(Dataset):
-    """Evaluation pairs over a subset of a :class:`CachedCohort`: each item with its whole report text.
-
-    Args:
-        cohort: the cache.
-        indices: which cache items take part.
-        max_slices: volumes deeper than this keep evenly spread slices.
-    """
-
-    def __init__(self, cohort: CachedCohort, indices: np.ndarray, max_slices: int = 64) -> None:
-        self.cohort = cohort
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.max_slices = max_slices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = dict(self.cohort[int(self.indices[index])])
-        if item["is_volume"]:
-            keep = torch.from_numpy(even_slices(item["image"].shape[0], self.max_slices))
-            item["image"], item["z_mm"] = item["image"][keep], item["z_mm"][keep]
-            if "mask" in item:
-                item["mask"] = item["mask"][keep]
-        item["text"] = report_text(item)
-        return item
 
 
 class PairBatches(Dataset):
@@ -168,15 +109,3 @@ def device_inputs(batch: dict[str, Any], device: torch.device, volumes: bool, ch
             raise ValueError("the batch holds volumes but the model has no slice pooling; train on 2D items (data.kinds=2d)")
         return {"images": x.contiguous(memory_format=torch.channels_last) if channels_last else x}
     return {"slices": x.unsqueeze(2), "z_mm": batch["z_mm"].to(device, non_blocking=True), "pad_mask": ~real}
-
-
-def collate_pairs(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """:func:`medvl.data.cache.collate_cohort` plus the texts."""
-    out = collate_cohort(batch)
-    out["text"] = [item["text"] for item in batch]
-    return out
-
-
-def select_items(cohort: CachedCohort, split: str, kinds: str) -> np.ndarray:
-    """Indices of the cache items of ``split`` whose kind is allowed (``2d``, ``3d`` or ``all``)."""
-    return cohort.select(split, kinds)
