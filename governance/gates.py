@@ -42,7 +42,6 @@ import yaml
 
 from governance.audit import AuditLog
 from governance.lineage import (
-    RESULTS_SCHEMA,
     LineageError,
     benchx_results,
     mlflow_client,
@@ -244,6 +243,8 @@ def load_results(path: str | Path) -> dict:
 
 def check_results(results: Any, where: str = "results") -> None:
     """Raise :class:`GateInputError` naming the first field that does not follow the benchx results schema."""
+    from benchx.results import SCHEMA as RESULTS_SCHEMA  # benchx's results module imports pandas: only here
+
     if not isinstance(results, dict) or results.get("schema") != RESULTS_SCHEMA:
         found = results.get("schema") if isinstance(results, dict) else type(results).__name__
         raise GateInputError(where, f"not a benchx results document (schema {found!r}, expected {RESULTS_SCHEMA!r})")

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from medvl.infer.model_ref import REGISTRY_URI
 from medvl.tracking import resolve_tracking_uri
 
-REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 RUN_TAGS = ("medvl.manifest_hash", "medvl.split_hashes", "medvl.code_version", "medvl.environment")
 JSON_TAGS = frozenset({"medvl.split_hashes", "medvl.environment"})
 LINEAGE_ARTIFACT = "model_files/lineage.json"
 RESULTS_ARTIFACT = "results.json"
-RESULTS_SCHEMA = "benchx.results/1"
 UNFINISHED = ("KILLED", "RUNNING", "SCHEDULED")  # statuses of runs that wrote no results
 
 
@@ -99,6 +97,8 @@ def benchx_results(run_id: str, tracking_uri: str | None = None) -> dict:
     Raises:
         LineageError: the run has no ``results.json`` or it is not a benchx results document.
     """
+    from benchx.results import SCHEMA as RESULTS_SCHEMA  # benchx's results module imports pandas: only here
+
     results = download_json(run_id, RESULTS_ARTIFACT, resolve_tracking_uri(tracking_uri))
     if results is None:
         raise LineageError(f"runs:/{run_id}", f"has no {RESULTS_ARTIFACT} artifact (is it a benchx parent run?)")

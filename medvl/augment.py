@@ -18,18 +18,14 @@ wrappers around them, and the trainer calls them directly on GPU batches.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.transforms import (
-    MapTransform,
-    Randomizable,
-    Transform,
-)
+from monai.transforms import Randomizable, Transform
 from monai.utils import convert_to_tensor
 
 
@@ -254,30 +250,3 @@ class ConvirtAugment(Randomizable, Transform):
         if img.ndim == 4 and img.shape[1] == 1:
             return augment_batch(img[:, 0][None], self.draw(*img.shape[2:]), self.size)[0].unsqueeze(1)
         raise ValueError(f"ConvirtAugment expects an image (1, H, W) or slices (S, 1, H, W), got shape {tuple(img.shape)}")
-
-
-class ConvirtAugmentd(Randomizable, MapTransform):
-    """Dictionary twin of :class:`ConvirtAugment`: the same random draw for every key of one sample."""
-
-    def __init__(
-        self, keys: Hashable | Sequence[Hashable], size: int, strength: AugmentStrength = AugmentStrength(), allow_missing_keys: bool = False
-    ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        self.augment = ConvirtAugment(size, strength)
-        self.sample_seed = 0
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> ConvirtAugmentd:
-        """Seed the draws."""
-        super().set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        """Draw the seed shared by all keys of the next sample."""
-        self.sample_seed = int(self.R.randint(0, 2**31 - 1))
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        out = dict(data)
-        self.randomize()
-        for key in self.key_iterator(out):
-            out[key] = self.augment.set_random_state(self.sample_seed)(out[key])
-        return out

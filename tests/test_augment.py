@@ -10,7 +10,6 @@ from medvl.augment import (
     CROP_TRIES,
     AugmentStrength,
     ConvirtAugment,
-    ConvirtAugmentd,
     augment_batch,
     crop_boxes,
     draw_batch,
@@ -119,17 +118,6 @@ def test_blur_smooths_and_keeps_the_mean():
     noise = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(0))
     out = ConvirtAugment(64, blur)(noise)
     assert out.std() < noise.std() / 2 and abs(out[:, 16:48, 16:48].mean() - noise[:, 16:48, 16:48].mean()) < 0.02
-
-
-def test_dictionary_twin_applies_one_draw_to_all_keys():
-    data = {"image": torch.rand(1, 64, 64), "prior": None}
-    data["prior"] = data["image"].clone()
-    aug = ConvirtAugmentd(["image", "prior"], 32).set_random_state(5)
-    first = aug(data)
-    assert torch.equal(first["image"], first["prior"]) and first["image"].shape == (1, 32, 32)
-    assert not torch.equal(aug(data)["image"], first["image"])  # the next sample gets a new draw
-    again = ConvirtAugmentd(["image", "prior"], 32).set_random_state(5)(data)
-    assert torch.equal(again["image"], first["image"])
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from benchx.stats import (
     paired_p_value,
     summarise,
 )
-from benchx.tasks.retrieval import precision_per_query, recall_hits
+from benchx.tasks.retrieval import retrieval_metrics
 from medvl.infer.retrieval import precision_at_k, recall_at_k
 
 
@@ -86,13 +86,14 @@ def test_metrics_round_trip_through_json_form():
     assert np.allclose(again.values(weights), metric.values(weights))
 
 
-def test_retrieval_hits_match_medvl_recall_and_precision():
+def test_benchx_retrieval_matches_medvl_recall_and_precision():
     rng = np.random.default_rng(2)
     img = torch.nn.functional.normalize(torch.randn(30, 8), dim=-1)
     txt = torch.nn.functional.normalize(img + 0.8 * torch.randn(30, 8), dim=-1)
     sims = (img @ txt.T).numpy()
-    reference = recall_at_k(img, txt)
-    for k in (1, 5, 10):
-        assert np.isclose(recall_hits(sims, k).mean(), reference[k])
     classes = rng.integers(0, 3, 30)
-    assert np.isclose(precision_per_query(sims, classes, 5).mean(), precision_at_k(classes, classes, sims, 5))
+    metrics = retrieval_metrics(img.numpy(), txt.numpy(), classes)
+    for k in (1, 5, 10):
+        assert np.isclose(metrics[f"i2t_R{k}"].point(), recall_at_k(img, txt)[k])
+        assert np.isclose(metrics[f"t2i_R{k}"].point(), recall_at_k(txt, img)[k])
+    assert np.isclose(metrics["precision_at_5"].point(), precision_at_k(classes, classes, sims, 5))

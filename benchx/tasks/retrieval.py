@@ -2,7 +2,7 @@
 
 ``i2t_R{k}``: image queries, report gallery; ``t2i_R{k}``: report queries, image gallery; a query counts at
 rank r when fewer than r gallery items score strictly higher than its own pair (ties favour the query, as in
-:func:`medvl.infer.retrieval.recall_at_k`). ``precision_at_{k}``: image queries, the share of the top-k
+:func:`medvl.infer.retrieval.similarity_ranks`, shared with medvl's own evaluation). ``precision_at_{k}``: image queries, the share of the top-k
 reports whose item has exactly the query's label set (class-level Precision@K). Items without report text
 are left out.
 """
@@ -14,21 +14,10 @@ import numpy as np
 from benchx.errors import BenchxError
 from benchx.stats import MeanOf, Metric
 from benchx.tasks.base import TaskContext, TaskOutcome
+from medvl.infer.retrieval import precision_per_query, similarity_ranks
 
 RECALL_KS = (1, 5, 10)
 PRECISION_KS = (5, 10)
-
-
-def recall_hits(sims: np.ndarray, k: int) -> np.ndarray:
-    """Per query (row): 1.0 when its pair (the diagonal) ranks within the top ``k``."""
-    rank = (sims > np.diag(sims)[:, None]).sum(axis=1)
-    return (rank < k).astype(float)
-
-
-def precision_per_query(sims: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
-    """Per query: the share of its top-``k`` gallery items of the same class."""
-    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    return (classes[top] == classes[:, None]).mean(axis=1)
 
 
 def label_classes(labels: np.ndarray) -> np.ndarray:
@@ -41,12 +30,13 @@ def label_classes(labels: np.ndarray) -> np.ndarray:
 def retrieval_metrics(image_emb: np.ndarray, text_emb: np.ndarray, classes: np.ndarray) -> dict[str, Metric]:
     """Per-query retrieval metrics for row-paired, normalised embeddings."""
     sims = image_emb @ text_emb.T
+    ranks = {"i2t": similarity_ranks(sims), "t2i": similarity_ranks(sims.T)}
     metrics: dict[str, Metric] = {}
     for k in RECALL_KS:
-        metrics[f"i2t_R{k}"] = MeanOf(recall_hits(sims, k))
-        metrics[f"t2i_R{k}"] = MeanOf(recall_hits(sims.T, k))
+        for direction, rank in ranks.items():
+            metrics[f"{direction}_R{k}"] = MeanOf((rank < k).astype(float))
     for k in PRECISION_KS:
-        metrics[f"precision_at_{k}"] = MeanOf(precision_per_query(sims, classes, k))
+        metrics[f"precision_at_{k}"] = MeanOf(precision_per_query(classes, classes, sims, k))
     return metrics
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss
 from torch import nn
 
 from benchx.cards import SegmentationSpec
@@ -111,19 +112,13 @@ def split_data(ctx: TaskContext, split: str, spec: SegmentationSpec) -> Segmenta
     return ctx.memo[key]
 
 
-def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1 - soft Dice per class over the whole batch, averaged over classes (small lesions weigh as much as the
-    background-only slices would otherwise outweigh them)."""
-    probs = torch.sigmoid(logits)
-    dims = (0, 2, 3)
-    inter = (probs * targets).sum(dims)
-    return 1 - ((2 * inter + 1) / (probs.sum(dims) + targets.sum(dims) + 1)).mean()
-
-
 def train_decoder(data: SegmentationData, rows: np.ndarray, lr: float, seed: int) -> PyramidDecoder:
     """Train a decoder on the given slices (BCE + soft Dice against the coarse masks, Adam)."""
     torch.manual_seed(seed)
     decoder = PyramidDecoder([m.shape[1] for m in data.maps], data.targets.shape[1])
+    # 1 - soft Dice per class over the whole batch, averaged over classes (small lesions weigh as much as the
+    # background-only slices would otherwise outweigh them)
+    soft_dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=1.0, smooth_dr=1.0)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
     size = tuple(data.coarse_targets.shape[-2:])
     generator = torch.Generator().manual_seed(seed)
@@ -135,7 +130,7 @@ def train_decoder(data: SegmentationData, rows: np.ndarray, lr: float, seed: int
             idx = order[start : start + BATCH]
             logits = decoder([m[idx] for m in data.maps], size)
             target = data.coarse_targets[idx]
-            loss = F.binary_cross_entropy_with_logits(logits, target) + soft_dice_loss(logits, target)
+            loss = F.binary_cross_entropy_with_logits(logits, target) + soft_dice(logits, target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

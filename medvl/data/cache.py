@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from medvl.data.manifest import SPLITS
@@ -286,21 +287,20 @@ def collate_cohort(batch: list[dict[str, Any]]) -> dict[str, Any]:
             out["mask"] = torch.stack([item.get("mask", torch.zeros_like(item["image"], dtype=torch.uint8))
                                        for item in batch])
     else:
-        volumes = [item["image"] if item["is_volume"] else item["image"][None] for item in batch]
-        depth = max(v.shape[0] for v in volumes)
-        out["image"] = volumes[0].new_zeros((len(batch), depth, *volumes[0].shape[1:]))
-        out["z_mm"] = torch.zeros((len(batch), depth))
-        out["key_padding_mask"] = torch.ones((len(batch), depth), dtype=torch.bool)
-        for b, (volume, item) in enumerate(zip(volumes, batch, strict=True)):
-            out["image"][b, : volume.shape[0]] = volume
-            out["z_mm"][b, : volume.shape[0]] = item["z_mm"]
-            out["key_padding_mask"][b, : volume.shape[0]] = False
+        volumes = [_slices(item, "image") for item in batch]
+        depths = torch.tensor([v.shape[0] for v in volumes])
+        out["image"] = pad_sequence(volumes, batch_first=True)
+        out["z_mm"] = pad_sequence([item["z_mm"].reshape(-1).float() for item in batch], batch_first=True)
+        out["key_padding_mask"] = torch.arange(out["image"].shape[1])[None] >= depths[:, None]
         if any_mask:
-            out["mask"] = torch.zeros(out["image"].shape, dtype=torch.uint8)
-            for b, item in enumerate(batch):
-                if "mask" in item:
-                    mask = item["mask"] if item["is_volume"] else item["mask"][None]
-                    out["mask"][b, : mask.shape[0]] = mask
+            masks = [_slices(item, "mask") if "mask" in item else torch.zeros_like(volume, dtype=torch.uint8)
+                     for item, volume in zip(batch, volumes, strict=True)]  # fmt: skip
+            out["mask"] = pad_sequence(masks, batch_first=True)
     if any_mask:
         out["has_mask"] = torch.tensor(["mask" in item for item in batch])
     return out
+
+
+def _slices(item: dict[str, Any], field: str) -> torch.Tensor:
+    """An item's ``field`` as a stack of slices (a 2D image is one slice)."""
+    return item[field] if item["is_volume"] else item[field][None]

@@ -19,7 +19,7 @@ from pathlib import Path
 from medvl.tracking import resolve_tracking_uri
 
 MODEL_FILES = ("config.json", "model.safetensors")
-_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
 
 class ModelRefError(ValueError):
@@ -85,7 +85,7 @@ def _resolve_mlflow(uri: str, tracking_uri: str, cache_dir: Path) -> ResolvedMod
 
     client = MlflowClient(tracking_uri=tracking_uri)
     name = version = ""
-    match = _REGISTRY_URI.match(uri)
+    match = REGISTRY_URI.match(uri)
     try:
         if match:
             name = match["name"]

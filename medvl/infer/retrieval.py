@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
 
+SimilarityMatrix = TypeVar("SimilarityMatrix", np.ndarray, torch.Tensor)
+
+
+def similarity_ranks(sims: SimilarityMatrix) -> SimilarityMatrix:
+    """Per query (row) of a query x gallery similarity matrix: the rank of its paired item (the diagonal), 0 = best.
+
+    Ties are broken in the query's favour: the rank is the number of items scoring strictly higher. Works on
+    NumPy arrays and torch tensors alike.
+    """
+    return (sims > sims.diagonal()[:, None]).sum(1)
+
 
 def paired_ranks(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-    """``(N,)`` rank of each query's paired gallery item (same row index) by cosine similarity, 0 = best.
-
-    Ties are broken in the query's favour: the rank is the number of items scoring strictly higher.
-    """
+    """``(N,)`` rank of each query's paired gallery item (same row index) by cosine similarity
+    (:func:`similarity_ranks`)."""
     if query.shape != gallery.shape:
         raise ValueError(f"query {tuple(query.shape)} and gallery {tuple(gallery.shape)} must be paired row by row")
-    sims = query.float() @ gallery.float().T
-    return (sims > sims.diagonal().unsqueeze(1)).sum(dim=1)
+    return similarity_ranks(query.float() @ gallery.float().T)
 
 
 def recall_at_k(query: torch.Tensor, gallery: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[int, float]:
@@ -36,8 +46,12 @@ def retrieval_metrics(image_emb: torch.Tensor, text_emb: torch.Tensor, ks: tuple
     return out
 
 
+def precision_per_query(query_labels: np.ndarray, gallery_labels: np.ndarray, sims: np.ndarray, k: int) -> np.ndarray:
+    """Per query: the share of its top-``k`` gallery items (ties in gallery order) sharing the query's class."""
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return (gallery_labels[top] == query_labels[:, None]).mean(axis=1)
+
+
 def precision_at_k(query_labels: np.ndarray, gallery_labels: np.ndarray, sims: np.ndarray, k: int) -> float:
-    """Class-level Precision@K: mean fraction of the top-k gallery items sharing the query's class."""
-    top = np.argsort(-sims, axis=1)[:, :k]
-    hits = gallery_labels[top] == query_labels[:, None]
-    return float(hits.mean())
+    """Class-level Precision@K: the mean of :func:`precision_per_query`."""
+    return float(precision_per_query(query_labels, gallery_labels, sims, k).mean())

@@ -13,18 +13,25 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    UID,
+    ComputedRadiographyImageStorage,
+    CTImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
 from medvl.io.stacking import LPS_TO_RAS
 
-_SOP_CLASSES = {
-    "CT": "1.2.840.10008.5.1.4.1.1.2",
-    "MR": "1.2.840.10008.5.1.4.1.1.4",
-    "CR": "1.2.840.10008.5.1.4.1.1.1",
-    "DX": "1.2.840.10008.5.1.4.1.1.1.1",
+SOP_CLASSES: dict[str, UID] = {
+    "CT": CTImageStorage,
+    "MR": MRImageStorage,
+    "CR": ComputedRadiographyImageStorage,
+    "DX": DigitalXRayImageStorageForPresentation,
 }
-_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-_NATIVE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 
 def write_series(
@@ -74,14 +81,15 @@ def write_series(
     series_uid, study_uid = series_uid or generate_uid(), study_uid or generate_uid()
     paths = []
     for k in range(volume.shape[2]):
-        ds = _image_dataset(stored[:, :, k].T, modality, series_uid, study_uid)
+        ds = _anonymous_dataset(modality, series_uid, study_uid)
         ds.ImageOrientationPatient = [*_ds(row / np.linalg.norm(row)), *_ds(col / np.linalg.norm(col))]
         ds.ImagePositionPatient = _ds((lps @ [0, 0, k, 1])[:3])
         ds.PixelSpacing = _ds([np.linalg.norm(col), np.linalg.norm(row)])
         ds.SliceThickness = _ds([np.linalg.norm(lps[:3, 2])])[0]
         ds.InstanceNumber = k + 1
         ds.RescaleSlope, ds.RescaleIntercept = _ds([rescale_slope, intercept])
-        paths.append(_save(ds, folder / f"slice_{k:04d}.dcm", transfer_syntax, attributes))
+        _set_attributes(ds, attributes)
+        paths.append(save_dataset(ds, stored[:, :, k].T, folder / f"slice_{k:04d}.dcm", transfer_syntax))
     return paths
 
 
@@ -114,12 +122,11 @@ def write_image(
     image = np.asarray(image)
     if image.ndim != 2 or image.min() < 0 or image.max() >= 2**bits_stored:
         raise ValueError(f"image must be 2-D with values in 0..{2**bits_stored - 1}")
-    ds = _image_dataset(image.T.astype(np.uint16), modality, generate_uid(), generate_uid())
-    ds.PhotometricInterpretation = photometric
-    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits_stored, bits_stored - 1, 0
+    ds = _anonymous_dataset(modality, generate_uid(), generate_uid())
     if pixel_spacing is not None:
         ds.PixelSpacing = _ds(pixel_spacing)
-    return _save(ds, Path(path), transfer_syntax, attributes)
+    _set_attributes(ds, attributes)
+    return save_dataset(ds, image.T.astype(np.uint16), Path(path), transfer_syntax, photometric, bits_stored)
 
 
 def _stored_values(volume: np.ndarray, slope: float, intercept: float) -> np.ndarray:
@@ -129,39 +136,48 @@ def _stored_values(volume: np.ndarray, slope: float, intercept: float) -> np.nda
     return stored.astype(np.int16)
 
 
-def _image_dataset(pixels: np.ndarray, modality: str, series_uid: str, study_uid: str) -> Dataset:
-    """A dataset holding ``(rows, cols)`` pixels (int16 signed or uint16 unsigned)."""
-    sop_class = _SOP_CLASSES.get(modality, _SECONDARY_CAPTURE)
+def new_dataset(modality: str, sop_uid: str | None = None) -> Dataset:
+    """An empty image of ``modality``'s storage SOP class (secondary capture for others), with file meta."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SOP_CLASSES.get(modality, SecondaryCaptureImageStorage)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
     ds.Modality = modality
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-    ds.PatientID, ds.PatientName = "ANON", "Anon^Anon"
-    ds.SeriesNumber = 1
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
-    ds.PixelData = np.ascontiguousarray(pixels).astype("<" + pixels.dtype.str[1:]).tobytes()
     return ds
 
 
-def _save(ds: Dataset, path: Path, transfer_syntax: str, attributes: Mapping[str, Any] | None) -> Path:
-    for keyword, value in (attributes or {}).items():
-        setattr(ds, keyword, value)
+def save_dataset(
+    ds: Dataset,
+    pixels: np.ndarray,
+    path: Path,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+) -> Path:
+    """Attach ``(rows, cols)`` pixels (``int16``: signed, ``uint16``: unsigned; ``bits_stored`` defaults to all
+    16), encode them in ``transfer_syntax`` and write a DICOM Part 10 file."""
     syntax = UID(transfer_syntax)
-    if syntax in _NATIVE:
-        ds.file_meta.TransferSyntaxUID = syntax
-    else:
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.compress(syntax)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian if syntax.is_compressed else syntax
+    pixels = np.ascontiguousarray(pixels)
+    ds.set_pixel_data(pixels, photometric, bits_stored or 8 * pixels.itemsize, generate_instance_uid=False)
+    if syntax.is_compressed:
+        ds.compress(syntax, generate_instance_uid=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def _anonymous_dataset(modality: str, series_uid: str, study_uid: str) -> Dataset:
+    ds = new_dataset(modality)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    ds.PatientID, ds.PatientName = "ANON", "Anon^Anon"
+    ds.SeriesNumber = 1
+    return ds
+
+
+def _set_attributes(ds: Dataset, attributes: Mapping[str, Any] | None) -> None:
+    for keyword, value in (attributes or {}).items():
+        setattr(ds, keyword, value)
 
 
 def _ds(values: Any) -> list[str]:

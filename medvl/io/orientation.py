@@ -44,29 +44,18 @@ def reorient(record: ImageRecord, code: str = "RAS") -> ImageRecord:
     if len(code) != 3 or any(len(pair & set(code)) != 1 for pair in _PAIRS):
         raise ValueError(f"orientation code {code!r} needs one letter of each pair L/R, A/P, S/I")
     n_spatial = len(record.spatial_shape)
-    current = nib.orientations.io_orientation(_orientation_affine(record))
+    current = nib.orientations.io_orientation(_orientation_affine(record))[:n_spatial]
     target = nib.orientations.axcodes2ornt(tuple(code))
-    where = {int(world): (position, direction) for position, (world, direction) in enumerate(target)}
-    plan = sorted(
-        (where[int(current[axis, 0])][0], axis, current[axis, 1] * where[int(current[axis, 0])][1])
-        for axis in range(n_spatial)
-    )
-    permutation = [axis for _, axis, _ in plan]
-    flips = [flip < 0 for _, _, flip in plan]
-    array = record.array.transpose(permutation + list(range(n_spatial, record.array.ndim)))
-    new_to_old = np.zeros((4, 4))
-    new_to_old[3, 3] = 1.0
-    if n_spatial == 2:
-        new_to_old[2, 2] = 1.0
-    for new_axis, (old_axis, flip) in enumerate(zip(permutation, flips, strict=True)):
-        size = record.array.shape[old_axis]
-        new_to_old[old_axis, new_axis] = -1.0 if flip else 1.0
-        new_to_old[old_axis, 3] = size - 1 if flip else 0.0
-        if flip:
-            array = np.flip(array, axis=new_axis)
+    target = target[np.isin(target[:, 0], current[:, 0])]  # a 2D record: the directions its axes run along
+    transform = nib.orientations.ornt_transform(current, target)
+    permutation = [int(axis) for axis in np.argsort(transform[:, 0])]
+    flips = [bool(transform[axis, 1] < 0) for axis in permutation]
+    new_to_old = np.eye(4)
+    spatial = [0, 1, 3] if n_spatial == 2 else [0, 1, 2, 3]
+    new_to_old[np.ix_(spatial, spatial)] = nib.orientations.inv_ornt_aff(transform, record.spatial_shape)
     return replace(
         record,
-        array=array,
+        array=nib.orientations.apply_orientation(record.array, transform),
         affine=np.asarray(record.affine, dtype=float) @ new_to_old,
         metadata=_reoriented_metadata(record.metadata, permutation, flips),
     )

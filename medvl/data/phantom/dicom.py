@@ -13,19 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
 from medvl.data.phantom.ct import CtGeometry
+from medvl.io.dicom_writer import new_dataset, save_dataset
 
 TRANSFER_SYNTAXES: dict[str, UID] = {
     "explicit": ExplicitVRLittleEndian,
     "rle": RLELossless,
     "j2k": JPEG2000Lossless,
 }
-DX_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1.1")
-CR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
-CT_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
 RADIOGRAPH_MAX = 4095
 MANUFACTURER = "medvl phantom"
 
@@ -46,14 +44,8 @@ class StudyInfo:
         return generate_uid(entropy_srcs=[MANUFACTURER, self.uid_seed, self.study_id, *map(str, parts)])
 
 
-def _dataset(info: StudyInfo, sop_class: UID, sop_uid: UID, modality: str) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop_uid
-    ds.Modality = modality
+def _dataset(info: StudyInfo, sop_uid: UID, modality: str) -> Dataset:
+    ds = new_dataset(modality, sop_uid)
     ds.Manufacturer = MANUFACTURER
     ds.PatientName = f"PHANTOM^{info.patient_id}"
     ds.PatientID = info.patient_id
@@ -65,19 +57,7 @@ def _dataset(info: StudyInfo, sop_class: UID, sop_uid: UID, modality: str) -> Da
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = info.study_date
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
     ds.BodyPartExamined = "CHEST"
-    ds.SamplesPerPixel = 1
-    ds.BitsAllocated = 16
     return ds
-
-
-def _save(ds: Dataset, pixels: np.ndarray, path: Path, syntax: str) -> None:
-    """Attach pixels, compress when asked, and write a DICOM Part 10 file."""
-    ds.Rows, ds.Columns = pixels.shape
-    if syntax == "explicit":
-        ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    else:
-        ds.compress(TRANSFER_SYNTAXES[syntax], np.ascontiguousarray(pixels), generate_instance_uid=False)
-    ds.save_as(path, enforce_file_format=True)
 
 
 def write_radiograph(
@@ -106,17 +86,14 @@ def write_radiograph(
         magnification: ``EstimatedRadiographicMagnificationFactor``.
         syntax: ``explicit``, ``rle`` or ``j2k``.
     """
-    sop_class = DX_STORAGE if modality == "DX" else CR_STORAGE
-    ds = _dataset(info, sop_class, info.uid("image"), modality)
+    ds = _dataset(info, info.uid("image"), modality)
     ds.SeriesInstanceUID = info.uid("series")
     ds.SeriesNumber, ds.InstanceNumber = 1, 1
     ds.SeriesDescription = f"CHEST {view}"
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.ViewPosition = view
     ds.PatientOrientation = ["L", "F"]
-    ds.PhotometricInterpretation = photometric
     ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
-    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
     ds.PixelSpacing = [round(pixel_mm, 6)] * 2
     ds.ImagerPixelSpacing = [round(pixel_mm * magnification, 6)] * 2
     ds.EstimatedRadiographicMagnificationFactor = round(magnification, 6)
@@ -125,7 +102,7 @@ def write_radiograph(
     stored = np.rint(np.clip(image, 0.0, 1.0) * RADIOGRAPH_MAX).astype(np.uint16)
     if photometric == "MONOCHROME1":
         stored = RADIOGRAPH_MAX - stored
-    _save(ds, stored, path, syntax)
+    save_dataset(ds, stored, path, TRANSFER_SYNTAXES[syntax], photometric, RADIOGRAPH_MAX.bit_length())
 
 
 def write_ct_series(
@@ -166,7 +143,7 @@ def write_ct_series(
     intercept = 0 if signed else -1024
     paths = []
     for k in range(depth):
-        ds = _dataset(info, CT_STORAGE, info.uid("slice", k), "CT")
+        ds = _dataset(info, info.uid("slice", k), "CT")
         ds.SeriesInstanceUID, ds.FrameOfReferenceUID = series_uid, frame_uid
         ds.SeriesNumber, ds.InstanceNumber = 2, int(numbers[k])
         ds.SeriesDescription = "AXIAL CHEST-ABDOMEN"
@@ -179,14 +156,10 @@ def write_ct_series(
         ds.SliceLocation = round(z, 4)
         ds.SliceThickness = ds.SpacingBetweenSlices = dz
         ds.PixelSpacing = [round(dy, 6), round(dx, 6)]
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsStored = 16 if signed else 12
-        ds.HighBit = ds.BitsStored - 1
-        ds.PixelRepresentation = int(signed)
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = intercept, 1, "HU"
         ds.WindowCenter, ds.WindowWidth = 40, 400
         stored = (hu[k].astype(np.int32) - intercept).astype(np.int16 if signed else np.uint16)
         path = folder / names[k]
-        _save(ds, stored, path, syntax)
+        save_dataset(ds, stored, path, TRANSFER_SYNTAXES[syntax], "MONOCHROME2", 16 if signed else 12)
         paths.append(path)
     return paths
