@@ -78,7 +78,7 @@ def run_medvl(args: argparse.Namespace, model: str, cache: Path, out: Path) -> d
     from medvl.train.flops import count_flops
     from medvl.train.trainer import Trainer
 
-    trainer = Trainer(_config(args, model, cache, out), distributed.setup())
+    trainer = Trainer.for_config(_config(args, model, cache, out), distributed.setup())
     widths: list[int] = []
     batches = _text_widths(trainer._batches(), widths)
     _, flops = count_flops(lambda: trainer._optimizer_step(batches))

@@ -1,12 +1,12 @@
-"""The ``benchx`` command line: list datasets and models, evaluate a model on a suite, report, compare.
+"""``medvl benchx`` (alias ``benchx``): list datasets and models, evaluate a model on a suite, report, compare.
 
 Examples::
 
-    benchx list
-    benchx evaluate --model random:tiny-resnet18 --suite quick -o results/random
-    benchx evaluate --model models:/demo@candidate --suite phantom --tasks linear_probe zero_shot --seeds 0 1 2
-    benchx report results/random/results.json results/demo/results.json -o report/   # the first is the baseline
-    benchx compare results/demo/results.json results/random/results.json
+    medvl benchx list
+    medvl benchx evaluate --model random:tiny-resnet18 --suite quick -o results/random
+    medvl benchx evaluate --model models:/demo@candidate --suite phantom --tasks linear_probe zero_shot --seeds 0 1 2
+    medvl benchx report results/random/results.json results/demo/results.json -o report/   # the first: baseline
+    medvl benchx compare results/demo/results.json results/random/results.json
 
 Bad input (unknown suite, dataset, task or model, missing data, label-space mismatch, changed split) exits
 with status 2 and one line on stderr saying what exists.
@@ -18,16 +18,14 @@ import argparse
 import sys
 
 from benchx.cards import TASKS
-from medvl.console import quiet_third_party_output
 
+HELP = "the benchmark suite: evaluate a model on a suite, report, compare"
 EXIT_BAD_INPUT = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``benchx`` parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog="benchx", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``list``, ``evaluate``, ``report`` and ``compare`` actions and their options."""
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     sub.add_parser("list", help="datasets (and whether their data is here), suites, tasks, model references")
 
@@ -65,10 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("a", help="results.json of model A")
     cmp_.add_argument("b", help="results.json of model B")
     cmp_.add_argument("--all-groups", action="store_true", help="include subgroup rows")
-    return parser
 
 
-def run_list() -> int:
+def run_list(args: argparse.Namespace) -> int:
     """Print datasets, suites, tasks and model references."""
     from benchx.cards import card_files, find_card
     from benchx.errors import BenchxError
@@ -133,25 +130,31 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``benchx`` console script; returns the exit status."""
-    quiet_third_party_output()
-    args = build_parser().parse_args(argv)
+ACTIONS = {"list": run_list, "evaluate": run_evaluate, "report": run_report, "compare": run_compare}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``args.action``: bad input is exit 2 with one line, an interrupt marks the MLflow run KILLED."""
     from benchx.errors import BenchxError
     from medvl.interrupts import INTERRUPTED_EXIT, sigterm_as_interrupt
 
-    commands = {"list": lambda: run_list(), "evaluate": lambda: run_evaluate(args),
-                "report": lambda: run_report(args), "compare": lambda: run_compare(args)}
     try:
         with sigterm_as_interrupt():
-            return commands[args.command]()
+            return ACTIONS[args.action](args)
     except BenchxError as exc:
-        print(f"benchx {args.command}: " + " ".join(str(exc).splitlines()), file=sys.stderr)
+        print(f"benchx {args.action}: " + " ".join(str(exc).splitlines()), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"benchx {args.command}: interrupted; an open MLflow run is marked KILLED. Run the same command again: "
+        print(f"benchx {args.action}: interrupted; an open MLflow run is marked KILLED. Run the same command again: "
               "finished task runs are cached", file=sys.stderr)
         return INTERRUPTED_EXIT
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``benchx`` console script (the same as ``medvl benchx``)."""
+    from medvl.cli import run_as_program
+
+    return run_as_program(sys.modules[__name__], "benchx", argv)
 
 
 if __name__ == "__main__":

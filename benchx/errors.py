@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from medvl.errors import MedvlError
 
-class BenchxError(ValueError):
+
+class BenchxError(MedvlError, ValueError):
     """Base class of every benchx refusal (the CLI turns it into exit status 2)."""
 
 

@@ -47,6 +47,7 @@ from governance.lineage import (
     mlflow_client,
     registry_version,
 )
+from medvl.config import ConfigError
 from medvl.tracking import resolve_tracking_uri
 
 USES = ("mean", "ci_low")
@@ -58,7 +59,7 @@ _RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$")
 _ROW_KEYS = ("dataset", "task", "fraction", "metric", "mean", "ci_low", "ci_high", "group", "group_value")
 
 
-class GateInputError(ValueError):
+class GateInputError(ConfigError):
     """A policy, results document or model that a gate cannot judge; names the file or field and the reason.
 
     Attributes:

@@ -7,6 +7,7 @@ the key. The resolved settings are written next to every run (:func:`save_config
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -18,10 +19,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from medvl.errors import MedvlError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(MedvlError, ValueError):
     """A settings file or override that does not fit the settings' schema."""
 
 
@@ -128,16 +131,6 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict, update: Mapping) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
-
-
 def to_dict(config: Any) -> dict[str, Any]:
     """The settings as plain nested dicts/lists (JSON- and YAML-friendly)."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
@@ -157,7 +150,7 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
 def build_settings(cls: type[T], values: Mapping[str, Any], overrides: Iterable[str] = (), where: str = "") -> T:
     """Settings of type ``cls`` from defaults, then ``values``, then ``key=value`` overrides; errors are
     prefixed with ``where`` (e.g. the file)."""
-    merged = _merge(dict(values), parse_overrides(overrides))
+    merged = merge_settings(values, parse_overrides(overrides))
     try:
         return _build(cls, merged)
     except ConfigError as exc:
@@ -165,8 +158,15 @@ def build_settings(cls: type[T], values: Mapping[str, Any], overrides: Iterable[
 
 
 def merge_settings(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``update`` merged in, nested mappings key by key (neither is changed)."""
-    return _merge(dict(base), update)
+    """A copy of ``base`` with ``update`` merged in: mappings merge key by key, other values replace (neither
+    input is changed). The one deep merge of settings, run settings and architecture configs alike."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_settings(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:

@@ -1,10 +1,10 @@
-"""``pipelines``: end-to-end flows of medvl, restartable stage by stage.
+"""``medvl pipelines`` (alias ``pipelines``): end-to-end flows of medvl, restartable stage by stage.
 
-  pipelines list
-  pipelines run pretrain-evaluate-register pipelines/configs/phantom.yaml --work-dir work/phantom
-  pipelines run pretrain-evaluate-register CONFIG --work-dir DIR --from benchx     (redo benchx and later stages)
-  pipelines run pretrain-evaluate-register CONFIG --until cache      (data stages only)
-  pipelines run pretrain-evaluate-register CONFIG -s pretrain.overrides=[train.steps=50]
+  medvl pipelines list
+  medvl pipelines run pretrain-evaluate-register pipelines/configs/phantom.yaml --work-dir work/phantom
+  medvl pipelines run pretrain-evaluate-register CONFIG --work-dir DIR --from benchx   (redo benchx and later stages)
+  medvl pipelines run pretrain-evaluate-register CONFIG --until cache      (data stages only)
+  medvl pipelines run pretrain-evaluate-register CONFIG cache.size=64 'pretrain.overrides=[train.steps=50]'
 
 A state file in the work folder (pipeline-state.json) records finished stages and their outputs. Killed at any
 point, the same command resumes at the first unfinished stage (pretraining continues from its last checkpoint)
@@ -21,43 +21,46 @@ import argparse
 import sys
 from pathlib import Path
 
-from medvl.console import quiet_third_party_output
-from pipelines.pretrain_evaluate_register import NAME, STAGES
+HELP = "end-to-end flows (pretrain-evaluate-register), restartable stage by stage"
+PIPELINES = {"pretrain-evaluate-register": "ingest -> deid-check -> cache -> pretrain -> register -> benchx -> gate "
+             "(alias) -> card"}  # fmt: skip
 
-PIPELINES = {NAME: "ingest -> deid-check -> cache -> pretrain -> register -> benchx -> gate (alias) -> card"}
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``list`` and ``run`` actions and their options."""
+    from pipelines.pretrain_evaluate_register import STAGES
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``pipelines`` argument parser."""
-    parser = argparse.ArgumentParser(prog="pipelines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", help="list the pipelines and their stages")
-    run = sub.add_parser("run", help="run (or resume) a pipeline on a work folder",
-                         description="Run a pipeline, resuming at the first stage the work folder has not finished.")
-    run.add_argument("pipeline", help=f"pipeline name ({', '.join(PIPELINES)})")
-    run.add_argument("config", type=Path, help="pipeline config YAML (see pipelines/configs/)")
-    run.add_argument("--work-dir", type=Path, default=None,
-                     help="work folder with the state file and every output (default: work/<config name>)")
-    run.add_argument("--from", dest="from_stage", metavar="STAGE", choices=[s.name for s in STAGES],
-                     help="run this stage and every later one again (also accepts a changed config)")
-    run.add_argument("--until", metavar="STAGE", choices=[s.name for s in STAGES],
-                     help="stop after this stage (e.g. cache on a CPU node, the rest on a GPU node)")
-    run.add_argument("-s", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="config override, repeatable (e.g. cache.size=64)")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars (stage lines are still printed)")
-    return parser
+    run_ = sub.add_parser("run", help="run (or resume) a pipeline on a work folder",
+                          description="Run a pipeline, resuming at the first stage the work folder has not finished.")
+    run_.add_argument("pipeline", help=f"pipeline name ({', '.join(PIPELINES)})")
+    run_.add_argument("config", type=Path, help="pipeline config YAML (see pipelines/configs/)")
+    run_.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                      help="config overrides, as for 'medvl pretrain' (e.g. cache.size=64 deid.policy=warn)")
+    run_.add_argument("--work-dir", type=Path, default=None,
+                      help="work folder with the state file and every output (default: work/<config name>)")
+    run_.add_argument("--from", dest="from_stage", metavar="STAGE", choices=[s.name for s in STAGES],
+                      help="run this stage and every later one again (also accepts a changed config)")
+    run_.add_argument("--until", metavar="STAGE", choices=[s.name for s in STAGES],
+                      help="stop after this stage (e.g. cache on a CPU node, the rest on a GPU node)")
+    run_.add_argument("-q", "--quiet", action="store_true", help="no progress bars (stage lines are still printed)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``pipelines`` console script; returns the exit status."""
-    quiet_third_party_output()
-    args = build_parser().parse_args(argv)
-    if args.command == "list":
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``args.action``; returns the exit status."""
+    if args.action == "list":
         for name, stages in PIPELINES.items():
             print(f"{name}: {stages}")
         return 0
     return _run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pipelines`` console script (the same as ``medvl pipelines``)."""
+    from medvl.cli import run_as_program
+
+    return run_as_program(sys.modules[__name__], "pipelines", argv)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -81,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"pipelines: {INTERRUPTED_MESSAGE}", file=sys.stderr)
         return INTERRUPTED_EXIT
-    if args.until is not None and args.until != STAGES[-1].name:
+    if args.until is not None and args.until != pipeline.STAGES[-1].name:
         print(f"stopped after stage '{args.until}'; run again without --until to finish")
         return 0
     gate = ctx.state.outputs("gate")

@@ -129,7 +129,9 @@ def _unset_variables(value: str) -> list[str]:
 
 
 def _absolute(value: str, base: Path) -> str:
-    """``value`` with ``~`` and ``$VARS`` expanded, made absolute against ``base``."""
+    """``value`` with ``~`` and ``$VARS`` expanded, made absolute: against ``base`` (the config's folder), or
+    against the current folder when the value starts with a variable (``MEDVL_PHANTOM_DIR=phantoms`` on the
+    command line means ./phantoms)."""
     expanded = Path(os.path.expandvars(value)).expanduser()
-    return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
-
+    anchor = Path.cwd() if value.lstrip().startswith("$") else base
+    return str(expanded if expanded.is_absolute() else (anchor / expanded).resolve())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medvl.config import ConfigError
+from medvl.config import ConfigError, config_hash
 from medvl.interrupts import INTERRUPTED_EXIT, sigterm_as_interrupt
 from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.runner import INTERRUPTED_MESSAGE, Context, StageError, failure_status
@@ -137,7 +137,7 @@ def run_pipeline(config: PipelineConfig, work: Path, fresh: bool, montage: Path 
     from pipelines.montage import write_montage
     from pipelines.summary import cohort_summary
 
-    if is_stale(work, pipeline.config_hash(config), fresh):
+    if is_stale(work, config_hash(config), fresh):
         print(f"[demo] {work} was made from another cohort or config: starting it over", flush=True)
         shutil.rmtree(work)
     ctx = pipeline.run(config, work, until="cache")

@@ -9,11 +9,9 @@ the first unfinished stage and ends in the same registered state.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-from medvl.config import to_dict
+from medvl.config import config_hash
 from medvl.tracking import resolve_tracking_uri
 from pipelines.config import PipelineConfig
 from pipelines.runner import Context, Stage, run_stages
@@ -33,11 +31,6 @@ STAGES = [
     Stage("gate", gate_stage, mlflow=True),
     Stage("card", card_stage, mlflow=True),
 ]
-
-
-def config_hash(config: PipelineConfig) -> str:
-    """SHA-256 (16 hex) of the resolved config."""
-    return hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def open_context(config: PipelineConfig, work_dir: Path, from_stage: str | None = None, progress: bool = True) -> Context:

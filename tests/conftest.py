@@ -139,3 +139,14 @@ def review_env(tmp_path, review_model_dir, monkeypatch) -> dict[str, str]:
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return values
+
+
+TRAINING_FIXTURES = frozenset({"trained_phantom_model"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests that train a model are slow: those using a trained-model fixture and those starting ``torchrun``
+    (``make test-fast`` leaves them out)."""
+    for item in items:
+        if TRAINING_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("distributed"):
+            item.add_marker(pytest.mark.slow)

@@ -18,7 +18,7 @@ from medvl.train.trainer import Trainer
 
 
 def _step(overrides: list[str], info: distributed.DistInfo) -> dict:
-    trainer = Trainer(load_config(PretrainConfig, None, overrides), info)
+    trainer = Trainer.for_config(load_config(PretrainConfig, None, overrides), info)
     batches = trainer._batches()
     total, _ = trainer.compute_gradients([next(batches) for _ in range(trainer.cfg.train.grad_accum)])
     grads = {}

@@ -57,6 +57,7 @@ def register_tiny_model(root, uri):
     assert version == "1"
 
 
+@pytest.mark.slow
 def test_results_json_follows_the_schema(setup):
     root, _, _ = setup
     data = json.loads((root / "out-a" / "results.json").read_text())
@@ -79,6 +80,7 @@ def test_results_json_follows_the_schema(setup):
     assert (root / "out-a" / "results.csv").read_text().startswith("model_ref,")
 
 
+@pytest.mark.slow
 def test_mlflow_parent_nested_runs_and_model_version_tag(setup):
     from mlflow import MlflowClient
 
@@ -105,6 +107,7 @@ def test_mlflow_parent_nested_runs_and_model_version_tag(setup):
     assert tags["benchx.partial_run_id.tiny"] == run_id and "benchx.run_id.tiny" not in tags
 
 
+@pytest.mark.slow
 def test_a_run_of_the_whole_protocol_is_complete_and_tagged_for_gates(setup, tmp_path):
     from mlflow import MlflowClient
 
@@ -120,6 +123,7 @@ def test_a_run_of_the_whole_protocol_is_complete_and_tagged_for_gates(setup, tmp
     assert tags["benchx.run_id.tiny-protocol"] == results.mlflow_run_id
 
 
+@pytest.mark.slow
 def test_rerun_reuses_caches_and_gives_identical_numbers(setup):
     from mlflow import MlflowClient
 
@@ -161,6 +165,7 @@ def test_missing_data_path_exits_2(tmp_path, capsys, monkeypatch):
     assert "/no/such/data" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_report_and_compare(setup, capsys):
     root, _, _ = setup
     out = root / "report"
@@ -182,6 +187,7 @@ def test_list_and_help(capsys):
     assert proc.returncode == 0 and "--fractions" in proc.stdout and "MLflow" in proc.stdout
 
 
+@pytest.mark.slow
 def test_sigterm_kills_the_parent_run_with_one_line_and_a_rerun_finishes(setup, tmp_path):
     import signal
     import time

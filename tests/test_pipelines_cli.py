@@ -89,7 +89,7 @@ def test_phi_in_dicom_headers_stops_the_pipeline_by_policy(tmp_path, capsys):
     report = json.loads((work / "phi-check.json").read_text())
     flagged = {Path(f["where"]).name for f in report["findings"] if "PatientName" in f["fields"]}
     assert flagged == {p.name for p in dicoms}
-    warn = ["-s", "deid.policy=warn", "--from", "deid-check", "--until", "deid-check"]
+    warn = ["deid.policy=warn", "--from", "deid-check", "--until", "deid-check"]
     assert main(["run", "pretrain-evaluate-register", str(config), "--work-dir", str(work), "-q", *warn]) == 0
     assert "WARNING (policy warn)" in capsys.readouterr().out
 
@@ -100,3 +100,25 @@ def test_an_unset_variable_in_a_source_path_is_named(monkeypatch, capsys, tmp_pa
     err = capsys.readouterr().err
     assert "sources[0].path '${MEDVL_DEMO_PHANTOM}' needs $MEDVL_DEMO_PHANTOM, which is not set" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_relative_folder_from_a_variable_is_relative_to_the_current_folder(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEDVL_PHANTOM_DIR", "phantoms")
+    config = load_pipeline_config(CONFIGS / "phantom.yaml")
+    assert config.sources[0].path == str(tmp_path / "phantoms")
+    assert Path(config.pretrain.config).is_file()  # written paths stay relative to the config's folder
+
+
+def test_phantom_identifiers_are_named_as_fabricated_once():
+    import pandas as pd
+
+    from medvl.data.phi_policy import PhiFinding
+    from pipelines.stages.data import _warning
+
+    df = pd.DataFrame({"study_id": ["s1", "s2", "r1"], "source": ["phantom", "phantom", "covid-cxr"]})
+    phantom = [PhiFinding(f"f{i}.dcm", ("PatientName",), 1, f"s{i}") for i in (1, 2)]
+    line = _warning(phantom, df)
+    assert "2 source(s) of synthetic studies (phantom)" in line and "fabricated" in line and "f1.dcm" not in line
+    real = [*phantom, PhiFinding("r.dcm", ("PatientName",), 1, "r1")]
+    assert "r.dcm" in _warning(real, df) and "fabricated" not in _warning(real, df)

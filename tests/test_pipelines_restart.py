@@ -18,6 +18,8 @@ from pipelines.registry import KEY_TAG
 from pipelines.state import STATE_FILE
 from tests.servers import MlflowServer
 
+pytestmark = pytest.mark.slow  # each test runs the whole pipeline, training included
+
 PIPELINES = str(Path(sys.executable).with_name("pipelines"))
 TINY_PRETRAIN = ["model.name=tiny-resnet18", "model.tokenizer=wordpiece", "model.vocab_size=1000",
                  "data.augment=none", "data.text=report", "optim.lr=1e-3", "train.steps=6", "train.batch_size=8",

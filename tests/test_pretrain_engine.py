@@ -116,7 +116,7 @@ def test_fsdp_follows_ddp_and_resumes_after_sigkill(tiny_cache, tmp_path):
 def test_validation_is_deterministic_with_dropout_in_the_model(tiny_cache, tmp_path):
     overrides = _overrides(tmp_path, tiny_cache, "train.batch_size=8")
     overrides = [o for o in overrides if o not in DETERMINISTIC]  # keep the text encoder's dropout
-    trainer = Trainer(load_config(PretrainConfig, None, overrides), distributed.DistInfo())
+    trainer = Trainer.for_config(load_config(PretrainConfig, None, overrides), distributed.DistInfo())
     trainer.model.train()
     first, second = (embed_pairs(trainer.model, trainer.val_set, collate_pairs, trainer.device) for _ in range(2))
     assert torch.equal(first.image, second.image) and torch.equal(first.text, second.text)
@@ -127,7 +127,7 @@ def test_validation_is_deterministic_with_dropout_in_the_model(tiny_cache, tmp_p
 def test_fp16_with_a_gradient_scaler_trains(tiny_cache, tmp_path):
     fp16 = load_config(PretrainConfig, None, _overrides(tmp_path / "a", tiny_cache, "train.precision=fp16", "train.steps=2",
                                                         "train.batch_size=8"))  # fmt: skip
-    trainer = Trainer(fp16, distributed.DistInfo())
+    trainer = Trainer.for_config(fp16, distributed.DistInfo())
     assert trainer.amp_dtype == torch.float16 and trainer.scaler is not None
     result = trainer.fit()
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -138,7 +138,7 @@ def test_fp16_with_a_gradient_scaler_trains(tiny_cache, tmp_path):
 def test_compiled_model_trains(tiny_cache, tmp_path):
     config = load_config(PretrainConfig, None, _overrides(tmp_path, tiny_cache, "train.compile=true", "train.steps=1",
                                                           "train.batch_size=8"))  # fmt: skip
-    trainer = Trainer(config, distributed.DistInfo())
+    trainer = Trainer.for_config(config, distributed.DistInfo())
     assert trainer.engine is not trainer.model  # the step runs through torch.compile
     result = trainer.fit()
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]

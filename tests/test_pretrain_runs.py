@@ -14,6 +14,8 @@ import pytest
 
 from tests.servers import free_port
 
+pytestmark = pytest.mark.slow  # each test trains, in real processes
+
 STEPS = 16
 # Group norm and no dropout make a 2-process run the same computation as one process with the full batch.
 DETERMINISTIC = ("model.overrides.image.norm=group", "model.overrides.text.hf_config.hidden_dropout_prob=0.0",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from mlflow import MlflowClient
 
 from medvl.tracking import JOURNAL_NAME, RunTracker, resolve_tracking_uri, server_reachable, sync_offline
@@ -47,6 +48,7 @@ def test_disabled_tracker_writes_nothing(tmp_path, sqlite_tracking):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_server_goes_offline_then_syncs(tmp_path, mlflow_server, caplog):
     dead = f"http://127.0.0.1:{free_port()}"
     assert not server_reachable(dead)
@@ -71,6 +73,7 @@ def test_unreachable_server_goes_offline_then_syncs(tmp_path, mlflow_server, cap
     assert not (run_dir / JOURNAL_NAME).exists()
 
 
+@pytest.mark.slow
 def test_server_lost_mid_run_keeps_the_rest_locally(tmp_path):
     from tests.servers import MlflowServer
 

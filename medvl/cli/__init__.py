@@ -63,10 +63,41 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party_output()
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    args = parse_with_overrides(build_parser(command), argv)
+    return _run_parsed(args, f"medvl {args.command}")
+
+
+def run_as_program(module: ModuleType, prog: str, argv: list[str] | None = None) -> int:
+    """Run one command module as a program of its own: the ``benchx`` and ``pipelines`` console scripts are
+    ``medvl benchx`` and ``medvl pipelines`` under another name."""
+    quiet_third_party_output()
+    parser = argparse.ArgumentParser(prog=prog, description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    parser.set_defaults(_run=module.run)
+    return _run_parsed(parse_with_overrides(parser, argv), prog)
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that ``key=value`` overrides may also follow the options (``medvl pretrain
+    RECIPE --resume train.steps=50``): they join the command's ``overrides``."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _run_parsed(args: argparse.Namespace, name: str) -> int:
+    from medvl.errors import EXIT_BAD_INPUT, MedvlError
+
     try:
         status = int(args._run(args) or 0)
         sys.stdout.flush()
+    except MedvlError as exc:  # bad input: one line; anything else is a bug and keeps its traceback
+        print(f"{name}: " + " ".join(str(exc).splitlines()), file=sys.stderr)
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
         return 1

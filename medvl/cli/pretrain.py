@@ -51,9 +51,8 @@ def run(args: argparse.Namespace) -> int:
             print(yaml.safe_dump(to_dict(stage.config), sort_keys=False), end="")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from medvl.data.cache import CacheError
+    from medvl.errors import EXIT_BAD_INPUT, MedvlError
     from medvl.interrupts import INTERRUPTED_EXIT, sigterm_as_interrupt
-    from medvl.models.config import ModelConfigError
     from medvl.train.trainer import run_pretrain
 
     for stage, resume in stages_to_run(stages, args.resume):
@@ -62,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             with sigterm_as_interrupt():
                 result = run_pretrain(stage.config, resume=resume)
-        except (CacheError, ModelConfigError, FileNotFoundError, ValueError) as exc:
+        except (MedvlError, FileNotFoundError) as exc:  # bad settings or data; other errors keep their traceback
             print(f"medvl pretrain: {f'stage {stage.name!r}: ' if stage.name else ''}{exc}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
         except KeyboardInterrupt:
             print(f"medvl pretrain: interrupted; the MLflow run is marked KILLED. Continue from the last checkpoint "
                   f"with the same command and --resume ({stage.run_dir})", file=sys.stderr)

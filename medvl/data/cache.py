@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from medvl.data.manifest import SPLITS
+from medvl.errors import MedvlError
 
 FORMAT = "medvl-cache/1"
 META_FILE = "cache.json"
@@ -45,7 +46,7 @@ cache's label space, NaN unknown."""
 _TEXT_FIELDS = ("study_id", "patient_id", "view", "report", "findings", "impression", "path")
 
 
-class CacheError(ValueError):
+class CacheError(MedvlError, ValueError):
     """A cache folder that is missing, incomplete, of another format, or built for other settings."""
 
 

@@ -42,6 +42,7 @@ from medvl.data.phi_policy import PhiFinding, apply_policy, check_policy
 from medvl.data.preprocess import load_for_training
 from medvl.data.splits import DEFAULT_FRACTIONS, DEFAULT_SALT, assign_splits, check_fractions
 from medvl.data.workers import process_pool
+from medvl.errors import MedvlError
 from medvl.io.errors import MedvlIOError
 
 QUARANTINE_COLUMNS = ("path", "reason", "error_type", "unit")
@@ -49,7 +50,7 @@ UNIT_ERRORS = (MedvlIOError, ValueError, OSError)
 """Exceptions that quarantine a unit; anything else is a bug and stops ingestion."""
 
 
-class IngestError(ValueError):
+class IngestError(MedvlError, ValueError):
     """Ingestion cannot produce a manifest (no studies, inconsistent or missing shards); the message says why."""
 
 

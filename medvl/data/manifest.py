@@ -29,6 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medvl.errors import MedvlError
+
 IMAGE_REF_TYPE = pa.struct(
     [
         ("path", pa.string()),
@@ -63,7 +65,7 @@ HASH_KEY = b"medvl.manifest_hash"
 _STRING_DEFAULTS = {"report": "", "findings": "", "impression": "", "split": "", "sex": "", "view": ""}
 
 
-class ManifestError(ValueError):
+class ManifestError(MedvlError, ValueError):
     """A manifest row or file that does not follow the schema; the message names the row and field."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pydicom
 from tqdm import tqdm
 
+from medvl.errors import MedvlError
 from medvl.io.dicom_file import looks_like_dicom
 from medvl.io.phi_check import IDENTITY_FLAG, dicom_phi_findings
 from medvl.text.phi import find_phi
@@ -58,7 +59,7 @@ class PhiFinding:
         return {**asdict(self), "fields": list(self.fields)}
 
 
-class PhiPolicyError(ValueError):
+class PhiPolicyError(MedvlError, ValueError):
     """Ingestion refused by ``--phi-policy refuse``: sources still carry PHI; ``findings`` lists them all."""
 
     def __init__(self, findings: Sequence[PhiFinding]) -> None:

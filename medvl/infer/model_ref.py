@@ -16,13 +16,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from medvl.errors import MedvlError
 from medvl.tracking import resolve_tracking_uri
 
 MODEL_FILES = ("config.json", "model.safetensors")
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
 
-class ModelRefError(ValueError):
+class ModelRefError(MedvlError, ValueError):
     """A model reference that does not lead to a saved medvl model; the message says why and what to do."""
 
 

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from medvl.data.cache import CachedCohort, collate_cohort
+from medvl.errors import MedvlError
 from medvl.infer.embed import encode_batch_images, encode_texts
 
 FORMAT = "medvl-similar/1"
@@ -35,7 +36,7 @@ SAME_IMAGE = 0.9995
 """Cosine similarity above which a neighbour is the query image itself."""
 
 
-class SimilarIndexError(ValueError):
+class SimilarIndexError(MedvlError, ValueError):
     """An index that cannot be built or used (wrong model, incompatible cache, damaged files); says what to do."""
 
 

@@ -32,8 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medvl.errors import MedvlError
 
-class MedvlIOError(Exception):
+
+class MedvlIOError(MedvlError):
     """Base class: an input that medvl refuses to turn into an image, with the path and the reason."""
 
     def __init__(self, path: str | Path, reason: str) -> None:

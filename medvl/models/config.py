@@ -18,8 +18,10 @@ from typing import Any
 
 import yaml
 
+from medvl.config import ConfigError, merge_settings
 
-class ModelConfigError(ValueError):
+
+class ModelConfigError(ConfigError):
     """An architecture config (or a file holding one) that cannot describe a model; names the field and reason."""
 
     def __init__(self, where: str, reason: str) -> None:
@@ -72,17 +74,6 @@ def merge_section(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, 
     return out
 
 
-def deep_update(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``overrides`` applied; mappings merge key by key, other values replace."""
-    out = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_update(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 SWITCH_KEYS = {"image": "arch", "text": "source"}
 
 
@@ -94,7 +85,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
         new = overrides.get(section)
         if isinstance(new, Mapping) and key in new and new[key] != (base.get(section) or {}).get(key):
             base[section] = {}
-    return deep_update(base, overrides)
+    return merge_settings(base, overrides)
 
 
 def check_choice(value: Any, choices: tuple[str, ...], where: str) -> None:

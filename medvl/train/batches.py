@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medvl.augment import AugmentStrength, augment_batch, draw_batch
+from medvl.config import ConfigError
 from medvl.data.cache import CachedCohort
 
 if TYPE_CHECKING:
@@ -106,6 +107,6 @@ def device_inputs(batch: dict[str, Any], device: torch.device, volumes: bool, ch
         x = augment_batch(x, batch["draws"], size, channel_mask=real if s > 1 else None)
     if not volumes:
         if s != 1:
-            raise ValueError("the batch holds volumes but the model has no slice pooling; train on 2D items (data.kinds=2d)")
+            raise ConfigError("the batch holds volumes but the model has no slice pooling; train on 2D items (data.kinds=2d)")
         return {"images": x.contiguous(memory_format=torch.channels_last) if channels_last else x}
     return {"slices": x.unsqueeze(2), "z_mm": batch["z_mm"].to(device, non_blocking=True), "pad_mask": ~real}

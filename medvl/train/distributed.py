@@ -15,6 +15,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from medvl.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -89,9 +91,9 @@ def setup(backend: str | None = None, timeout_s: int = 1800) -> DistInfo:
 def device_for(info: DistInfo, requested: str = "auto") -> torch.device:
     """This rank's device: its local GPU when CUDA is available (or ``requested`` is ``cuda``), else the CPU."""
     if requested not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"train.device: '{requested}' is not one of auto, cpu, cuda")
+        raise ConfigError(f"train.device: '{requested}' is not one of auto, cpu, cuda")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda, but no CUDA device is visible to this process")
+        raise ConfigError("train.device=cuda, but no CUDA device is visible to this process")
     if requested != "cpu" and torch.cuda.is_available():
         return torch.device("cuda", info.local_rank)
     return torch.device("cpu")

@@ -5,26 +5,43 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from medvl.data.cache import CachedCohort
 from medvl.data.preprocess import PrepSettings
 from medvl.infer.loading import save_concepts, save_preprocess
-
-if TYPE_CHECKING:
-    from medvl.train.trainer import Trainer
+from medvl.tracking import RunTracker
+from medvl.train.checkpoint import TrainState
+from medvl.train.settings import PretrainConfig
 
 log = logging.getLogger(__name__)
 MODEL_DIR = "model"
 
 
-def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
-    """Complete ``model/`` (the best validated weights when validation ran; else the last, which
-    :meth:`Trainer.save_model` wrote there) and log it; rank 0 only.
+def export_run(
+    run_dir: Path,
+    cohort: CachedCohort,
+    config: PretrainConfig,
+    tracker: RunTracker,
+    state: TrainState,
+    concepts: Sequence[str] | None,
+    device: str,
+) -> tuple[Path, dict[str, float]]:
+    """Complete ``RUN_DIR/model/`` (the best validated weights when validation ran; else the last, which the
+    trainer wrote there) and log it to ``tracker``; rank 0 only.
+
+    Args:
+        run_dir: the run folder.
+        cohort: the training cache (its preprocessing and lineage go with the model).
+        config: the run's settings.
+        tracker: the run's MLflow tracker.
+        state: where training ended (steps taken, the MLflow run id).
+        concepts: the patch-concept vocabulary, or None.
+        device: where the calibration fit embeds the validation split.
 
     Returns the model folder and the validation metrics of the exported weights.
     """
-    run_dir = trainer.run_dir
     model_dir = run_dir / MODEL_DIR
     best = run_dir / "best"
     val: dict[str, float] = {}
@@ -32,21 +49,20 @@ def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
         if model_dir.exists():
             shutil.rmtree(model_dir)
         shutil.copytree(best, model_dir)
-        val = _best_validation(run_dir, trainer.cfg.train.early_stop_metric)
-    save_preprocess(PrepSettings.from_dict(trainer.cohort.settings), model_dir)
-    if trainer.concepts is not None:
-        save_concepts(trainer.concepts.names, model_dir)
-    _fit_profile(trainer, model_dir)
+        val = _best_validation(run_dir, config.train.early_stop_metric)
+    save_preprocess(PrepSettings.from_dict(cohort.settings), model_dir)
+    if concepts is not None:
+        save_concepts(list(concepts), model_dir)
+    _fit_profile(model_dir, cohort, config, device)
     (model_dir / "lineage.json").write_text(json.dumps({
-        "manifest_hash": trainer.cohort.manifest_hash, "cache_key": trainer.cohort.key,
-        "mlflow_run_id": trainer.state.mlflow_run_id, "steps": trainer.state.step,
+        "manifest_hash": cohort.manifest_hash, "cache_key": cohort.key, "mlflow_run_id": state.mlflow_run_id,
+        "steps": state.step,
     }, indent=2) + "\n")  # fmt: skip
-    tracker = trainer.tracker
     tracker.log_artifact(model_dir, "model_files")
     tracker.log_artifact(run_dir / "metrics.jsonl")
     if val:
-        tracker.log_metrics({f"final_{k}": v for k, v in val.items()}, step=trainer.state.step)
-    tracking = trainer.cfg.tracking
+        tracker.log_metrics({f"final_{k}": v for k, v in val.items()}, step=state.step)
+    tracking = config.tracking
     if tracking.log_model and tracker.run_id and not tracker.offline:
         from medvl.infer.pyfunc import log_pyfunc
 
@@ -60,15 +76,15 @@ def export_run(trainer: Trainer) -> tuple[Path, dict[str, float]]:
     return model_dir, val
 
 
-def _fit_profile(trainer: Trainer, model_dir: Path) -> None:
+def _fit_profile(model_dir: Path, cohort: CachedCohort, config: PretrainConfig, device: str) -> None:
     """Save the calibration and training domain beside the weights (:mod:`medvl.infer.profile_fit`); a failure
     leaves the model uncalibrated with a warning (``medvl calibrate`` fits them later)."""
     from medvl.infer.profile_fit import fit_profile
 
-    d = trainer.cfg.data
+    d = config.data
     try:
-        calibration, domain = fit_profile(model_dir, trainer.cohort.cache_dir, d.train_split, d.val_split,
-                                          str(trainer.device), trainer.cfg.train.seed)  # fmt: skip
+        calibration, domain = fit_profile(model_dir, cohort.cache_dir, d.train_split, d.val_split, device,
+                                          config.train.seed)  # fmt: skip
     except (ValueError, OSError, RuntimeError) as exc:
         log.warning("could not fit the calibration (%s); the model is uncalibrated: run 'medvl calibrate %s CACHE'",
                     exc, model_dir)  # fmt: skip

@@ -7,6 +7,8 @@ import os
 
 import torch
 
+from medvl.config import ConfigError
+
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``precision`` on ``device`` (None: fp32).
@@ -42,7 +44,7 @@ def loader_workers(setting: int | str, local_ranks: int = 1) -> int:
     """Batch-reading processes per rank: the setting, or for ``auto`` the cores left per rank minus one (at most 8)."""
     if setting != "auto":
         if int(setting) < 0:
-            raise ValueError(f"data.workers must be 'auto' or >= 0, got {setting}")
+            raise ConfigError(f"data.workers must be 'auto' or >= 0, got {setting}")
         return int(setting)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, cores // max(1, local_ranks) - 1))

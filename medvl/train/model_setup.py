@@ -4,14 +4,18 @@ job only checks it) and the model."""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from medvl.config import ConfigError, merge_settings, save_config
 from medvl.data.cache import META_FILE, CachedCohort, CacheError, read_meta
 from medvl.data.cache_build import build_cache, manifest_cache_key, whole_cache_key
 from medvl.data.pairs import report_text
 from medvl.data.preprocess import PrepSettings
-from medvl.models.config import deep_update
 from medvl.models.registry import build_model, load_pretrained
 from medvl.models.vlm import VisionLanguageModel
 from medvl.train import distributed
@@ -20,12 +24,35 @@ from medvl.train.settings import DataSettings, PretrainConfig
 TOKENIZER_DIR = "tokenizer"
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """What a run trains, made before its :class:`~medvl.train.trainer.Trainer`: the run folder (holding the
+    resolved config), the training cache and the model with its tokenizer."""
+
+    run_dir: Path
+    cohort: CachedCohort
+    model: VisionLanguageModel
+
+
+def prepare_run(config: PretrainConfig, info: distributed.DistInfo) -> PreparedRun:
+    """Seed, write the run folder's config, build (or check) the training cache, train the tokenizer when the
+    recipe asks for one and build the model; each process gets the same model."""
+    run_dir = Path(config.output_dir) / config.run_name
+    torch.manual_seed(config.train.seed)
+    np.random.seed(config.train.seed % 2**32)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    cohort = ensure_cache(config.data, info)
+    return PreparedRun(run_dir, cohort, build_training_model(config, cohort, run_dir, info))
+
+
 def ensure_cache(data: DataSettings, info: distributed.DistInfo) -> CachedCohort:
     """The training cache. A single process builds (or completes) it from ``data.manifest`` when one is given; a
     distributed job never writes it: every rank refuses at once unless it is complete and, with ``data.manifest``,
     up to date (building it is its own step, ``medvl cache``)."""
     if not data.cache:
-        raise ValueError("data.cache is not set: give the folder of a 'medvl cache' run (and data.manifest to build it)")
+        raise ConfigError("data.cache is not set: give the folder of a 'medvl cache' run (and data.manifest to build it)")
     cache = Path(data.cache)
     settings = PrepSettings(size=data.image_size, ct_window=data.ct_window)
     if info.distributed:
@@ -84,10 +111,10 @@ def _train_tokenizer(cohort: CachedCohort, split: str, vocab_size: int, out_dir:
 def model_overrides(config: PretrainConfig, cohort: CachedCohort, run_dir: Path, info: distributed.DistInfo) -> dict[str, Any]:
     """The architecture overrides of a run: the user's, the cache's image size, a trained tokenizer."""
     overrides = copy.deepcopy(config.model.overrides)
-    overrides = deep_update({"image": {"image_size": cohort.size}}, overrides)
+    overrides = merge_settings({"image": {"image_size": cohort.size}}, overrides)
     if config.model.tokenizer == "wordpiece":
         folder = _train_tokenizer(cohort, config.data.train_split, config.model.vocab_size, run_dir / TOKENIZER_DIR, info)
-        overrides = deep_update(overrides, {"text": {"tokenizer": str(folder.resolve())}})
+        overrides = merge_settings(overrides, {"text": {"tokenizer": str(folder.resolve())}})
     return overrides
 
 

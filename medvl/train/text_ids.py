@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from medvl.augment import STREAM_POLARITY, STREAM_TEXT, seed_uniforms
+from medvl.config import ConfigError
 from medvl.data.cache import CachedCohort, PackedStrings
 from medvl.data.pairs import cached_report_text
 from medvl.text.sentences import split_sentences
@@ -31,7 +32,7 @@ def candidates(report: str, mode: str) -> list[str]:
         return split_sentences(report) or [report]
     if mode == "report":
         return [report]
-    raise ValueError(f"text mode '{mode}' is not one of sentence, report")
+    raise ConfigError(f"text mode '{mode}' is not one of sentence, report")
 
 
 @dataclass
@@ -170,7 +171,7 @@ class PolarityBank:
 
         pairs = LabelPrompts().statement_pairs(label_space)
         if not pairs:
-            raise ValueError(f"the polarity loss has no statements for the label space {list(label_space)}")
+            raise ConfigError(f"the polarity loss has no statements for the label space {list(label_space)}")
         sizes = [len(v) for v in pairs.values()]
         stop = np.cumsum(sizes)
         flat = [list(pair) for name in pairs for pair in pairs[name]]

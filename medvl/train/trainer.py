@@ -29,8 +29,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader
 from tqdm.auto import tqdm
 
-from medvl.config import config_hash, flatten, save_config, to_dict
-from medvl.data.cache import CachedCohort
+from medvl.config import ConfigError, config_hash, flatten, to_dict
 from medvl.data.pairs import PairDataset, cached_report_text, collate_pairs, label_reports
 from medvl.distributed_gather import scale_gradient
 from medvl.infer.embed import embed_pairs, uses_slices
@@ -51,7 +50,7 @@ from medvl.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from medvl.train.model_setup import build_training_model, ensure_cache
+from medvl.train.model_setup import PreparedRun, prepare_run
 from medvl.train.sampling import ResumableSampler
 from medvl.train.schedule import cosine_with_warmup, plateau
 from medvl.train.settings import PretrainConfig
@@ -88,7 +87,7 @@ def _rng_restore(snapshot: tuple[torch.Tensor, torch.Tensor | None], device: tor
 class Trainer:
     """One pretraining run (see the module docstring)."""
 
-    def __init__(self, config: PretrainConfig, info: distributed.DistInfo, resume: bool = False) -> None:
+    def __init__(self, config: PretrainConfig, info: distributed.DistInfo, run: PreparedRun, resume: bool = False) -> None:
         self.cfg = config
         self.info = info
         self.device = distributed.device_for(info, config.train.device)
@@ -97,16 +96,10 @@ class Trainer:
         self.scaler = hardware.grad_scaler(self.amp_dtype, self.device)
         self.sharded = info.distributed and config.train.strategy == "fsdp"
         if self.sharded and self.scaler is not None:
-            raise ValueError("train.strategy=fsdp with fp16 is not supported (its gradient scaler cannot unscale sharded "
+            raise ConfigError("train.strategy=fsdp with fp16 is not supported (its gradient scaler cannot unscale sharded "
                              "and replicated gradients together); use train.precision=bf16 or train.strategy=ddp")
-        self.run_dir = Path(config.output_dir) / config.run_name
-        torch.manual_seed(config.train.seed)
-        np.random.seed(config.train.seed % 2**32)
-        if info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.run_dir / "config.yaml")
-        self.cohort: CachedCohort = ensure_cache(config.data, info)
-        self.model = build_training_model(config, self.cohort, self.run_dir, info).to(self.device)
+        self.run_dir, self.cohort = run.run_dir, run.cohort
+        self.model = run.model.to(self.device)
         self.channels_last = self.device.type == "cuda" and getattr(self.model.image_encoder, "channels_last", False)
         if self.channels_last:
             self.model.image_encoder.to(memory_format=torch.channels_last)
@@ -130,13 +123,18 @@ class Trainer:
             enabled=info.is_main, run_id=self.state.mlflow_run_id,
         )  # fmt: skip
 
+    @classmethod
+    def for_config(cls, config: PretrainConfig, info: distributed.DistInfo, resume: bool = False) -> Trainer:
+        """Prepare the run (folder, training cache, tokenizer, model: :func:`prepare_run`), then its trainer."""
+        return cls(config, info, prepare_run(config, info), resume=resume)
+
     # ----------------------------------------------------------------------------------------- set-up
     def _kinds(self) -> str:
         kinds = self.cfg.data.kinds
         if kinds == "auto":  # a 3D encoder trains on volumes; a slice adapter on volumes and 2D images
             return "3d" if self.model.volume_encoder is not None else "all" if self.model.pools_slices else "2d"
         if kinds in ("3d", "all") and not self.model.encodes_volumes:
-            raise ValueError(
+            raise ConfigError(
                 f"data.kinds={kinds} needs a model that encodes volumes (a slice_pooling or volume_encoder section); "
                 f"model '{self.model.config['name']}' has neither"
             )
@@ -152,7 +150,7 @@ class Trainer:
         d, t = self.cfg.data, self.cfg.train
         train_idx, val_idx = self.train_idx, self.cohort.select(d.val_split, self.kinds)
         if len(train_idx) < t.batch_size * self.info.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.cohort.cache_dir}: split '{d.train_split}' has {len(train_idx)} {self.kinds} items, fewer than "
                 f"one global batch ({t.batch_size} x {self.info.world_size} ranks); lower train.batch_size"
             )
@@ -384,8 +382,6 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        if self.scheduler is not None and self.cfg.optim.schedule == "cosine":
-            self.scheduler.step()
         self.model.clamp_logit_scale_()
         return {"loss": total, **{f"loss_{name}": value for name, value in terms.items()}}
 
@@ -414,9 +410,9 @@ class Trainer:
         with (self.run_dir / METRICS_FILE).open("a") as fh:
             fh.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
 
-    def _evaluate_and_maybe_stop(self) -> bool:
-        """Validate (rank 0, or every rank under FSDP), keep the best model, step plateau/early stopping on
-        every rank alike; True to stop."""
+    def _evaluate_and_maybe_stop(self) -> tuple[bool, float | None]:
+        """Validate (rank 0, or every rank under FSDP), keep the best model, decide early stopping on every rank
+        alike; returns (stop, the validation metric or None)."""
         decision = torch.tensor([float("nan"), 0.0, 0.0], device=self.device)  # metric, improved, stop
         if self.info.is_main or self.sharded:
             metrics = self.validate()
@@ -431,16 +427,22 @@ class Trainer:
             torch.distributed.broadcast(decision, src=0)
         value, improved, stop = decision.tolist()
         if math.isnan(value):
-            return False
-        stop = bool(stop)
+            return False, None
         if improved:
             self.state.best_metric, self.state.bad_evals = value, 0
             self.save_model(self.run_dir / "best")
         else:
             self.state.bad_evals += 1
-        if self.cfg.optim.schedule == "plateau":
-            self.scheduler.step(value)
-        return stop
+        return bool(stop), value
+
+    def _advance_schedule(self, validated: float | None) -> None:
+        """The one place the learning-rate schedule moves: cosine after every optimizer step, plateau after
+        every validation (with its metric)."""
+        schedule = self.cfg.optim.schedule
+        if schedule == "cosine":
+            self.scheduler.step()
+        elif schedule == "plateau" and validated is not None:
+            self.scheduler.step(validated)
 
     def _start_tracking(self) -> None:
         if not self.info.is_main:
@@ -486,9 +488,11 @@ class Trainer:
                     self._log(metrics)
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}")
                     window_start, window_steps, sums = time.perf_counter(), 0, {}
-                last = self.state.step == t.steps
+                last, validated = self.state.step == t.steps, None
                 if (t.eval_every and self.state.step % t.eval_every == 0) or last:
-                    stopped_early = self._evaluate_and_maybe_stop() and not last
+                    stop, validated = self._evaluate_and_maybe_stop()
+                    stopped_early = stop and not last
+                self._advance_schedule(validated)
                 if self.state.step % t.checkpoint_every == 0 or last or stopped_early:
                     self._checkpoint()
                 if stopped_early:
@@ -511,7 +515,9 @@ class Trainer:
             self.save_model(self.run_dir / MODEL_DIR)
         model_dir = val = None
         if self.info.is_main:
-            model_dir, val = export_run(self)
+            concepts = self.concepts.names if self.concepts is not None else None
+            model_dir, val = export_run(self.run_dir, self.cohort, self.cfg, self.tracker, self.state, concepts,
+                                        str(self.device))  # fmt: skip
         self.tracker.end("FINISHED")
         return PretrainResult(self.run_dir, model_dir, self.state.step, val or {}, self.state.mlflow_run_id, stopped_early)
 
@@ -520,6 +526,6 @@ def run_pretrain(config: PretrainConfig, resume: bool = False) -> PretrainResult
     """Join the process group if launched distributed, train, and leave it again."""
     info = distributed.setup(backend="gloo" if config.train.device == "cpu" else None)
     try:
-        return Trainer(config, info, resume=resume).fit()
+        return Trainer.for_config(config, info, resume=resume).fit()
     finally:
         distributed.cleanup()

@@ -55,8 +55,22 @@ def deid_check_stage(ctx: Context) -> dict[str, Any]:
     if findings and policy == "refuse":
         raise StageError(f"deid.policy is 'refuse' and {summary(findings)}. De-identify the sources with "
                          f"'medvl deid IN OUT' and ingest OUT (full list: {report})")
-    ctx.say(f"  WARNING (policy warn): {summary(findings)}" if findings else "  no identifiers found")
+    ctx.say(_warning(findings, df) if findings else "  no identifiers found")
     return {"report": str(report), "clean": not findings, "policy": policy}
+
+
+def _warning(findings: list, df: pd.DataFrame) -> str:
+    """One line: the identifiers found, or, when every one is in a synthetic source's study (the phantoms'
+    fabricated names by design), just that."""
+    from medvl.data.adapters import ADAPTERS
+    from medvl.data.phi_policy import summary
+
+    source_of = dict(zip(df["study_id"].astype(str), df["source"], strict=True))
+    synthetic = {source_of.get(f.study_id) for f in findings}
+    if all(name in ADAPTERS and ADAPTERS[name].synthetic for name in synthetic):
+        return (f"  WARNING (policy warn): {len(findings)} source(s) of synthetic studies ({', '.join(sorted(synthetic))}) "
+                f"carry the fabricated identifiers phantoms are made with; real sources: none flagged")
+    return f"  WARNING (policy warn): {summary(findings)}"
 
 
 def cache_stage(ctx: Context) -> dict[str, Any]:

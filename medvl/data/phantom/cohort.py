@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, MASK_BITS_BY_KIND
 from medvl.data.phantom.study import INDEX_COLUMNS, KIND_CODES, StudyOptions, StudyPlan, make_study
+from medvl.errors import MedvlError
 
 GENERATOR_VERSION = "2.0"
 INDEX_NAME = "studies.csv"
@@ -37,7 +38,7 @@ COHORT_NAME = "cohort.json"
 _VISIT_WEIGHTS = (0.55, 0.25, 0.12, 0.08)  # patients with 1, 2, 3, 4 studies
 
 
-class PhantomError(ValueError):
+class PhantomError(MedvlError, ValueError):
     """Invalid cohort parameters or output folder; the message names the parameter or path and the fix."""
 
 
