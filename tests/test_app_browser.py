@@ -120,6 +120,7 @@ def _upload(driver, path: Path) -> None:
     _until(driver, lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, "input[type='file']")), False)).send_keys(str(path))
 
 
+@pytest.mark.slow
 def test_login_upload_findings_heatmap_and_volume_in_chromium(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 

@@ -108,6 +108,7 @@ def test_torchrun_launcher_trains_with_two_cpu_processes(manifest, array_cache, 
     assert pretrain_run.data.params["world_size"] == "2"
 
 
+@pytest.mark.slow
 def test_ingest_array_tasks_then_merge_give_the_whole_cohort(cohort, tmp_path):
     parts = tmp_path / "parts"
     for task in range(2):
@@ -126,6 +127,7 @@ def test_ingest_array_tasks_then_merge_give_the_whole_cohort(cohort, tmp_path):
     assert missing_task.returncode != 0 and "array job" in missing_task.stderr
 
 
+@pytest.mark.slow
 def test_cache_array_tasks_then_merge_give_the_cache_of_one_build(manifest, array_cache, tmp_path):
     parts = array_cache.parent / "parts"
     assert sorted(p.name for p in parts.iterdir()) == ["part-0-of-2", "part-1-of-2"]
