@@ -20,8 +20,9 @@ README = REPO / "README.md"
 SMALLER = {  # README text -> the same command on a smaller cohort / for fewer steps
     "--n-2d 500 --n-3d 20": "--n-2d 64 --n-3d 2 --depth 40,60",
     "tracking.register_as=tour": "tracking.register_as=tour train.steps=12 train.batch_size=16 train.eval_every=6",
+    "--suite quick -o bench": "--suite quick --seeds 0 -o bench",
     "--work-dir work/phantom": "--work-dir work/phantom 'pretrain.overrides=[train.steps=12, train.batch_size=16]' "
-    "evaluate.suite=quick gate.policy=gate-demo-quick.yaml",
+    "evaluate.suite=quick 'evaluate.seeds=[0]' evaluate.baseline= gate.policy=gate-demo-quick.yaml",
 }
 NOT_RUN = {
     "Many GPUs / nodes": "several processes and nodes; tests/test_pretrain_runs.py and test_pipelines_cluster.py run torchrun",
