@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from medvl.data.phantom import ZERO_SHOT_PROMPTS
 from medvl.infer import attribution as A
 from medvl.infer.embed import encode_texts
 from medvl.infer.loading import ModelInput, load_for_inference, read_concepts, save_concepts
 from medvl.text.lexicon import Lexicon
+from medvl.text.prompts import PHANTOM_PROMPTS
 from tests.app_support import save_small_model
 
 
@@ -18,7 +18,7 @@ from tests.app_support import save_small_model
 def loaded(tmp_path_factory):
     model, _ = load_for_inference(save_small_model(tmp_path_factory.mktemp("attr") / "model"))
     lexicon = Lexicon([c for c in Lexicon.default() if c.category == "finding"][:12])
-    return model, A.build_text_bank(model, ZERO_SHOT_PROMPTS, lexicon)
+    return model, A.build_text_bank(model, PHANTOM_PROMPTS, lexicon)
 
 
 def _volume(depth: int = 5, size: int = 128) -> ModelInput:
@@ -66,11 +66,11 @@ def test_findings_match_zero_shot_and_carry_their_prompts(loaded):
     model, bank = loaded
     analysis = A.analyse(model, _volume(1))
     scores = A.finding_scores(analysis, bank)
-    assert [s.name for s in scores] == list(ZERO_SHOT_PROMPTS)
-    effusion = scores[list(ZERO_SHOT_PROMPTS).index("Pleural Effusion")]
+    assert [s.name for s in scores] == list(PHANTOM_PROMPTS)
+    effusion = scores[list(PHANTOM_PROMPTS).index("Pleural Effusion")]
     assert effusion.positive_prompts == ["Pleural effusion is present."]
-    pos, neg = bank.positive[list(ZERO_SHOT_PROMPTS).index("Pleural Effusion")], bank.negative[
-        list(ZERO_SHOT_PROMPTS).index("Pleural Effusion")]
+    pos, neg = bank.positive[list(PHANTOM_PROMPTS).index("Pleural Effusion")], bank.negative[
+        list(PHANTOM_PROMPTS).index("Pleural Effusion")]
     logits = torch.stack([analysis.embedding @ pos, analysis.embedding @ neg]) * bank.scale
     assert effusion.probability == pytest.approx(float(logits.softmax(0)[0]), abs=1e-6)
     query = A.query_score(model, analysis, "  pleural   effusion ")
@@ -117,7 +117,7 @@ def test_observations_point_at_their_trained_concept(loaded, tmp_path):
     assert read_concepts(tmp_path) == []  # a model trained without the concept term
     save_concepts(["normal", "pleural effusion", "lung mass", "cardiomegaly", "lung nodule"], tmp_path)
     trained = read_concepts(tmp_path)
-    bank = A.build_text_bank(model, ZERO_SHOT_PROMPTS, [], trained_concepts=trained)
+    bank = A.build_text_bank(model, PHANTOM_PROMPTS, [], trained_concepts=trained)
     assert bank.region_concepts["Lung Lesion"][0] == "lung mass"  # the observation's most frequent trained one
     assert set(bank.region_concepts) == {"Pleural Effusion", "Lung Lesion", "Cardiomegaly"}
     with torch.no_grad():

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from medvl.data.phantom import LABELS_2D, LABELS_3D, ZERO_SHOT_PROMPTS, ground_truth, phrases
+from medvl.data.phantom import LABELS_2D, LABELS_3D, ground_truth, phrases
 from medvl.data.phantom.findings import (
     FOCAL_CT_FINDINGS,
     LOBES,
@@ -26,6 +26,7 @@ from medvl.data.phantom.findings import (
 from medvl.data.phantom.reports import finding_fields, render_sentence, write_report
 from medvl.text.labeller import Labeller
 from medvl.text.labels import CT_OBSERVATIONS, LabelSpace
+from medvl.text.prompts import PHANTOM_PROMPTS
 
 KEYWORDS = {
     "Cardiomegaly": r"cardiomegaly|\bheart\b|\bcardiac\b",
@@ -205,7 +206,7 @@ def test_train_and_eval_pools_share_no_template(kind):
 
 def test_zero_shot_prompts_never_occur_in_training_sentences():
     train = [s.lower() for kind in ("2d", "3d") for _, _, s in _rendered(kind, "train")]
-    for name, prompts in ZERO_SHOT_PROMPTS.items():
+    for name, prompts in PHANTOM_PROMPTS.items():
         assert name in LABELS_3D
         for prompt in prompts:
             core = prompt.lower().rstrip(".")

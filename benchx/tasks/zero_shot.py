@@ -1,7 +1,7 @@
 """Zero-shot classification: each image against positive and negative prompt ensembles per observation.
 
 Prompts: :func:`medvl.text.prompts.build_prompts` ensembles for the observations of medvl's label space
-(CheXpert 14); the phantom's report-style prompts (:data:`medvl.data.phantom.ZERO_SHOT_PROMPTS`) for the
+(CheXpert 14); the phantom's report-style prompts (:data:`medvl.text.prompts.PHANTOM_PROMPTS`) for the
 others it knows (``Liver Lesion``); medvl's templates around the lower-cased name for the rest. The
 probability is the softmax of the two scaled cosine similarities
 (:func:`medvl.infer.zeroshot.zero_shot_probabilities`); thresholds are chosen on val.
@@ -20,16 +20,15 @@ from benchx.tasks.classification import choose_thresholds, classification_metric
 
 def prompt_ensembles(names: list[str]) -> dict[str, tuple[list[str], list[str]]]:
     """``{observation: (positive prompts, negative prompts)}`` for every name (see the module docstring)."""
-    from medvl.data.phantom import ZERO_SHOT_PROMPTS
-    from medvl.text.prompts import NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, build_prompts
+    from medvl.text.prompts import NEGATIVE_TEMPLATES, PHANTOM_PROMPTS, POSITIVE_TEMPLATES, build_prompts
 
     built = build_prompts()
     table = {}
     for name in names:
         if name in built:
             table[name] = (built[name].positive, built[name].negative)
-        elif name in ZERO_SHOT_PROMPTS:
-            positive, negative = ZERO_SHOT_PROMPTS[name]
+        elif name in PHANTOM_PROMPTS:
+            positive, negative = PHANTOM_PROMPTS[name]
             table[name] = ([positive], [negative])
         else:
             term = name.lower()

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from medvl.data.phantom import ZERO_SHOT_PROMPTS
 from medvl.infer.attribution import (
     ImageAnalysis,
     TextBank,
@@ -29,18 +27,7 @@ from medvl.infer.attribution import (
 from medvl.infer.calibration import ModelCalibration, read_calibration
 from medvl.infer.domain import DomainCheck, TrainingDomain, image_statistics, read_domain
 from medvl.infer.loading import ModelInput, load_for_inference, read_concepts
-from medvl.text.labels import LabelSpace
-from medvl.text.prompts import DEFAULT_PROMPTS, PROMPT_SETS, build_prompts
-
-
-def prompt_set(name: str) -> dict[str, Any]:
-    """The zero-shot prompts of a named set: ``default`` (ensembles for CheXpert-14 and the chest/abdomen CT
-    findings; the set calibration is fitted with) or ``phantom``."""
-    if name not in PROMPT_SETS:
-        raise ValueError(f"prompt set '{name}' is not one of {', '.join(PROMPT_SETS)}")
-    return (
-        dict(ZERO_SHOT_PROMPTS) if name == "phantom" else dict(build_prompts(LabelSpace.chest_abdomen_ct()))
-    )
+from medvl.text.prompts import DEFAULT_PROMPTS, prompt_set
 
 
 def kind_of(model_input: ModelInput) -> str:

@@ -27,13 +27,14 @@ import torch
 from tqdm import tqdm
 
 from medvl.data.cache import CachedCohort
-from medvl.data.phantom import MASK_BITS_3D, ZERO_SHOT_PROMPTS
+from medvl.data.phantom import MASK_BITS_3D
 from medvl.data.phantom.findings import CT_FINDINGS, FOCAL_CT_FINDINGS
 from medvl.infer.attribution import analyse, build_text_bank, finding_scores, slice_scores, top_slices
 from medvl.infer.embed import encode_texts
 from medvl.infer.loading import ModelInput, load_for_inference, read_concepts
 from medvl.infer.retrieval import recall_at_k
 from medvl.infer.zeroshot import auroc_per_class
+from medvl.text.prompts import PHANTOM_PROMPTS
 
 TOP_SLICES = 3
 RECALL_KS = (1, 5, 10)
@@ -107,7 +108,7 @@ def evaluate_volumes(
     from medvl.data.pairs import cached_report_text
 
     model, _ = load_for_inference(model_dir)
-    prompts = {name: ZERO_SHOT_PROMPTS[name] for name in findings}
+    prompts = {name: PHANTOM_PROMPTS[name] for name in findings}
     bank = build_text_bank(model, prompts, lexicon=[], trained_concepts=read_concepts(model_dir))
     cohort = CachedCohort(cache_dir)
     items = np.flatnonzero((cohort.splits == split) & cohort.is_volume)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medvl.text.labels import NO_FINDING_RULE, LabelSpace, Observation
+from medvl.text.labels import CT_OBSERVATIONS, NO_FINDING_RULE, LabelSpace, Observation
 from medvl.text.lexicon import Lexicon
 
 POSITIVE_TEMPLATES = ("{term}", "there is {term}", "findings consistent with {term}", "chest radiograph showing {term}")
@@ -32,6 +32,29 @@ DEFAULT_PROMPTS = "default"
 PROMPT_SETS = (DEFAULT_PROMPTS, "phantom")
 """Named prompt sets: ``default`` (ensembles for CheXpert-14 and the chest/abdomen CT findings; the set a model's
 calibration is fitted with) and ``phantom`` (the phantom reports' own pairs)."""
+
+
+PHANTOM_PROMPTS: dict[str, tuple[str, str]] = {
+    "Cardiomegaly": ("Cardiomegaly is present.", "There is no cardiomegaly."),
+    "Enlarged Cardiomediastinum": (
+        "An enlarged cardiomediastinal silhouette is present.",
+        "There is no enlargement of the cardiomediastinal silhouette.",
+    ),
+    "Lung Opacity": ("A lung opacity is present.", "There is no lung opacity."),
+    "Lung Lesion": ("A lung nodule is present.", "There is no lung nodule."),
+    "Consolidation": ("Consolidation is present.", "There is no consolidation."),
+    "Pneumothorax": ("Pneumothorax is present.", "There is no pneumothorax."),
+    "Pleural Effusion": ("Pleural effusion is present.", "There is no pleural effusion."),
+    CT_OBSERVATIONS[0]: ("A liver lesion is present.", "There is no liver lesion."),
+    CT_OBSERVATIONS[1]: ("A kidney cyst is present.", "There is no kidney cyst."),
+    CT_OBSERVATIONS[2]: ("Ascites is present.", "There is no ascites."),
+    CT_OBSERVATIONS[3]: ("An enlarged lymph node is present.", "There are no enlarged lymph nodes."),
+    "No Finding": ("No acute abnormality is present.", "An acute abnormality is present."),
+}
+"""The phantom reports' own zero-shot pairs, observation -> (positive prompt, negative prompt). None of them
+occurs, even inside a longer sentence, in the phantom generator's ``train`` phrasing pool
+(``tests/test_phantom_reports.py`` checks every rendered training sentence), so a model that classifies with
+them has learnt the concept rather than a memorised training sentence."""
 
 
 @dataclass(frozen=True)
@@ -97,3 +120,12 @@ def _usable(term: str) -> bool:
     if "*" in term or len(term) < 4:
         return False
     return " " in term or not term.endswith(_ADJECTIVE_ENDINGS)
+
+
+def prompt_set(name: str) -> dict[str, PromptPair | tuple[str, str]]:
+    """The zero-shot prompts of a named set (:data:`PROMPT_SETS`): ``default`` (the ensembles of
+    :func:`build_prompts` for CheXpert-14 and the chest/abdomen CT findings; the set calibration is fitted with)
+    or ``phantom`` (:data:`PHANTOM_PROMPTS`)."""
+    if name not in PROMPT_SETS:
+        raise ValueError(f"prompt set '{name}' is not one of {', '.join(PROMPT_SETS)}")
+    return dict(PHANTOM_PROMPTS) if name == "phantom" else dict(build_prompts(LabelSpace.chest_abdomen_ct()))

@@ -21,7 +21,6 @@ from medvl.data.phantom.labels import (
     decode_mask,
     ground_truth,
 )
-from medvl.data.phantom.prompts import ZERO_SHOT_PROMPTS
 
 __all__ = [
     "ASCITES",
@@ -35,7 +34,6 @@ __all__ = [
     "MASK_BITS_2D",
     "MASK_BITS_3D",
     "MASK_BITS_BY_KIND",
-    "ZERO_SHOT_PROMPTS",
     "CohortSpec",
     "PhantomError",
     "decode_mask",

@@ -9,7 +9,7 @@ letter of each sentence is capitalised after formatting.
 
 A patient's studies use one pool: held-out patients get ``eval`` phrasings, which never occur in ``train``, so
 a model cannot pass the held-out evaluation by memorising training sentences. The zero-shot prompts
-(:data:`medvl.data.phantom.prompts.ZERO_SHOT_PROMPTS`) never occur in the ``train`` pool, and no prompt of
+(:data:`medvl.text.prompts.PHANTOM_PROMPTS`) never occur in the ``train`` pool, and no prompt of
 :func:`medvl.text.prompts.build_prompts` is a whole ``train`` sentence.
 """
 
