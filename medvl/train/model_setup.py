@@ -66,16 +66,16 @@ def ensure_cache(data: DataSettings, info: distributed.DistInfo) -> CachedCohort
 
 
 def _refuse_other_cache(cache: Path, data: DataSettings, settings: PrepSettings) -> None:
-    """Refuse, with what to set instead, a folder holding the cache of another manifest or other settings."""
+    """Refuse, with what to set instead, a folder holding a cache made at other preprocessing settings (a cache of
+    another manifest at these settings is :func:`build_cache`'s to refuse; the manifest is not read here)."""
     if not (cache / META_FILE).is_file():
         return
-    meta = read_meta(cache)
-    if meta["key"] == manifest_cache_key(data.manifest, settings):
+    held = read_meta(cache).get("settings", {})
+    if held == settings.as_dict():
         return
-    held = meta.get("settings", {})
     raise CacheError(
-        f"{cache}: holds the cache of {meta.get('manifest')} at {held.get('size')} px ({held.get('ct_window')} "
-        f"window), not of {data.manifest} at data.image_size={settings.size} ({settings.ct_window} window); train "
+        f"{cache}: holds a cache made at {held.get('size')} px ({held.get('ct_window')} window), not at "
+        f"data.image_size={settings.size} ({settings.ct_window} window); train "
         f"at its settings (data.image_size={held.get('size')} data.ct_window={held.get('ct_window')}), give another "
         f"data.cache folder, or rebuild it: 'medvl cache {data.manifest} -o {cache} --size {settings.size} "
         f"--ct-window {settings.ct_window} --overwrite'"

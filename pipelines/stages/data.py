@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from medvl.data.manifest import read_manifest, write_manifest
 from pipelines.runner import Context, StageError
+
+if TYPE_CHECKING:
+    from medvl.data.phi_policy import PhiFinding
 
 MANIFEST_DIR = "manifests"
 COHORT = "cohort.parquet"
@@ -59,7 +63,7 @@ def deid_check_stage(ctx: Context) -> dict[str, Any]:
     return {"report": str(report), "clean": not findings, "policy": policy}
 
 
-def _warning(findings: list, df: pd.DataFrame) -> str:
+def _warning(findings: Sequence[PhiFinding], df: pd.DataFrame) -> str:
     """One line: the identifiers found, or, when every one is in a synthetic source's study (the phantoms'
     fabricated names by design), just that."""
     from medvl.data.adapters import ADAPTERS
