@@ -1,5 +1,6 @@
-"""Dataset cards: one YAML file per dataset saying where its data is, how to load and prepare it, which tasks
-and labels it has, and how it is cited. The schema is published in ``docs/benchx.md``.
+"""Dataset cards: one YAML file per dataset saying where its data is, which medvl source adapter reads it, the
+benchmark's split rule, tasks and label space, how to prepare images, and how it is cited. The schema is
+published in ``docs/benchx.md``.
 
 Cards are looked up by name in ``benchx/cards/``, ``benchx/cards/public/`` and every folder of
 ``$BENCHX_CARDS`` (``os.pathsep``-separated); a later folder overrides an earlier one.
@@ -11,20 +12,17 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import yaml
 
-from benchx.errors import CardError, UnknownNameError
+from benchx.errors import CardError, UnknownNameError, card_error
+from benchx.split_rules import SPLIT_RULES
+from medvl.config import build, check_non_empty, check_range, field_error
 
 CARD_DIR = Path(__file__).parent / "cards"
 TASKS = ("linear_probe", "finetune_frozen", "finetune_full", "zero_shot", "retrieval", "segmentation")
-TASK_TYPES = ("multilabel", "multiclass", "binary")
-KINDS = ("2d", "3d")
-MASK_ENCODINGS = ("bits", "labels")
 DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
-_REQUIRED = ("name", "description", "loader", "kind", "tasks", "task_type", "label_space", "citation", "licence")
-_KNOWN = set(_REQUIRED) | {"path", "generate", "options", "segmentation", "preprocess", "split", "fractions"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -35,9 +33,90 @@ class SegmentationSpec:
     ``encoding`` ``bits``: class present where ``mask & code``; ``labels``: where ``mask == code``.
     """
 
-    mask: str
-    encoding: str
-    classes: dict[str, int]
+    config_noun: ClassVar[str] = "field"
+    mask: str = "mask"
+    encoding: Literal["bits", "labels"] = "labels"
+    classes: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        classes = self.classes
+        if not classes or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                                  and 0 < v < 256 for k, v in classes.items()):  # fmt: skip
+            raise field_error("classes", f"must map class names to mask codes 1..255, got {classes!r}")
+        codes: dict[int, list[str]] = {}
+        for name, code in classes.items():
+            codes.setdefault(code, []).append(name)
+        shared = [names for names in codes.values() if len(names) > 1]
+        if shared:
+            names = shared[0]
+            raise field_error("classes", f"{' and '.join(map(repr, names))} have the same mask code "
+                              f"{classes[names[0]]}: one mask; keep one of them")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a card's images are prepared: side in pixels and CT window."""
+
+    config_noun: ClassVar[str] = "field"
+    size: int = 128
+    ct_window: str = "lung"
+
+    def __post_init__(self) -> None:
+        check_range("size", self.size, 16, 1024)
+
+
+@dataclass(frozen=True)
+class CardFile:
+    """The fields of a card file (``docs/benchx.md``), checked; :func:`parse_card` makes the DatasetCard."""
+
+    config_noun: ClassVar[str] = "field"
+    name: str
+    description: str
+    source: str
+    kind: Literal["2d", "3d"]
+    tasks: tuple[str, ...]
+    task_type: Literal["multilabel", "multiclass", "binary"]
+    label_space: tuple[str, ...]
+    citation: str
+    licence: str
+    path: str | None = None
+    generate: dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    segmentation: SegmentationSpec | None = None
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    split: dict[str, Any] = field(default_factory=dict)
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+
+    def __post_init__(self) -> None:
+        from medvl.data.adapters import ADAPTERS
+
+        for key in ("name", "description", "source", "citation", "licence", "path"):
+            check_non_empty(key, getattr(self, key))
+        if self.source not in ADAPTERS:
+            raise field_error("source", f"unknown source {self.source!r}; medvl's sources: "
+                                        f"{', '.join(sorted(ADAPTERS))}")
+        if (self.path is None) == (self.generate is None):
+            raise field_error("path", "give exactly one of 'path' (a data folder) or 'generate' (synthetic data)")
+        for key in ("tasks", "label_space"):
+            names = getattr(self, key)
+            if not names or not all(names):
+                raise field_error(key, f"must be a non-empty list of strings, got {list(names)!r}")
+        for task in self.tasks:
+            if task not in TASKS:
+                raise field_error("tasks", f"'{task}' is not a task; choose from {', '.join(TASKS)}")
+        if len(set(self.label_space)) != len(self.label_space):
+            raise field_error("label_space", "holds a name twice")
+        if "segmentation" in self.tasks and self.segmentation is None:
+            raise field_error("segmentation", "the 'segmentation' task needs a 'segmentation' section")
+        rule = str(self.split.get("rule", "source"))
+        if rule not in SPLIT_RULES:
+            raise field_error("split.rule", f"{rule!r} is not one of {', '.join(SPLIT_RULES)}")
+        unknown = sorted(set(self.split) - {"rule", "hash", *SPLIT_RULES[rule].options})
+        if unknown:
+            known = ", ".join(SPLIT_RULES[rule].options) or "none"
+            raise field_error(f"split.{unknown[0]}", f"not an option of rule {rule!r} (its options: {known})")
+        if not self.fractions or not all(0 < f <= 1 for f in self.fractions):
+            raise field_error("fractions", f"must be a list of numbers in (0, 1], got {list(self.fractions)!r}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +125,7 @@ class DatasetCard:
 
     name: str
     description: str
-    loader: str
+    source: str
     path: str | None
     generate: dict[str, Any] | None
     options: dict[str, Any]
@@ -58,18 +137,19 @@ class DatasetCard:
     size: int
     ct_window: str
     split_rule: str
+    split_options: dict[str, Any]
     split_hash: str | None
     fractions: tuple[float, ...]
     citation: str
     licence: str
-    source: str = field(default="", compare=False)
+    file: str = field(default="", compare=False)
 
     def data_path(self) -> Path | None:
         """The data folder with ``${VAR}`` expanded (None for generated cards); raises :class:`CardError` when a
         variable is unset."""
         if self.path is None:
             return None
-        return Path(expand_vars(self.path, self.source)).expanduser()
+        return Path(expand_vars(self.path, self.file)).expanduser()
 
 
 def expand_vars(text: str, source: str = "<card>") -> str:
@@ -131,54 +211,34 @@ def load_card(path: str | Path) -> DatasetCard:
 
 def parse_card(data: Any, source: str) -> DatasetCard:
     """Validate a parsed card mapping; ``source`` names it in errors."""
-    if not isinstance(data, dict):
-        raise CardError(source, "<file>", "a card is a YAML mapping")
-    for key in _REQUIRED:
-        if key not in data:
-            raise CardError(source, key, "is required")
-    unknown = sorted(set(data) - _KNOWN)
-    if unknown:
-        raise CardError(source, unknown[0], f"unknown field (known: {', '.join(sorted(_KNOWN))})")
-    if (data.get("path") is None) == (data.get("generate") is None):
-        raise CardError(source, "path", "give exactly one of 'path' (a data folder) or 'generate' (synthetic data)")
-    tasks = _str_list(data, "tasks", source)
-    for task in tasks:
-        if task not in TASKS:
-            raise CardError(source, "tasks", f"'{task}' is not a task; choose from {', '.join(TASKS)}")
-    label_space = _str_list(data, "label_space", source)
-    if len(set(label_space)) != len(label_space):
-        raise CardError(source, "label_space", "holds a name twice")
-    preprocess = _mapping(data, "preprocess", source)
-    split = _mapping(data, "split", source)
-    segmentation = _segmentation(data.get("segmentation"), source)
-    if "segmentation" in tasks and segmentation is None:
-        raise CardError(source, "segmentation", "the 'segmentation' task needs a 'segmentation' section")
+    spec = build(CardFile, data, error=card_error(source))
     card = DatasetCard(
-        name=_text(data, "name", source),
-        description=_text(data, "description", source),
-        loader=_text(data, "loader", source),
-        path=None if data.get("path") is None else _text(data, "path", source),
-        generate=_mapping(data, "generate", source) or None,
-        options=_mapping(data, "options", source),
-        kind=_choice(data, "kind", KINDS, source),
-        tasks=tuple(tasks),
-        task_type=_choice(data, "task_type", TASK_TYPES, source),
-        label_space=tuple(label_space),
-        segmentation=segmentation,
-        size=_int(preprocess.get("size", 128), "preprocess.size", source, 16, 1024),
-        ct_window=str(preprocess.get("ct_window", "lung")),
-        split_rule=str(split.get("rule", "loader")),
-        split_hash=None if split.get("hash") is None else str(split["hash"]),
-        fractions=_fractions(data.get("fractions", list(DEFAULT_FRACTIONS)), source),
-        citation=_text(data, "citation", source),
-        licence=_text(data, "licence", source),
-        source=source,
+        name=spec.name,
+        description=spec.description,
+        source=spec.source,
+        path=spec.path,
+        generate=spec.generate or None,
+        options=spec.options,
+        kind=spec.kind,
+        tasks=spec.tasks,
+        task_type=spec.task_type,
+        label_space=spec.label_space,
+        segmentation=spec.segmentation,
+        size=spec.preprocess.size,
+        ct_window=spec.preprocess.ct_window,
+        split_rule=str(spec.split.get("rule", "source")),
+        split_options={k: v for k, v in spec.split.items() if k not in ("rule", "hash")},
+        split_hash=None if spec.split.get("hash") is None else str(spec.split["hash"]),
+        fractions=tuple(sorted(spec.fractions)),
+        citation=spec.citation,
+        licence=spec.licence,
+        file=source,
     )
     duplicates = same_labels(card)
     if duplicates:
         names = duplicates[0]
         raise CardError(source, "label_space", f"{' and '.join(map(repr, names))} are one label in the "
-                        f"'{card.loader}' data (set by exactly the same findings); list one of them, or it counts "
+                        f"'{card.source}' data (set by exactly the same findings); list one of them, or it counts "
                         f"{len(names)} times in the macro metrics")
     return card
 
@@ -186,11 +246,11 @@ def parse_card(data: Any, source: str) -> DatasetCard:
 def same_labels(card: DatasetCard) -> list[tuple[str, ...]]:
     """Groups of the card's labels that are the same label of its data.
 
-    Known for the phantom loader: labels that exactly the same planted findings set (on radiographs,
+    Known for the phantom source: labels that exactly the same planted findings set (on radiographs,
     Cardiomegaly and its parent Enlarged Cardiomediastinum, which nothing else sets; on CT, Lung Lesion and
-    its parent Lung Opacity). Other loaders: none known from the card alone.
+    its parent Lung Opacity). Other sources: none known from the card alone.
     """
-    if card.loader != "phantom":
+    if card.source != "phantom":
         return []
     from medvl.data.phantom.findings import CT_FINDINGS, CXR_FINDINGS
     from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, ground_truth
@@ -203,70 +263,3 @@ def same_labels(card: DatasetCard) -> list[tuple[str, ...]]:
         if setters:
             groups.setdefault(setters, []).append(name)
     return [tuple(names) for names in groups.values() if len(names) > 1]
-
-
-def _text(data: dict, key: str, source: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise CardError(source, key, f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _str_list(data: dict, key: str, source: str) -> list[str]:
-    value = data.get(key)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise CardError(source, key, f"must be a non-empty list of strings, got {value!r}")
-    return value
-
-
-def _mapping(data: dict, key: str, source: str) -> dict[str, Any]:
-    value = data.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise CardError(source, key, f"must be a mapping, got {value!r}")
-    return dict(value)
-
-
-def _choice(data: dict, key: str, choices: tuple[str, ...], source: str) -> str:
-    value = data.get(key)
-    if value not in choices:
-        raise CardError(source, key, f"{value!r} is not one of {', '.join(choices)}")
-    return value
-
-
-def _int(value: Any, key: str, source: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise CardError(source, key, f"must be an integer in [{low}, {high}], got {value!r}")
-    return value
-
-
-def _fractions(value: Any, source: str) -> tuple[float, ...]:
-    ok = isinstance(value, list) and value and all(isinstance(v, int | float) and 0 < v <= 1 for v in value)
-    if not ok:
-        raise CardError(source, "fractions", f"must be a list of numbers in (0, 1], got {value!r}")
-    return tuple(sorted(float(v) for v in value))
-
-
-def _segmentation(value: Any, source: str) -> SegmentationSpec | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise CardError(source, "segmentation", f"must be a mapping, got {value!r}")
-    classes = value.get("classes")
-    if not isinstance(classes, dict) or not classes or not all(
-        isinstance(k, str) and isinstance(v, int) and 0 < v < 256 for k, v in classes.items()
-    ):
-        raise CardError(source, "segmentation.classes", f"must map class names to mask codes 1..255, got {classes!r}")
-    codes: dict[int, list[str]] = {}
-    for name, code in classes.items():
-        codes.setdefault(code, []).append(name)
-    shared = [names for names in codes.values() if len(names) > 1]
-    if shared:
-        names = shared[0]
-        raise CardError(source, "segmentation.classes", f"{' and '.join(map(repr, names))} have the same mask code "
-                        f"{classes[names[0]]}: one mask; keep one of them")
-    encoding = value.get("encoding", "labels")
-    if encoding not in MASK_ENCODINGS:
-        raise CardError(source, "segmentation.encoding", f"{encoding!r} is not one of {', '.join(MASK_ENCODINGS)}")
-    return SegmentationSpec(str(value.get("mask", "mask")), encoding, dict(classes))

@@ -1,10 +1,10 @@
-"""A dataset ready to evaluate: manifest from the card's loader, frozen split, prepared image cache.
+"""A dataset ready to evaluate: manifest from the card's source and split rule, frozen split, prepared image cache.
 
 Under the benchx data dir (:func:`benchx.paths.default_data_dir`) each dataset has a folder ``datasets/<name>/``:
 
-- ``manifest.parquet``: the loader's manifest (content-hashed);
+- ``manifest.parquet``: the card's manifest (content-hashed);
 - ``split.json`` + ``splits.csv``: the frozen split (hash of sorted ``study_id, split``) and its members;
-  a later run whose loader gives another split refuses with :class:`SplitChangedError`;
+  a later run whose data or rule gives another split refuses with :class:`SplitChangedError`;
 - ``cache/<key>/``: the prepared images (``medvl.data.cache_build``) at the card's preprocessing.
 
 Generated cards (``generate:``) synthesise the phantom cohort once into ``generated/<name>-<params hash>/``.
@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from benchx.cards import DatasetCard
-from benchx.errors import BenchxError, DataMissingError, LabelSpaceError, SplitChangedError, UnknownNameError
+from benchx.datasets import load_dataset
+from benchx.errors import BenchxError, DataMissingError, LabelSpaceError, SplitChangedError
 from benchx.paths import digest
 from medvl.data.manifest import SPLITS, read_manifest, write_manifest
 
@@ -38,7 +39,7 @@ class PreparedDataset:
 
     Attributes:
         card: its card.
-        manifest_hash: content hash of the loader's manifest.
+        manifest_hash: content hash of the card's manifest.
         split_hash: hash of the frozen split.
         cache_dir: the prepared-image cache.
         manifest: the manifest (one row per study).
@@ -93,19 +94,14 @@ def prepare_dataset(card: DatasetCard, data_dir: Path, progress: bool = False) -
 
     Raises:
         DataMissingError: the card's data folder is absent.
-        UnknownNameError: the card names an unregistered loader.
+        IncompleteDataError: the source lists files that cannot be read.
         LabelSpaceError: a card label is in no study of the data.
         SplitChangedError: the split differs from the card's ``split.hash`` or from the frozen one.
     """
-    import benchx.datasets  # noqa: F401  (registers every loader)
-    from benchx.datasets.registry import get_loader, loader_names
-
-    if card.loader not in loader_names():
-        raise UnknownNameError("dataset loader", card.loader, loader_names())
     root = data_root(card, data_dir)
     folder = data_dir / "datasets" / card.name
     folder.mkdir(parents=True, exist_ok=True)
-    df = get_loader(card.loader)(root, dict(card.options))
+    df = load_dataset(card, root, progress)
     check_label_space(card, df)
     manifest_path = folder / "manifest.parquet"
     manifest_hash = write_manifest(df, manifest_path)
@@ -119,7 +115,7 @@ def data_root(card: DatasetCard, data_dir: Path) -> Path:
     if card.generate is None:
         path = card.data_path()
         if path is None or not path.exists():
-            raise DataMissingError(f"{card.source}: data path {path} of dataset '{card.name}' does not exist; "
+            raise DataMissingError(f"{card.file}: data path {path} of dataset '{card.name}' does not exist; "
                                    f"put the data there or set the variable the card's path uses")
         return path
     return generate_phantom(card, data_dir)
@@ -141,7 +137,7 @@ def generate_phantom(card: DatasetCard, data_dir: Path) -> Path:
         synthesize(tmp / "cohort", **params)
     except (PhantomError, TypeError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BenchxError(f"{card.source}: field 'generate': {exc}") from exc
+        raise BenchxError(f"{card.file}: field 'generate': {exc}") from exc
     (tmp / "cohort").replace(target)
     shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -154,7 +150,7 @@ def check_label_space(card: DatasetCard, df: pd.DataFrame) -> None:
         present.update(json.loads(labels))
     missing = [name for name in card.label_space if name not in present]
     if missing:
-        raise LabelSpaceError(f"{card.source}: field 'label_space': {missing} not in the data of '{card.name}'; "
+        raise LabelSpaceError(f"{card.file}: field 'label_space': {missing} not in the data of '{card.name}'; "
                               f"the data has: {', '.join(sorted(present)) or 'no labels'}")
 
 
@@ -163,12 +159,12 @@ def freeze_split(card: DatasetCard, df: pd.DataFrame, folder: Path) -> str:
     counts = {s: int((df["split"] == s).sum()) for s in SPLITS}
     empty = [s for s, n in counts.items() if n == 0]
     if empty:
-        raise BenchxError(f"{card.source}: dataset '{card.name}' has no {'/'.join(empty)} studies ({counts}); "
-                          f"change the card's split_fractions or use more data")
+        raise BenchxError(f"{card.file}: dataset '{card.name}' has no {'/'.join(empty)} studies ({counts}); "
+                          f"change the card's split.split_fractions or use more data")
     current = split_hash(df)
     if card.split_hash and card.split_hash != current:
-        raise SplitChangedError(f"{card.source}: field 'split.hash': the data's split hash is {current}, the card "
-                                f"freezes {card.split_hash}; the loader or the data changed")
+        raise SplitChangedError(f"{card.file}: field 'split.hash': the data's split hash is {current}, the card "
+                                f"freezes {card.split_hash}; the split rule or the data changed")
     record = folder / "split.json"
     if record.is_file():
         frozen = json.loads(record.read_text())["split_hash"]

@@ -9,13 +9,16 @@ default 1000). Together they are the suite's *protocol*: results are complete on
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
 from benchx.cards import TASKS, card_files, find_card
-from benchx.errors import BenchxError, CardError, UnknownNameError
+from benchx.errors import BenchxError, CardError, UnknownNameError, card_error
+from medvl.config import build, check_range, field_error
 
 SUITE_DIR = Path(__file__).parent / "suites"
 DEFAULT_SEEDS = (0, 1, 2)
@@ -26,14 +29,26 @@ DEFAULT_BOOTSTRAP = 1000
 class Suite:
     """A validated suite: required and optional dataset names, and an optional task restriction."""
 
-    name: str
-    description: str
-    datasets: tuple[str, ...]
+    config_noun: ClassVar[str] = "field"
+    name: str = ""
+    description: str = ""
+    datasets: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
     tasks: tuple[str, ...] | None = None
     fractions: tuple[float, ...] | None = None
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     bootstrap: int = DEFAULT_BOOTSTRAP
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise field_error("datasets", "a suite needs a non-empty 'datasets' list")
+        if self.tasks is not None and (not self.tasks or any(t not in TASKS for t in self.tasks)):
+            raise field_error("tasks", f"must be a list of tasks from {', '.join(TASKS)}, got {list(self.tasks)!r}")
+        if self.fractions is not None and (not self.fractions or any(not 0 < f <= 1 for f in self.fractions)):
+            raise field_error("fractions", f"must be a list of numbers in (0, 1], got {list(self.fractions)!r}")
+        if not self.seeds:
+            raise field_error("seeds", "must be a non-empty list of integers")
+        check_range("bootstrap", self.bootstrap, 1)
 
     def available_datasets(self) -> list[str]:
         """The required datasets plus the optional ones whose card exists and whose data is present."""
@@ -51,7 +66,7 @@ def suite_names() -> list[str]:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    """A built-in suite by name or a suite YAML file by path.
+    """A built-in suite by name or a suite YAML file by path (its ``name`` defaults to the file's stem).
 
     Raises:
         UnknownNameError: no such suite; CardError: the file breaks the schema.
@@ -65,32 +80,8 @@ def load_suite(name_or_path: str) -> Suite:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise CardError(path, "<file>", f"not valid YAML ({exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("datasets"), list) or not data["datasets"]:
-        raise CardError(path, "datasets", "a suite needs a non-empty 'datasets' list")
-    tasks = data.get("tasks")
-    if tasks is not None and (not isinstance(tasks, list) or any(t not in TASKS for t in tasks)):
-        raise CardError(path, "tasks", f"must be a list of tasks from {', '.join(TASKS)}, got {tasks!r}")
-    fractions = data.get("fractions")
-    if fractions is not None and (not isinstance(fractions, list) or not fractions
-                                  or any(isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f <= 1
-                                         for f in fractions)):  # fmt: skip
-        raise CardError(path, "fractions", f"must be a list of numbers in (0, 1], got {fractions!r}")
-    seeds = data.get("seeds", list(DEFAULT_SEEDS))
-    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        raise CardError(path, "seeds", f"must be a non-empty list of integers, got {seeds!r}")
-    bootstrap = data.get("bootstrap", DEFAULT_BOOTSTRAP)
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 1:
-        raise CardError(path, "bootstrap", f"must be a positive integer, got {bootstrap!r}")
-    return Suite(
-        name=str(data.get("name") or path.stem),
-        description=str(data.get("description", "")),
-        datasets=tuple(str(d) for d in data["datasets"]),
-        optional=tuple(str(d) for d in data.get("optional") or ()),
-        tasks=tuple(tasks) if tasks else None,
-        fractions=tuple(float(f) for f in fractions) if fractions else None,
-        seeds=tuple(seeds),
-        bootstrap=bootstrap,
-    )
+    suite = build(Suite, data, error=card_error(path))
+    return suite if suite.name else dataclasses.replace(suite, name=path.stem)
 
 
 def data_present(card_name: str) -> bool:

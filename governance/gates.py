@@ -28,6 +28,7 @@ moves it) and appends a ``model.promote`` entry to the audit log.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import hashlib
 import json
@@ -36,7 +37,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -47,10 +48,10 @@ from governance.lineage import (
     mlflow_client,
     registry_version,
 )
-from medvl.config import ConfigError
+from medvl.config import ConfigError, build, check_non_empty, field_error
 from medvl.tracking import resolve_tracking_uri
 
-USES = ("mean", "ci_low")
+Use = Literal["mean", "ci_low"]
 AUDIT_ENV = "MEDVL_AUDIT_LOG"
 DEFAULT_AUDIT_LOG = "medvl-audit.jsonl"
 _TAG_LIMIT = 5000
@@ -69,12 +70,26 @@ class GateInputError(ConfigError):
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{self.path}: {reason}", reason=reason)
 
 
 @dataclass(frozen=True)
-class MetricRule:
+class _Rule:
+    """What every rule of a policy checks: its names are non-empty and its numbers finite."""
+
+    config_noun: ClassVar[str] = "field"
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, str):
+                check_non_empty(spec.name, value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise field_error(spec.name, f"expected a finite number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class MetricRule(_Rule):
     """An overall metric that must reach ``min`` (its ``mean`` or ``ci_low``)."""
 
     dataset: str
@@ -82,11 +97,11 @@ class MetricRule:
     metric: str
     min: float
     fraction: float | None = None
-    use: str = "mean"
+    use: Use = "mean"
 
 
 @dataclass(frozen=True)
-class GapRule:
+class GapRule(_Rule):
     """The spread of a metric's subgroup means over ``group`` must not exceed ``max``."""
 
     dataset: str
@@ -98,7 +113,7 @@ class GapRule:
 
 
 @dataclass(frozen=True)
-class TaskRule:
+class TaskRule(_Rule):
     """A task that must have been evaluated on a dataset, without failed runs."""
 
     dataset: str
@@ -106,23 +121,30 @@ class TaskRule:
 
 
 @dataclass(frozen=True)
-class BaselineRule:
+class BaselineRule(_Rule):
     """Results to beat by ``margin`` on every :class:`MetricRule` (a path, ``runs:/ID`` or ``models:/...``)."""
 
     results: str
     margin: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class GatePolicy:
     """A parsed policy file; ``sha256`` is the hash of its bytes (recorded with every decision)."""
 
+    config_noun: ClassVar[str] = "section"
     min_metrics: tuple[MetricRule, ...] = ()
     max_subgroup_gap: tuple[GapRule, ...] = ()
     required_tasks: tuple[TaskRule, ...] = ()
     beat_baseline: BaselineRule | None = None
-    path: str = ""
-    sha256: str = ""
+    path: str = field(default="", init=False)
+    sha256: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        if self.beat_baseline is not None and not self.min_metrics:
+            raise ConfigError("beat_baseline compares the min_metrics rules: add at least one", "beat_baseline")
+        if not (self.min_metrics or self.max_subgroup_gap or self.required_tasks):
+            raise ConfigError("the policy has no rule: a gate that checks nothing would pass anything")
 
 
 @dataclass
@@ -135,18 +157,8 @@ class GateDecision:
     notes: list[str] = field(default_factory=list)
 
 
-_RULE_FIELDS: dict[str, tuple[type, dict[str, type], dict[str, type]]] = {
-    # section: (rule class, required fields, optional fields)
-    "min_metrics": (MetricRule, {"dataset": str, "task": str, "metric": str, "min": float},
-                    {"fraction": float, "use": str}),
-    "max_subgroup_gap": (GapRule, {"dataset": str, "task": str, "metric": str, "group": str, "max": float},
-                         {"fraction": float}),
-    "required_tasks": (TaskRule, {"dataset": str, "task": str}, {}),
-}
-
-
 def load_policy(path: str | Path) -> GatePolicy:
-    """Read and validate a gate policy YAML file.
+    """Read and validate a gate policy YAML file (a relative baseline ``results`` path is made absolute).
 
     Raises:
         GateInputError: the file is missing, not YAML, or a rule lacks a field or holds a wrong value (the
@@ -161,68 +173,12 @@ def load_policy(path: str | Path) -> GatePolicy:
         doc = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise GateInputError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(doc, dict):
-        raise GateInputError(path, "a policy is a YAML mapping with min_metrics, max_subgroup_gap, "
-                                   "required_tasks and/or beat_baseline")
-    unknown = set(doc) - {*_RULE_FIELDS, "beat_baseline"}
-    if unknown:
-        raise GateInputError(path, f"unknown section(s) {sorted(unknown)}; expected "
-                                   f"{', '.join([*_RULE_FIELDS, 'beat_baseline'])}")
-    sections = {name: tuple(_rules(path, name, doc.get(name) or [])) for name in _RULE_FIELDS}
-    baseline = _baseline_rule(path, doc.get("beat_baseline"))
-    if baseline is not None and not sections["min_metrics"]:
-        raise GateInputError(path, "beat_baseline compares the min_metrics rules: add at least one")
-    if not any(sections.values()):
-        raise GateInputError(path, "the policy has no rule: a gate that checks nothing would pass anything")
-    return GatePolicy(**sections, beat_baseline=baseline, path=str(path.resolve()),
-                      sha256=hashlib.sha256(raw).hexdigest())
-
-
-def _rules(path: Path, section: str, items: Any) -> list:
-    rule_class, required, optional = _RULE_FIELDS[section]
-    if not isinstance(items, list):
-        raise GateInputError(path, f"{section} must be a list of rules")
-    rules = []
-    for number, item in enumerate(items, start=1):
-        where = f"{section}[{number}]"
-        if not isinstance(item, dict):
-            raise GateInputError(path, f"{where} must be a mapping")
-        unknown = set(item) - set(required) - set(optional)
-        if unknown:
-            raise GateInputError(path, f"{where}: unknown field(s) {sorted(unknown)}")
-        values = {}
-        for name, kind in {**required, **optional}.items():
-            if name not in item or item[name] is None:
-                if name in required:
-                    raise GateInputError(path, f"{where}: missing field '{name}'")
-                continue
-            values[name] = _typed(path, f"{where}.{name}", item[name], kind)
-        if values.get("use", "mean") not in USES:
-            raise GateInputError(path, f"{where}.use: {values['use']!r} is not one of {', '.join(USES)}")
-        rules.append(rule_class(**values))
-    return rules
-
-
-def _typed(path: Path, where: str, value: Any, kind: type) -> Any:
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise GateInputError(path, f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if not isinstance(value, str) or not value.strip():
-        raise GateInputError(path, f"{where}: expected a non-empty string, got {value!r}")
-    return value
-
-
-def _baseline_rule(path: Path, item: Any) -> BaselineRule | None:
-    if item is None:
-        return None
-    if not isinstance(item, dict) or "results" not in item or set(item) - {"results", "margin"}:
-        raise GateInputError(path, "beat_baseline must be {results: PATH|runs:/ID|models:/..., margin: NUMBER}")
-    source = _typed(path, "beat_baseline.results", item["results"], str)
-    margin = _typed(path, "beat_baseline.margin", item.get("margin", 0.0), float)
-    if not source.startswith(("runs:/", "models:/")):
-        source = str((path.parent / source).resolve())
-    return BaselineRule(source, margin)
+    policy = build(GatePolicy, doc, error=lambda exc: GateInputError(path, str(exc)))
+    baseline = policy.beat_baseline
+    if baseline is not None and not baseline.results.startswith(("runs:/", "models:/")):
+        policy.beat_baseline = dataclasses.replace(baseline, results=str((path.parent / baseline.results).resolve()))
+    policy.path, policy.sha256 = str(path.resolve()), hashlib.sha256(raw).hexdigest()
+    return policy
 
 
 def load_results(path: str | Path) -> dict:

@@ -1,8 +1,10 @@
-"""Typed run settings: dataclasses loaded from a YAML file plus ``key=value`` overrides.
+"""Typed settings: dataclasses built from mappings, the one mechanism of run settings, architectures, dataset
+cards, suites and gate policies (:func:`build`).
 
-Nested dataclasses are addressed with dots (``optim.lr=3e-4``). Values are parsed as YAML scalars and then
-checked against the field's type annotation, so a typo in a key or a wrong type fails with a message naming
-the key. The resolved settings are written next to every run (:func:`save_config`) and logged to MLflow.
+Run settings come from a YAML file plus ``key=value`` overrides; nested dataclasses are addressed with dots
+(``optim.lr=3e-4``). Values are parsed as YAML scalars and then checked against the field's type annotation, so
+a typo in a key or a wrong type fails with a message naming the key. The resolved settings are written next to
+every run (:func:`save_config`) and logged to MLflow.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,14 +24,53 @@ import yaml
 from medvl.errors import MedvlError
 
 T = TypeVar("T")
+Number = int | float
+"""A number kept as given (an int stays an int), for schemas whose resolved values are saved verbatim."""
 
 
 class ConfigError(MedvlError, ValueError):
-    """A settings file or override that does not fit the settings' schema."""
+    """A settings file, override or schema value that does not fit its schema.
+
+    ``key`` is the dotted field concerned ('' when none) and ``reason`` what is wrong with it, so that a module
+    can raise the refusal as its own subclass (the ``error`` of :func:`build`).
+    """
+
+    def __init__(self, message: str, key: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.reason = reason or message
+
+
+def field_error(key: str, reason: str) -> ConfigError:
+    """The refusal of field ``key``; a schema's ``__post_init__`` raises it with the key relative to itself."""
+    return ConfigError(f"{key}: {reason}", key, reason)
+
+
+def check_range(key: str, value: float, minimum: float | None = None, maximum: float | None = None) -> None:
+    """Raise :func:`field_error` naming ``key`` unless ``minimum <= value <= maximum`` (either bound optional)."""
+    if minimum is not None and value < minimum:
+        raise field_error(key, f"must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise field_error(key, f"must be at most {maximum}, got {value}")
+
+
+def check_non_empty(key: str, value: str | None) -> None:
+    """Raise :func:`field_error` naming ``key`` when the string ``value`` is empty or blank (None passes)."""
+    if value is not None and not value.strip():
+        raise field_error(key, f"must be a non-empty string, got {value!r}")
 
 
 def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _noun(cls: type) -> str:
+    """What a key of ``cls`` is called in messages: its ``config_noun`` class variable, else 'setting'."""
+    return getattr(cls, "config_noun", "setting")
+
+
+def _admits_none(tp: Any) -> bool:
+    return tp is Any or (typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp))
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -37,47 +78,54 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
+    if tp == Number:  # an int stays an int
+        return value if isinstance(value, int) and not isinstance(value, bool) else _coerce(value, float, key)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in (a for a in args if a is not type(None)):
+        alternatives = [a for a in args if a is not type(None)]
+        if len(alternatives) == 1:
+            return _coerce(value, alternatives[0], key)
+        for arg in alternatives:
             try:
                 return _coerce(value, arg, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: {value!r} fits none of {tp}")
+        raise field_error(key, f"{value!r} fits none of {tp}")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")
+            raise field_error(key, f"{value!r} is not one of {', '.join(map(str, typing.get_args(tp)))}")
         return value
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
         args = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            numbers = bool(args) and all(a in (int, float, Number, Ellipsis) for a in args)
+            raise field_error(key, f"expected a list{' of numbers' if numbers else ''}, got {value!r}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
-                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+                raise field_error(key, f"expected {len(args)} values, got {len(value)}")
+            pairs = enumerate(zip(value, args, strict=True), start=1)
+            return tuple(_coerce(v, a, f"{key}[{number}]") for number, (v, a) in pairs)
         item = args[0] if args else Any
-        seq = [_coerce(v, item, key) for v in value]
+        seq = [_coerce(v, item, f"{key}[{number}]") for number, v in enumerate(value, start=1)]
         return tuple(seq) if origin is tuple else seq
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise field_error(key, f"expected a mapping, got {value!r}")
         return dict(value)
     if _is_dataclass_type(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} settings, got {value!r}")
+            raise field_error(key, f"expected a mapping of {tp.__name__} {_noun(tp)}s, got {value!r}")
         return _build(tp, value, prefix=f"{key}.")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        raise field_error(key, f"expected true/false, got {value!r}")
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
@@ -86,28 +134,67 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise field_error(key, f"expected a number, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise field_error(key, f"expected an integer, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise field_error(key, f"expected a string, got {value!r}")
     return value
 
 
 def _build(cls: type[T], values: Mapping[str, Any], prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    noun = _noun(cls)
+    unknown = sorted(str(name) for name in set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown setting(s) {[prefix + u for u in unknown]}; known: {sorted(prefix + n for n in names)}")
-    kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in values.items()}
-    return cls(**kwargs)
+        raise field_error(prefix + unknown[0], f"unknown {noun}(s) {unknown}; known: {', '.join(sorted(fields))}")
+    given = {name: value for name, value in values.items() if value is not None or _admits_none(hints[name])}
+    for name, spec in fields.items():
+        if name not in given and spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix[:-1]}: missing {noun} '{name}'" if prefix else f"missing {noun} '{name}'",
+                              prefix + name, "is required")
+    kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in given.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a __post_init__ check, keyed relative to cls
+        if not prefix:
+            raise
+        raise field_error(prefix + exc.key if exc.key else prefix[:-1], exc.reason) from None
+
+
+def build(cls: type[T], values: Any, where: str = "",
+          error: Callable[[ConfigError], ConfigError] | None = None) -> T:
+    """A ``cls`` dataclass from the mapping ``values``: the one typed mechanism of run settings, architectures,
+    dataset cards, suites and gate policies.
+
+    Each value is checked against its field's annotation (and converted: an int to a float, a number to a
+    string, a ``"a,b"`` string to a list), nested dataclasses come from nested mappings, a null takes the
+    field's default, and ``cls.__post_init__`` does the range and consistency checks (raising
+    :func:`field_error`). Every refusal is a :class:`ConfigError` whose ``key`` is the dotted field (list items
+    numbered from 1): an unknown key (the known ones listed; a ``config_noun`` class variable names what a key
+    is, default 'setting'), a missing required one, a wrong type or value.
+
+    Args:
+        where: what ``values`` is (e.g. the file), put before the message.
+        error: turns the ConfigError into the caller's own subclass of it (then ``where`` is not used).
+    """
+    try:
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"expected a mapping of {cls.__name__} {_noun(cls)}s, got {values!r}")
+        return _build(cls, values)
+    except ConfigError as exc:
+        if error is not None:
+            raise error(exc) from None
+        if where:
+            raise ConfigError(f"{where}: {exc}", exc.key, exc.reason) from None
+        raise
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -116,7 +203,7 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{dotted}: '{part}' is not a group of settings")
+            raise field_error(dotted, f"'{part}' is not a group of settings")
     node[parts[-1]] = value
 
 
@@ -150,11 +237,7 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
 def build_settings(cls: type[T], values: Mapping[str, Any], overrides: Iterable[str] = (), where: str = "") -> T:
     """Settings of type ``cls`` from defaults, then ``values``, then ``key=value`` overrides; errors are
     prefixed with ``where`` (e.g. the file)."""
-    merged = merge_settings(values, parse_overrides(overrides))
-    try:
-        return _build(cls, merged)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
+    return build(cls, merge_settings(values, parse_overrides(overrides)), where)
 
 
 def merge_settings(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

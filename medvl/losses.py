@@ -234,7 +234,7 @@ class ContrastiveLoss(nn.Module):
     """Weighted sum of the losses above, with features gathered across ranks when running distributed.
 
     Args:
-        config: a ``loss`` config section (weights per term plus temperatures; see :data:`medvl.models.config.LOSS_DEFAULTS`).
+        config: a ``loss`` config section (weights per term plus temperatures; see :class:`medvl.models.config.LossConfig`).
         local_loss: each rank scores only its own rows against all gathered keys (less memory); needs
             ``gather_with_grad``.
         gather_with_grad: gather with autograd (gradients reach the rank that produced a feature).

@@ -7,9 +7,9 @@ from pathlib import Path
 import yaml
 
 TINY_2D = {
-    "name": "tiny-2d", "description": "60 phantom radiographs at 64 px", "loader": "phantom",
+    "name": "tiny-2d", "description": "60 phantom radiographs at 64 px", "source": "phantom",
     "generate": {"n_2d": 60, "n_3d": 0, "seed": 5, "size": 64},
-    "options": {"images": "files", "split_fractions": [0.5, 0.25, 0.25]},
+    "options": {"images": "files"}, "split": {"rule": "source", "split_fractions": [0.5, 0.25, 0.25]},
     "kind": "2d", "tasks": ["linear_probe", "finetune_frozen", "finetune_full", "zero_shot", "retrieval", "segmentation"],
     "task_type": "multilabel", "label_space": ["No Finding", "Cardiomegaly", "Pleural Effusion"],
     "segmentation": {"mask": "lesion", "encoding": "bits", "classes": {"Cardiomegaly": 1, "Pleural Effusion": 2}},

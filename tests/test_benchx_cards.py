@@ -12,7 +12,7 @@ from benchx.fractions import few_shot_indices
 from benchx.suites import load_suite, suite_names
 
 VALID = {
-    "name": "tiny", "description": "a tiny phantom", "loader": "phantom",
+    "name": "tiny", "description": "a tiny phantom", "source": "phantom",
     "generate": {"n_2d": 20, "n_3d": 0, "seed": 1, "size": 64},
     "kind": "2d", "tasks": ["linear_probe", "segmentation"], "task_type": "multilabel",
     "label_space": ["Cardiomegaly"], "segmentation": {"mask": "lesion", "encoding": "bits", "classes": {"Cardiomegaly": 1}},
@@ -48,7 +48,10 @@ def test_valid_card_defaults(tmp_path):
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"loader": ...}, "loader"),
+        ({"source": ...}, "source"),
+        ({"source": "pacs-9"}, "source"),
+        ({"split": {"rule": "coin-flip"}}, "split.rule"),
+        ({"split": {"rule": "carve-val", "stratify": "Cardiomegaly"}}, "split.stratify"),
         ({"tasks": ["linear_probe", "detection"]}, "tasks"),
         ({"fractions": [0.5, 2.0]}, "fractions"),
         ({"kind": "4d"}, "kind"),
@@ -117,13 +120,12 @@ def test_fractions_deterministic_and_redrawn_per_seed_and_split():
 
 
 def test_covid_cxr_card_loads_the_real_data(realdata, tmp_path):
-    import benchx.datasets  # noqa: F401
     from benchx.data import check_label_space, freeze_split
-    from benchx.datasets.registry import get_loader
+    from benchx.datasets import load_dataset
 
     card = find_card("covid-cxr")
     assert card.data_path() == realdata / "cxr_covid"
-    df = get_loader(card.loader)(card.data_path(), card.options)
+    df = load_dataset(card, card.data_path())
     check_label_space(card, df)
     assert len(df) > 100 and set(df["split"]) == {"train", "val", "test"}
     assert df.groupby("patient_id")["split"].nunique().max() == 1
@@ -145,10 +147,10 @@ def test_phantom_card_with_one_label_under_two_names_is_refused(tmp_path, kind, 
     assert f"'{labels[0 if kind == '3d' else 1]}' and '{labels[2]}'" in str(info.value)
 
 
-def test_parent_of_several_findings_and_other_loaders_keep_both_labels(tmp_path):
+def test_parent_of_several_findings_and_other_sources_keep_both_labels(tmp_path):
     card = load_card(write(tmp_path, label_space=["Lung Opacity", "Consolidation", "Lung Lesion"]))
     assert card.label_space == ("Lung Opacity", "Consolidation", "Lung Lesion")
-    real = write(tmp_path, loader="mimic-cxr", label_space=["Enlarged Cardiomediastinum", "Cardiomegaly"])
+    real = write(tmp_path, source="mimic-cxr", label_space=["Enlarged Cardiomediastinum", "Cardiomegaly"])
     assert len(load_card(real).label_space) == 2  # distinct observations in real reports
 
 

@@ -7,10 +7,12 @@ import json
 import pytest
 from sklearn.model_selection import train_test_split
 
-from benchx.datasets.public import covidx, object_cxr, tbx11k, vindr_cxr
+from medvl.data.adapters import tbx11k, vindr_cxr
+from medvl.data.adapters.object_cxr import parse_annotation
 from tests.test_benchx_public_rsna_siim import benchx_split
 from tests.test_benchx_public_trees import (
     check_card,
+    load_public,
     mask_array,
     write_csv,
     write_dicom,
@@ -33,7 +35,7 @@ def covidx_root(tmp_path):
 
 
 def test_covidx_official_splits(covidx_root):
-    df = covidx.load(covidx_root, {}).set_index("study_id")
+    df = load_public("covidx", covidx_root).set_index("study_id")
     assert df["split"].value_counts().to_dict() == {"train": 12, "val": 4, "test": 4}
     assert json.loads(df.loc["train/train-0.jpg", "labels"]) == {"COVID-19": 1}
     assert json.loads(df.loc["val/val-1.png", "labels"]) == {"COVID-19": 0}
@@ -45,11 +47,11 @@ def test_covidx_bad_and_missing(covidx_root):
     text = (covidx_root / "val.txt").read_text()
     (covidx_root / "val.txt").write_text(text.replace("negative", "unknown", 1))
     with pytest.raises(ValueError, match="val.txt: line 2"):
-        covidx.load(covidx_root, {})
+        load_public("covidx", covidx_root)
     (covidx_root / "val.txt").write_text(text)
     (covidx_root / "test.txt").unlink()
     with pytest.raises(FileNotFoundError, match="test.txt"):
-        covidx.load(covidx_root, {})
+        load_public("covidx", covidx_root)
 
 
 TBX_HEADER = ["fname", "image_height", "image_width", "source", "bbox", "target", "tb_type", "image_type"]
@@ -76,7 +78,7 @@ def tbx_root(tmp_path):
 
 
 def test_tbx11k_split_labels_masks(tbx_root, tmp_path):
-    df = tbx11k.load(tbx_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
+    df = load_public("tbx11k", tbx_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
     ids = sorted(df.index)
     targets = ["tb" if json.loads(df.loc[i, "labels"])["tb"] else "no_tb" for i in ids]
     assert df["split"].to_dict() == benchx_split(ids, targets)
@@ -90,10 +92,10 @@ def test_tbx11k_split_labels_masks(tbx_root, tmp_path):
 def test_tbx11k_missing(tbx_root, tmp_path):
     (tbx_root / "images" / "s0004.png").unlink()
     with pytest.raises(FileNotFoundError, match="s0004.png"):
-        tbx11k.load(tbx_root, {"work_dir": tmp_path})
+        load_public("tbx11k", tbx_root, {"work_dir": tmp_path})
     (tbx_root / "data.csv").unlink()
     with pytest.raises(FileNotFoundError, match="data.csv"):
-        tbx11k.load(tbx_root, {"work_dir": tmp_path})
+        load_public("tbx11k", tbx_root, {"work_dir": tmp_path})
 
 
 @pytest.fixture()
@@ -111,7 +113,7 @@ def object_root(tmp_path):
 
 
 def test_object_cxr_splits_and_shapes(object_root, tmp_path):
-    df = object_cxr.load(object_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
+    df = load_public("object-cxr", object_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
     assert df["split"].value_counts().to_dict() == {"train": 8, "val": 4, "test": 4}
     assert df.loc["dev/d00001.jpg", "split"] == "val" and df.loc["test/t00002.jpg", "split"] == "test"
     assert json.loads(df.loc["train/t00000.jpg", "labels"]) == {"Foreign object": 0}
@@ -121,13 +123,13 @@ def test_object_cxr_splits_and_shapes(object_root, tmp_path):
     assert both[13, 13] and not both[10, 10]  # ellipse centre in, bounding-box corner out
     assert both[23, 4] and both[20:28, 1:9].sum() < 64  # triangle: inside point, less than its box
     with pytest.raises(ValueError, match="type must be"):
-        object_cxr.parse_annotation("3 1 2 3 4", "x")
+        parse_annotation("3 1 2 3 4", "x")
 
 
 def test_object_cxr_missing(object_root, tmp_path):
     (object_root / "dev.csv").unlink()
     with pytest.raises(FileNotFoundError, match="dev.csv"):
-        object_cxr.load(object_root, {"work_dir": tmp_path})
+        load_public("object-cxr", object_root, {"work_dir": tmp_path})
 
 
 @pytest.fixture()
@@ -156,7 +158,7 @@ def vindr_root(tmp_path):
 
 
 def test_vindr_split_labels_masks(vindr_root, tmp_path):
-    df = vindr_cxr.load(vindr_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
+    df = load_public("vindr-cxr", vindr_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
     assert df["split"].value_counts().to_dict() == {"train": 32, "val": 8, "test": 8}
     train_ids = sorted(i for i in df.index if df.loc[i, "split"] != "test")
     y = [json.loads(df.loc[i, "labels"])["Cardiomegaly"] == 1 for i in train_ids]
@@ -174,14 +176,14 @@ def test_vindr_missing_and_unknown(vindr_root, tmp_path):
     csv = vindr_root / "annotations" / "annotations_train.csv"
     csv.write_text(csv.read_text().replace("Cardiomegaly", "Cardiomegalia", 1))
     with pytest.raises(ValueError, match="Cardiomegalia"):
-        vindr_cxr.load(vindr_root, {"work_dir": tmp_path})
+        load_public("vindr-cxr", vindr_root, {"work_dir": tmp_path})
     (vindr_root / "annotations" / "annotations_test.csv").unlink()
     with pytest.raises(FileNotFoundError, match="annotations_test.csv"):
-        vindr_cxr.load(vindr_root, {"work_dir": tmp_path})
+        load_public("vindr-cxr", vindr_root, {"work_dir": tmp_path})
 
 
 def test_cards():
-    check_card("covidx", covidx.LABELS)
+    check_card("covidx", ("COVID-19",))
     check_card("tbx11k", tbx11k.LABELS)
-    check_card("object-cxr", object_cxr.LABELS)
+    check_card("object-cxr", ("Foreign object",))
     check_card("vindr-cxr", vindr_cxr.LABELS)

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from benchx.datasets.public import nih_cxr14
-from benchx.datasets.registry import get_loader
-from tests.test_benchx_public_trees import check_card, write_csv, write_png
+from medvl.data.adapters import nih_cxr14
+from tests.test_benchx_public_trees import check_card, load_public, write_csv, write_png
 
 HEADER = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender",
           "View Position", "OriginalImage[Width", "Height]", "OriginalImagePixelSpacing[x", "y]"]
@@ -33,7 +32,7 @@ def nih_root(tmp_path):
 
 
 def test_official_test_list_and_patient_disjoint_val(nih_root):
-    df = get_loader("nih-cxr14")(nih_root, {"val_fraction": 0.3})
+    df = load_public("nih-cxr14", nih_root, val_fraction=0.3)
     assert len(df) == 60
     test_patients = set(df.loc[df["split"] == "test", "patient_id"])
     assert test_patients == {str(p) for p in range(25, 31)}
@@ -41,12 +40,12 @@ def test_official_test_list_and_patient_disjoint_val(nih_root):
     assert df.groupby("patient_id")["split"].nunique().max() == 1
     val = df[df["split"] == "val"]
     assert 0 < val["patient_id"].nunique() < 24
-    again = get_loader("nih-cxr14")(nih_root, {"val_fraction": 0.3})
+    again = load_public("nih-cxr14", nih_root, val_fraction=0.3)
     assert list(again["split"]) == list(df["split"])
 
 
 def test_labels_metadata_and_image_paths(nih_root):
-    df = nih_cxr14.load(nih_root, {}).set_index("study_id")
+    df = load_public("nih-cxr14", nih_root).set_index("study_id")
     row = df.loc["00000001_000.png"]
     labels = json.loads(row["labels"])
     assert set(labels) == set(nih_cxr14.LABELS)
@@ -60,7 +59,7 @@ def test_unknown_finding_is_refused(nih_root):
     text = (nih_root / "Data_Entry_2017_v2020.csv").read_text().replace("Cardiomegaly", "Cardiomegally", 1)
     (nih_root / "Data_Entry_2017_v2020.csv").write_text(text)
     with pytest.raises(ValueError, match="Cardiomegally"):
-        nih_cxr14.load(nih_root, {})
+        load_public("nih-cxr14", nih_root)
 
 
 @pytest.mark.parametrize("missing", ["test_list.txt", "train_val_list.txt", "Data_Entry_2017_v2020.csv",
@@ -69,12 +68,12 @@ def test_missing_file_is_named(nih_root, missing):
     (nih_root / missing).unlink()
     expected = "Data_Entry_2017.csv" if missing.startswith("Data_Entry") else missing.split("/")[-1]
     with pytest.raises(FileNotFoundError, match=expected):
-        nih_cxr14.load(nih_root, {})
+        load_public("nih-cxr14", nih_root)
 
 
 def test_missing_root(tmp_path):
     with pytest.raises(FileNotFoundError, match="train_val_list.txt"):
-        nih_cxr14.load(tmp_path / "absent", {})
+        load_public("nih-cxr14", tmp_path / "absent")
 
 
 def test_card():

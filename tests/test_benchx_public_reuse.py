@@ -9,9 +9,9 @@ import tarfile
 import pandas as pd
 import pytest
 
-from benchx.datasets.public import chexpert, iu_xray, mimic_cxr
+from benchx.split_rules import COMPETITION
 from medvl.data.adapters.common import CHEXPERT_LABELS
-from tests.test_benchx_public_trees import check_card, write_jpeg, write_png
+from tests.test_benchx_public_trees import check_card, load_public, write_jpeg, write_png
 
 CHEXPERT_HEADER = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_LABELS]
 
@@ -29,10 +29,10 @@ def chexpert_rows(parent, split, patient, labels, views=("frontal", "lateral"), 
 @pytest.fixture()
 def chexpert_root(tmp_path):
     train, number = [], 0
-    for c in chexpert.COMPETITION:
+    for c in COMPETITION:
         for k in range(4):  # alone-positive: the 5x200 candidates (blank elsewhere counts as negative)
             number += 1
-            others = {} if k % 2 else dict.fromkeys(set(chexpert.COMPETITION) - {c}, "0.0")
+            others = {} if k % 2 else dict.fromkeys(set(COMPETITION) - {c}, "0.0")
             train += chexpert_rows(tmp_path, "train", f"patient{number:05d}", {c: "1.0", **others})
         for extra in ({"Support Devices": "1.0"}, {"Pneumonia": "-1.0"}):  # not alone: never drawn
             number += 1
@@ -51,7 +51,7 @@ def chexpert_root(tmp_path):
 
 
 def test_chexpert_competition_split_and_labels(chexpert_root):
-    df = chexpert.load_competition(chexpert_root, {"val_fraction": 0.3}).set_index("study_id")
+    df = load_public("chexpert", chexpert_root, val_fraction=0.3).set_index("study_id")
     assert len(df) == 36 and set(df["split"]) == {"train", "val", "test"}
     assert set(df.index[df["split"] == "test"]) == {f"patient{64541 + k}/study1" for k in range(5)}
     assert df.groupby("patient_id")["split"].nunique().max() == 1
@@ -59,33 +59,33 @@ def test_chexpert_competition_split_and_labels(chexpert_root):
     assert json.loads(uncertain["labels"]) == {"Atelectasis": 1, "Cardiomegaly": 0, "Consolidation": 0, "Edema": 1,
                                                "Pleural Effusion": 0}
     assert uncertain["sex"] == "M" and uncertain["age"] == 71 and len(uncertain["images"]) == 2
-    kept = chexpert.load_competition(chexpert_root, {"val_fraction": 0.3, "uncertain": "keep"}).set_index("study_id")
+    kept = load_public("chexpert", chexpert_root, val_fraction=0.3, uncertain="keep").set_index("study_id")
     assert json.loads(kept.loc["patient00031/study1", "labels"]) == {"Atelectasis": -1, "Cardiomegaly": -1, "Edema": 1}
     assert list(kept["split"]) == list(df["split"])
     with pytest.raises(ValueError, match="uncertain="):
-        chexpert.load_competition(chexpert_root, {"uncertain": "ones"})
+        load_public("chexpert", chexpert_root, uncertain="ones")
 
 
 def test_chexpert_5x200_draw(chexpert_root):
-    df = chexpert.load_5x200(chexpert_root, {"n": 3, "seed": 1})
+    df = load_public("chexpert-5x200", chexpert_root, n=3, seed=1)
     assert len(df) == 15 and set(df["split"]) == {"test"}
-    for name in chexpert.COMPETITION:
+    for name in COMPETITION:
         chosen = df[df["labels"].map(lambda t, n=name: json.loads(t)[n] == 1)]
         assert len(chosen) == 3 and chosen["labels"].map(lambda t: sum(json.loads(t).values())).eq(1).all()
     assert df["study_id"].str.endswith("view1_frontal.jpg").all()
     numbers = {int(p[7:12]) for p in df["patient_id"]}
     assert all((n - 1) % 6 < 4 for n in numbers)  # only the alone-positive studies are drawn
-    assert chexpert.load_5x200(chexpert_root, {"n": 3, "seed": 1})["study_id"].tolist() == df["study_id"].tolist()
+    assert load_public("chexpert-5x200", chexpert_root, n=3, seed=1)["study_id"].tolist() == df["study_id"].tolist()
     with pytest.raises(ValueError, match="only 4 frontal images are positive for Atelectasis alone"):
-        chexpert.load_5x200(chexpert_root, {"n": 5})
+        load_public("chexpert-5x200", chexpert_root, n=5)
 
 
 def test_chexpert_missing(chexpert_root):
     next(chexpert_root.glob("train/patient00003/study1/view1_frontal.jpg")).unlink()
     with pytest.raises(FileNotFoundError, match="patient00003/study1/view1_frontal.jpg"):
-        chexpert.load_competition(chexpert_root, {})
+        load_public("chexpert", chexpert_root)
     with pytest.raises(FileNotFoundError, match="CheXpert"):
-        chexpert.load_5x200(chexpert_root.parent / "absent", {})
+        load_public("chexpert-5x200", chexpert_root.parent / "absent")
 
 
 def write_csv_gz(path, rows):
@@ -117,7 +117,7 @@ def mimic_root(tmp_path):
 
 
 def test_mimic_official_split_reports_labels(mimic_root):
-    df = mimic_cxr.load(mimic_root, {}).set_index("study_id")
+    df = load_public("mimic-cxr", mimic_root).set_index("study_id")
     assert df["split"].to_dict() == {f"5000{k:04d}": ("train", "val", "test")[k % 3] for k in range(6)}
     first = df.loc["50000001"]
     assert first["findings"] == "Finding 1." and first["impression"] == "Impression 1."
@@ -128,10 +128,10 @@ def test_mimic_official_split_reports_labels(mimic_root):
 def test_mimic_missing_report_or_image(mimic_root):
     (mimic_root / "files" / "p10" / "p10000002" / "s50000002.txt").unlink()
     with pytest.raises(FileNotFoundError, match="s50000002.txt"):
-        mimic_cxr.load(mimic_root, {})
+        load_public("mimic-cxr", mimic_root)
     (mimic_root / "mimic-cxr-2.0.0-chexpert.csv.gz").unlink()
     with pytest.raises(FileNotFoundError, match="chexpert.csv.gz"):
-        mimic_cxr.load(mimic_root, {})
+        load_public("mimic-cxr", mimic_root)
 
 
 IU_XML = """<?xml version="1.0" encoding="utf-8"?>
@@ -164,12 +164,12 @@ def iu_root(tmp_path):
 
 
 def test_iu_hashed_split_and_images(iu_root):
-    df = iu_xray.load(iu_root, {}).set_index("study_id")
+    df = load_public("iu-xray", iu_root).set_index("study_id")
     assert len(df) == 19 and "CXR20" not in df.index  # no text: left out
     assert df["images"].map(len).eq(2).all() and set(df["split"]) <= {"train", "val", "test"}
     assert json.loads(df.loc["CXR1", "labels"]) == {"Cardiomegaly": 1}
     assert json.loads(df.loc["CXR2", "labels"]) == {"No Finding": 1}
-    assert iu_xray.load(iu_root, {})["split"].tolist() == df["split"].tolist()
+    assert load_public("iu-xray", iu_root)["split"].tolist() == df["split"].tolist()
 
 
 def test_iu_r2gen_split(iu_root, tmp_path):
@@ -177,31 +177,31 @@ def test_iu_r2gen_split(iu_root, tmp_path):
                for s, ns in (("train", range(1, 11)), ("val", (11, 12)), ("test", (13, 14, 15)))}
     annotation = tmp_path / "annotation.json"
     annotation.write_text(json.dumps(entries))
-    df = iu_xray.load(iu_root, {"r2gen_annotation": annotation}).set_index("study_id")
+    df = load_public("iu-xray", iu_root, annotation=annotation).set_index("study_id")
     assert len(df) == 15 and df.loc["CXR12", "split"] == "val" and df.loc["CXR15", "split"] == "test"
     entries["test"].append({"id": "CXR99_IM-0099", "report": "", "image_path": [], "split": "test"})
     annotation.write_text(json.dumps(entries))
     with pytest.raises(ValueError, match="CXR99"):
-        iu_xray.load(iu_root, {"r2gen_annotation": annotation})
+        load_public("iu-xray", iu_root, annotation=annotation)
 
 
 def test_iu_missing(iu_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="annotation.json"):
+        load_public("iu-xray", iu_root, annotation=tmp_path / "annotation.json")
     (iu_root.parent / "NLMCXR_png" / "CXR3_IM-0003-2001.png").unlink()
     with pytest.raises(FileNotFoundError, match="CXR3_IM-0003-2001.png"):
-        iu_xray.load(iu_root, {})
-    with pytest.raises(FileNotFoundError, match="annotation.json"):
-        iu_xray.load(iu_root, {"r2gen_annotation": tmp_path / "annotation.json"})
+        load_public("iu-xray", iu_root)
 
 
 def test_iu_real_reports(realdata):
-    df = iu_xray.load(realdata / "iu_reports" / "NLMCXR_reports.tgz", {})
+    df = load_public("iu-xray", realdata / "iu_reports" / "NLMCXR_reports.tgz")
     assert len(df) > 3800 and df["report"].str.len().gt(0).all() and df["images"].map(len).eq(0).all()
     assert {"train", "val", "test"} == set(df["split"])
     assert 0.15 < (df["split"] == "test").mean() < 0.25
 
 
 def test_cards():
-    check_card("chexpert", chexpert.COMPETITION)
-    check_card("chexpert-5x200", chexpert.COMPETITION)
+    check_card("chexpert", COMPETITION)
+    check_card("chexpert-5x200", COMPETITION)
     check_card("mimic-cxr", CHEXPERT_LABELS)
     check_card("iu-xray")

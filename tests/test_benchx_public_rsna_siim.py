@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from benchx.datasets.public import rsna_pneumonia, siim_acr
-from tests.test_benchx_public_trees import check_card, mask_array, write_csv, write_dicom
+from medvl.data.adapters.siim_acr import rle_decode
+from tests.test_benchx_public_trees import check_card, load_public, mask_array, write_csv, write_dicom
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR AS")  # RSNA ships ages like "51"
 
@@ -41,7 +41,7 @@ def rsna_root(tmp_path):
 
 
 def test_rsna_split_follows_benchx(rsna_root, tmp_path):
-    df = rsna_pneumonia.load(rsna_root, {"work_dir": tmp_path / "cache"})
+    df = load_public("rsna-pneumonia", rsna_root, {"work_dir": tmp_path / "cache"})
     assert len(df) == 40 and df["study_id"].is_unique
     ids = sorted(df["study_id"])
     targets = [json.loads(df.set_index("study_id").loc[i, "labels"])["Pneumonia"] for i in ids]
@@ -50,7 +50,7 @@ def test_rsna_split_follows_benchx(rsna_root, tmp_path):
 
 
 def test_rsna_labels_masks_metadata(rsna_root, tmp_path):
-    df = rsna_pneumonia.load(rsna_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
+    df = load_public("rsna-pneumonia", rsna_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
     two_boxes, negative = df.loc["0001-rsna-1"], df.loc["0000-rsna-0"]
     assert json.loads(two_boxes["labels"]) == {"Pneumonia": 1} and json.loads(negative["labels"]) == {"Pneumonia": 0}
     mask = mask_array(two_boxes["images"][0]["mask"])
@@ -65,14 +65,14 @@ def test_rsna_labels_masks_metadata(rsna_root, tmp_path):
 def test_rsna_missing_files(rsna_root, tmp_path):
     (rsna_root / "stage_2_train_images" / "0003-rsna-3.dcm").unlink()
     with pytest.raises(FileNotFoundError, match="0003-rsna-3.dcm"):
-        rsna_pneumonia.load(rsna_root, {"work_dir": tmp_path})
+        load_public("rsna-pneumonia", rsna_root, {"work_dir": tmp_path})
     (rsna_root / "stage_2_detailed_class_info.csv").unlink()
     with pytest.raises(FileNotFoundError, match="stage_2_detailed_class_info.csv"):
-        rsna_pneumonia.load(rsna_root, {"work_dir": tmp_path})
+        load_public("rsna-pneumonia", rsna_root, {"work_dir": tmp_path})
 
 
 def rle_encode(mask: np.ndarray) -> str:
-    """SIIM stage 1 relative run-length encoding (column-major), written independently of the loader."""
+    """SIIM stage 1 relative run-length encoding (column-major), written independently of the adapter."""
     flat = np.concatenate([[0], mask.T.flatten().astype(int), [0]])
     edges = np.flatnonzero(np.diff(flat))
     starts, ends = edges[0::2], edges[1::2]
@@ -106,7 +106,7 @@ def siim_root(tmp_path):
 
 
 def test_siim_rle_masks_and_split(siim_root, tmp_path):
-    df = siim_acr.load(siim_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
+    df = load_public("siim-acr", siim_root, {"work_dir": tmp_path / "cache"}).set_index("study_id")
     assert len(df) == 40
     two = df.loc["1.2.276.0.7230010.3.1.4.1000"]
     mask = mask_array(two["images"][0]["mask"])
@@ -121,21 +121,21 @@ def test_siim_rle_masks_and_split(siim_root, tmp_path):
 
 def test_siim_rle_decode_refuses_bad_runs():
     with pytest.raises(ValueError, match="odd number"):
-        siim_acr.rle_decode("1 2 3", 4, 4)
+        rle_decode("1 2 3", 4, 4)
     with pytest.raises(ValueError, match="beyond"):
-        siim_acr.rle_decode("10 10", 4, 4)
+        rle_decode("10 10", 4, 4)
 
 
 def test_siim_missing_files(siim_root, tmp_path):
     victim = next((siim_root / "dicom-images-train").rglob("*1005.dcm"))
     victim.unlink()
     with pytest.raises(FileNotFoundError, match="1005.dcm"):
-        siim_acr.load(siim_root, {"work_dir": tmp_path})
+        load_public("siim-acr", siim_root, {"work_dir": tmp_path})
     (siim_root / "train-rle.csv").unlink()
     with pytest.raises(FileNotFoundError, match="train-rle.csv"):
-        siim_acr.load(siim_root, {"work_dir": tmp_path})
+        load_public("siim-acr", siim_root, {"work_dir": tmp_path})
 
 
 def test_cards():
-    check_card("rsna-pneumonia", rsna_pneumonia.LABELS)
-    check_card("siim-acr", siim_acr.LABELS)
+    check_card("rsna-pneumonia", ("Pneumonia",))
+    check_card("siim-acr", ("Pneumothorax",))

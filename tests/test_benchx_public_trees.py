@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,19 +54,30 @@ def mask_array(path: str) -> np.ndarray:
     return np.asarray(Image.open(path)) > 0
 
 
+def load_public(name: str, root: Path, options: dict | None = None, **split: object):
+    """The manifest the public card ``name`` gives for the tree at ``root``, with extra adapter ``options`` and
+    split-rule options (``work_dir`` keeps masks under the test's folder)."""
+    from benchx.cards import load_card
+    from benchx.datasets import load_dataset
+
+    card = load_card(CARDS / f"{name}.yaml")
+    card = replace(card, options={**card.options, **(options or {})}, split_options={**card.split_options, **split})
+    return load_dataset(card, root)
+
+
 def check_card(name: str, label_space: Sequence[str] | None = None):
     """Validate ``benchx/cards/public/<name>.yaml`` with ``benchx.cards`` plus the public-card conventions
-    (an env-var path, a loader that is registered, split by the loader, 0/255 masks); returns the card."""
+    (an env-var path, a medvl source, a split rule, 0/255 masks); returns the card."""
     from benchx.cards import load_card
-    from benchx.datasets import public  # noqa: F401  (registers the loaders)
-    from benchx.datasets.registry import loader_names
+    from benchx.split_rules import SPLIT_RULES
+    from medvl.data.adapters import ADAPTERS
 
     path = CARDS / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text())
     card = load_card(path)
-    assert card.name == name and card.loader in loader_names()
+    assert card.name == name and card.source in ADAPTERS and card.split_rule in SPLIT_RULES
     assert raw["path"].startswith("${") and raw["path"].endswith("}")
-    assert card.split_rule == "loader" and card.split_hash is None and card.fractions == (0.01, 0.1, 1.0)
+    assert card.split_hash is None and card.fractions == (0.01, 0.1, 1.0)
     assert card.size == 224 and card.ct_window == "none" and card.kind == "2d"
     if card.segmentation is not None:
         assert card.segmentation.encoding == "labels" and list(card.segmentation.classes.values()) == [255]

@@ -47,7 +47,7 @@ def test_changed_split_is_refused(env, tmp_path):
     card = find_card("tiny-2d")
     import dataclasses
 
-    changed = dataclasses.replace(card, options={**card.options, "split_fractions": [0.4, 0.3, 0.3]})
+    changed = dataclasses.replace(card, split_options={**card.split_options, "split_fractions": [0.4, 0.3, 0.3]})
     with pytest.raises(SplitChangedError, match="Delete"):
         prepare_dataset(changed, root / "data")
     pinned = dataclasses.replace(card, split_hash="0" * 64)

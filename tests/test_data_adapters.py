@@ -84,24 +84,18 @@ def build_mimic(root: Path) -> None:
                           " IMPRESSION: No acute cardiopulmonary process.\n")
 
 
-def test_an_adapter_implements_rows_or_read_unit():
-    class RowsOnly(SourceAdapter):
+def test_an_adapter_implements_read_unit():
+    class Units(SourceAdapter):
         def units(self):
             return ["a"]
 
-        def rows(self, unit):
-            return [{"unit": unit}]
-
-    class ReadUnitOnly(RowsOnly):
-        rows = SourceAdapter.rows
-
+    class Reads(Units):
         def read_unit(self, unit):
-            return UnitResult([{"unit": unit, "partial": True}])
+            return UnitResult([{"unit": unit}])
 
-    assert RowsOnly(".").read_unit("a") == UnitResult([{"unit": "a"}])
-    assert ReadUnitOnly(".").rows("a") == [{"unit": "a", "partial": True}]
-    with pytest.raises(TypeError, match="Neither: implement rows"):
-        type("Neither", (SourceAdapter,), {"units": lambda self: []})
+    assert Reads(".").read_unit("a") == UnitResult([{"unit": "a"}])
+    with pytest.raises(TypeError, match="abstract method.*read_unit"):
+        Units(".")
 
 
 def test_mimic_cxr_tree(tmp_path):

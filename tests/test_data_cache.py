@@ -20,7 +20,7 @@ from medvl.data.cache import CachedCohort, CacheError, collate_cohort
 from medvl.data.cache_build import build_cache
 from medvl.data.ingest import ingest
 from medvl.data.manifest import from_rows, make_row, read_manifest, write_manifest
-from medvl.data.preprocess import PrepSettings, fit_square, normalise
+from medvl.data.preprocess import PrepSettings, fit_square, normalise, prepare
 from tests.test_data_adapters import write_dicom
 
 SIZE = 32
@@ -275,6 +275,23 @@ def test_slice_spacing_resampling(cohort, tmp_path):
     assert ras["z_mm"].tolist() == pytest.approx([30.0, 35.0, 40.0])
     assert ras["image"].shape[0] == ras["mask"].shape[0] == 3 and ras["spacing"][2] == 5.0
     assert (ras["mask"][2] == 3).any() and not (ras["mask"][:2] == 3).any()
+
+
+def test_lesion_lands_on_the_same_pixels_in_image_and_mask(tmp_path):
+    """A 4 x 4 mm lesion in a CT with 0.5 x 1 x 2.5 mm voxels: fitted, centred and resampled in depth, it covers
+    the same pixels in the image and its mask, and is square in both."""
+    array = np.full((40, 12, 5), -1000.0, np.float32)  # RAS (x, y, z): 20 x 12 mm, 5 slices
+    seg = np.zeros(array.shape, np.uint8)
+    array[4:12, 2:6, 2:4], seg[4:12, 2:6, 2:4] = 100.0, 1
+    affine = np.diag([0.5, 1.0, 2.5, 1.0])
+    ref = {"path": write_nifti(tmp_path / "ct.nii.gz", array, affine), "modality": "CT",
+           "mask": write_nifti(tmp_path / "seg.nii.gz", seg, affine)}
+    prepared = prepare(ref, PrepSettings(size=40, slice_mm=5.0))
+    assert prepared.content_box == (8, 0, 32, 40) and prepared.spacing == (0.5, 0.5, 5.0)
+    lesion = np.zeros((3, 40, 40), bool)  # native slice 2 (z = 5 mm); anterior at the top, patient's left on the right
+    lesion[1, 8 + 2 * (12 - 6):8 + 2 * (12 - 2), 40 - 12:40 - 4] = True
+    assert np.array_equal(prepared.mask == 1, lesion)
+    assert np.array_equal(prepared.pixels > 128, lesion)
 
 
 def test_intensity_rules():

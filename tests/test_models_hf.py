@@ -182,7 +182,7 @@ def test_slice_pooling_encodes_volumes_on_an_hf_tower(towers):
         ({"arch": "hf", "path": "x", "hf_config": {"model_type": "vit"}}, r"image\.path: give path .* or hf_config .*, not both"),
         ({"arch": "hf", "path": "x", "image_mean": 0.5}, r"image\.image_mean: expected a list of numbers"),
         ({"arch": "hf", "path": "x", "image_std": [0.2, 0.0, 0.2]}, r"image\.image_std: must be at least"),
-        ({"arch": "hf", "path": "x", "trust_remote_code": "yes"}, r"image\.trust_remote_code: expected true or false"),
+        ({"arch": "hf", "path": "x", "trust_remote_code": "yes"}, r"image\.trust_remote_code: expected true/false"),
         ({"arch": "hf", "path": "x", "widen_factor": 2}, r"image\.widen_factor: unknown key"),
     ],
 )

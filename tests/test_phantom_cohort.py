@@ -204,7 +204,7 @@ def test_medvl_io_loads_the_dicom_series_as_the_nifti(cohort, rows):
 def test_adapter_rows_roundtrip_through_a_manifest(cohort, rows, tmp_path):
     adapter = get_adapter("phantom")(cohort)
     assert adapter.units() == [r["study_id"] for r in rows]
-    manifest_rows = [row for unit in adapter.units() for row in adapter.rows(unit)]
+    manifest_rows = [row for unit in adapter.units() for row in adapter.read_unit(unit).rows]
     df = from_rows(manifest_rows)
     digest = write_manifest(df, tmp_path / "phantom.parquet")
     back = read_manifest(tmp_path / "phantom.parquet")
@@ -220,7 +220,7 @@ def test_adapter_rows_roundtrip_through_a_manifest(cohort, rows, tmp_path):
         assert row["report"] == original["report"] and row["sex"] == original["sex"]
     files = get_adapter("phantom")(cohort, images="files")
     assert all(
-        Path(r["images"][0]["path"]).suffix in (".png", ".gz") for u in files.units() for r in files.rows(u)
+        Path(r["images"][0]["path"]).suffix in (".png", ".gz") for u in files.units() for r in files.read_unit(u).rows
     )
 
 
@@ -352,7 +352,7 @@ def test_ct_cohort_honours_depth_and_thickness_and_plants_visible_findings(ct_co
 
 def test_adapter_ingests_ct_studies_without_dicom(ct_cohort):
     adapter = get_adapter("phantom")(ct_cohort)  # images=dicom falls back to the NIfTI
-    rows = [row for unit in adapter.units() for row in adapter.rows(unit)]
+    rows = [row for unit in adapter.units() for row in adapter.read_unit(unit).rows]
     assert len(rows) == 16
     for row in rows:
         image = row["images"][0]

@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-source-splits", action="store_true",
                         help="ignore splits given by the source and draw every patient by hash")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="adapter option, repeatable (dicom-folder: reports=CSV; iu-xray: images=DIR; "
-                             "mimic-cxr: reports=DIR)")
+                        help="adapter option, repeatable (dicom-folder: reports=CSV; iu-xray: images=DIR, "
+                             "text_only=true; mimic-cxr: reports=DIR; sources with drawn masks: work_dir=DIR)")
     parser.add_argument("--phi-policy", choices=("warn", "refuse", "off"), default="warn",
                         help="sources that still carry PHI: warn and list them (default), refuse (exit 2, write "
                              "nothing) or off (no check)")

@@ -5,7 +5,7 @@ The steps, in order (each also usable on its own, e.g. by a benchmark baseline):
 1. **Decode** with :func:`medvl.io.load` (colour is converted to luminance, ITU-R BT.601). A NIfTI/NRRD image
    whose header states no orientation (``geometry_known`` False) is refused
    (:func:`medvl.io.validation.require_known_orientation`): it may be mirrored. DICOM and PNG/JPEG images
-   without geometry are used as displayed, with 1 mm assumed for an unknown spacing (step 5).
+   without geometry are used as displayed, with 1 mm assumed for an unknown spacing (step 4).
 2. **Orient** (:func:`canonical_slices`): volumes are reoriented to ``LPS`` and become axial slices
    ``(S, rows, cols)``: slices from inferior to superior, anterior at the top, the patient's left on the right
    (the radiological view); each slice keeps its physical z in mm (RAS/LPS superior axis, at the slice
@@ -15,21 +15,26 @@ The steps, in order (each also usable on its own, e.g. by a benchmark baseline):
    ``lung`` by default); every other modality (X-ray, MR, PET, JPEG/PNG) by robust percentiles of the whole
    image or volume (0.5 and 99.5 by default; estimated from at most ~4M evenly strided values), clipped. A
    constant image is refused (blank or broken export).
-4. **Resample depth** (optional, :func:`resample_depth`): to a given slice spacing, linearly.
-5. **Fit** into ``size x size`` (:func:`fit_square`): scaled so the longer physical side fills the square
+4. **Fit** into ``size x size`` (:func:`fit_square`): scaled so the longer physical side fills the square
    (pixel spacing honoured; 1 mm assumed where unknown), antialiased bilinear, centred and padded with 0.
+5. **Resample depth** (optional, :func:`resample_depth`): to a given slice spacing, linearly, from the first
+   slice on. Done after the fit, on the small squares: both steps are linear (nearest for a mask) along
+   different axes, so their order changes the values only by float rounding.
 6. **Quantise** to uint8 (``round(255 x)``): the window or percentile range is fixed at this point, so float16
    would keep only noise below 1/510 while doubling the bytes read per sample.
 
-Masks go through the same geometry with nearest-neighbour sampling and are stored as uint8 labels (a 0/255
-binary mask becomes 0/1). A mask whose file knows its geometry (NIfTI, DICOM) must match the image's after
-orientation; a PNG/JPEG mask (no geometry) is taken to lie on the image's stored pixel grid.
+Steps 4 and 5 are MONAI dictionary transforms applied to the image and its mask together (keys ``"image"``,
+``"mask"``; :func:`fit_squares`; only the image's antialiased scaling is torch's own): the mask goes through the
+same geometry with nearest-neighbour sampling and is stored as uint8 labels (a 0/255 binary mask becomes 0/1). A
+mask whose file knows its geometry (NIfTI, DICOM) must match the image's after orientation; a PNG/JPEG mask (no
+geometry) is taken to lie on the image's stored pixel grid.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -45,6 +50,8 @@ LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 PERCENTILE_SAMPLE = 1 << 22
 """Percentiles are estimated from at most about this many evenly strided values."""
 GEOMETRY_TOLERANCE_MM = 0.01
+IMAGE, MASK = "image", "mask"
+"""Keys of the image and its mask in the geometry transforms."""
 
 
 @dataclass(frozen=True)
@@ -163,21 +170,39 @@ def normalise(pixels: np.ndarray, modality: str, settings: PrepSettings) -> np.n
     return np.clip((pixels - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
-def resample_depth(pixels: np.ndarray, z_mm: np.ndarray, slice_mm: float, *, nearest: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Slices resampled to ``slice_mm`` spacing over the same z range (linear, or nearest for masks)."""
-    if len(z_mm) < 2:
-        return pixels, z_mm
-    step = float(z_mm[1] - z_mm[0])
-    count = int(math.floor(abs(float(z_mm[-1] - z_mm[0])) / slice_mm + 1e-6)) + 1
-    z_new = (z_mm[0] + np.sign(step) * slice_mm * np.arange(count)).astype(np.float32)
-    position = (z_new - z_mm[0]) / step
-    if nearest:
-        return pixels[np.clip(np.rint(position).astype(int), 0, len(z_mm) - 1)], z_new
-    lower = np.clip(np.floor(position).astype(int), 0, len(z_mm) - 1)
-    upper = np.clip(lower + 1, 0, len(z_mm) - 1)
-    weight = (position - lower).astype(np.float32)[:, None, None]
-    return (1 - weight) * pixels[lower] + weight * pixels[upper], z_new
+def square_box(shape: tuple[int, int], row_mm: float, col_mm: float, size: int
+               ) -> tuple[tuple[int, int, int, int], float]:
+    """Where a ``(rows, cols)`` image lands when its longer physical side fills ``size`` pixels, centred.
+
+    Returns:
+        The content box ``(top, left, bottom, right)`` and the output pixel size in mm (per source mm; 1 mm is
+        assumed for an unknown spacing).
+    """
+    rows, cols = shape
+    row_mm = 1.0 if math.isnan(row_mm) else row_mm
+    col_mm = 1.0 if math.isnan(col_mm) else col_mm
+    out_mm = max(rows * row_mm, cols * col_mm) / size
+    new_rows = min(size, max(1, round(rows * row_mm / out_mm)))
+    new_cols = min(size, max(1, round(cols * col_mm / out_mm)))
+    top, left = (size - new_rows) // 2, (size - new_cols) // 2  # as SpatialPad's "symmetric" method pads
+    return (top, left, top + new_rows, left + new_cols), out_mm
+
+
+def fit_squares(pixels: dict[str, np.ndarray], row_mm: float, col_mm: float, size: int
+                ) -> tuple[dict[str, np.ndarray], tuple[int, int, int, int], float]:
+    """:func:`fit_square` of an ``"image"`` (antialiased bilinear) and its ``"mask"`` (nearest) together."""
+    # MONAI is imported where used: it takes seconds, which `medvl ingest`, the app and inference need not wait
+    from monai.transforms import Compose, Lambdad, Resized, SpatialPadd
+
+    box, out_mm = square_box(next(iter(pixels.values())).shape[1:], row_mm, col_mm, size)
+    shape = (box[2] - box[0], box[3] - box[1])
+    fit = Compose([
+        Lambdad(IMAGE, partial(_antialiased_resize, shape=shape), allow_missing_keys=True),
+        Resized(MASK, shape, mode="nearest-exact", allow_missing_keys=True),
+        SpatialPadd((IMAGE, MASK), (size, size), method="symmetric", allow_missing_keys=True),
+    ])
+    fitted = fit({key: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for key, value in pixels.items()})
+    return {key: value.numpy() for key, value in fitted.items()}, box, out_mm
 
 
 def fit_square(pixels: np.ndarray, row_mm: float, col_mm: float, size: int, *, nearest: bool = False
@@ -185,25 +210,41 @@ def fit_square(pixels: np.ndarray, row_mm: float, col_mm: float, size: int, *, n
     """Scale ``(S, rows, cols)`` so the longer physical side is ``size`` pixels, centre it, pad with 0.
 
     Returns:
-        The ``(S, size, size)`` float32 array, the content box ``(top, left, bottom, right)`` and the output
-        pixel size in mm (per source mm; 1 mm is assumed for an unknown spacing).
+        The ``(S, size, size)`` float32 array (antialiased bilinear, or nearest for a mask), the content box
+        ``(top, left, bottom, right)`` and the output pixel size in mm (see :func:`square_box`).
     """
-    _, rows, cols = pixels.shape
-    row_mm = 1.0 if math.isnan(row_mm) else row_mm
-    col_mm = 1.0 if math.isnan(col_mm) else col_mm
-    out_mm = max(rows * row_mm, cols * col_mm) / size
-    new_rows = min(size, max(1, round(rows * row_mm / out_mm)))
-    new_cols = min(size, max(1, round(cols * col_mm / out_mm)))
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None]
-    if nearest:
-        resized = F.interpolate(tensor, size=(new_rows, new_cols), mode="nearest-exact")
-    else:
-        resized = F.interpolate(tensor, size=(new_rows, new_cols), mode="bilinear", antialias=True,
-                                align_corners=False).clamp_(0.0, 1.0)
-    top, left = (size - new_rows) // 2, (size - new_cols) // 2
-    out = np.zeros((pixels.shape[0], size, size), dtype=np.float32)
-    out[:, top:top + new_rows, left:left + new_cols] = resized[0].numpy()
-    return out, (top, left, top + new_rows, left + new_cols), out_mm
+    key = MASK if nearest else IMAGE
+    fitted, box, out_mm = fit_squares({key: pixels}, row_mm, col_mm, size)
+    return fitted[key], box, out_mm
+
+
+def _antialiased_resize(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    # Kept rather than MONAI's Resized(anti_aliasing=True): that blurs with a zero-padded Gaussian before sampling
+    # bilinearly, which differs from this (triangle) filter by up to 37 uint8 levels on the real radiographs, CT and
+    # MR, worst at the borders it darkens.
+    return F.interpolate(image[None], size=shape, mode="bilinear", antialias=True, align_corners=False)[0].clamp_(0.0, 1.0)
+
+
+def resample_depth(pixels: dict[str, np.ndarray], z_mm: np.ndarray, slice_mm: float
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Slices ``(S, rows, cols)`` resampled to ``slice_mm`` spacing over the same z range, from the first slice
+    on: the ``"image"`` linearly, its ``"mask"`` by nearest slice."""
+    from monai.data import MetaTensor
+    from monai.transforms import Compose, Spacingd, SpatialCropd
+
+    if len(z_mm) < 2:
+        return pixels, z_mm
+    step = float(z_mm[1] - z_mm[0])
+    count = int(math.floor(abs(float(z_mm[-1] - z_mm[0])) / slice_mm + 1e-6)) + 1
+    resample = Compose([  # an identity affine: the spacing is given in slices
+        Spacingd((IMAGE, MASK), (slice_mm / abs(step), 1.0, 1.0), mode=("bilinear", "nearest"),
+                 allow_missing_keys=True),
+        # Spacingd rounds the slice count, which can add one beyond the last native slice: keep the z range
+        SpatialCropd((IMAGE, MASK), roi_slices=(slice(0, count),), allow_missing_keys=True),
+    ])
+    resampled = resample({key: MetaTensor(torch.from_numpy(value)[None]) for key, value in pixels.items()})
+    z_new = (z_mm[0] + np.sign(step) * slice_mm * np.arange(count)).astype(np.float32)
+    return {key: value[0].numpy() for key, value in resampled.items()}, z_new
 
 
 def quantise(values: np.ndarray) -> np.ndarray:
@@ -260,19 +301,22 @@ def prepare_record(record: ImageRecord, settings: PrepSettings, modality: str = 
     """
     modality = record.modality if record.modality not in ("", "OT") else modality
     slices = canonical_slices(record)
-    pixels = normalise(slices.pixels, modality, settings)
+    pixels = {IMAGE: normalise(slices.pixels, modality, settings)}
+    if mask:
+        pixels[MASK] = _mask_pixels(mask, record)
+    fitted, box, out_mm = fit_squares(pixels, slices.row_mm, slices.col_mm, settings.size)
     z_mm = slices.z_mm
-    if settings.slice_mm is not None and len(z_mm) > 1:
-        pixels, z_mm = resample_depth(pixels, slices.z_mm, settings.slice_mm)
-    fitted, box, out_mm = fit_square(pixels, slices.row_mm, slices.col_mm, settings.size)
+    if settings.slice_mm is not None:
+        fitted, z_mm = resample_depth(fitted, z_mm, settings.slice_mm)
     known = not math.isnan(slices.row_mm)
     slice_mm = settings.slice_mm if settings.slice_mm is not None and len(z_mm) > 1 else slices.slice_mm
     spacing = (out_mm if known else math.nan, out_mm if known else math.nan, slice_mm)
-    prepared_mask = _prepared_mask(mask, record, slices, settings) if mask else None
-    return Prepared(quantise(fitted), z_mm.astype(np.float32), spacing, box, prepared_mask)
+    prepared_mask = np.rint(fitted[MASK]).astype(np.uint8) if mask else None
+    return Prepared(quantise(fitted[IMAGE]), z_mm.astype(np.float32), spacing, box, prepared_mask)
 
 
-def _prepared_mask(path: str, image: ImageRecord, slices: Slices, settings: PrepSettings) -> np.ndarray:
+def _mask_pixels(path: str, image: ImageRecord) -> np.ndarray:
+    """The mask's oriented slices as float32 labels, once checked to lie on its image's grid."""
     mask = load(path)
     if mask.spatial_shape != image.spatial_shape:
         raise ValueError(f"{path}: mask shape {mask.spatial_shape} differs from its image's {image.spatial_shape}")
@@ -282,8 +326,4 @@ def _prepared_mask(path: str, image: ImageRecord, slices: Slices, settings: Prep
             raise ValueError(f"{path}: mask geometry differs from its image's (affines differ by {difference:.3g} mm)")
     else:
         mask = replace(mask, affine=image.affine)
-    pixels = mask_labels(canonical_slices(mask).pixels, str(path)).astype(np.float32)
-    if settings.slice_mm is not None and len(slices.z_mm) > 1:
-        pixels, _ = resample_depth(pixels, slices.z_mm, settings.slice_mm, nearest=True)
-    fitted, _, _ = fit_square(pixels, slices.row_mm, slices.col_mm, settings.size, nearest=True)
-    return np.rint(fitted).astype(np.uint8)
+    return mask_labels(canonical_slices(mask).pixels, str(path)).astype(np.float32)

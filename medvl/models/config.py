@@ -4,21 +4,24 @@ A config is a plain dict with the sections ``image``, ``text``, ``projection``, 
 ``volume_encoder`` (or null; a native 3D encoder, the alternative to slice pooling), ``schedule``, ``logit`` and
 ``loss`` plus ``name``, ``description`` and ``embed_dim``. Every section is merged onto its defaults, so a
 config file only states what differs; a key that no section knows is an error that names the key (typos never
-pass silently). The resolved dict is what :class:`VisionLanguageModel` keeps as
-``model.config`` and writes next to its weights.
+pass silently). Each section is a dataclass built by :func:`medvl.config.build` (:func:`resolve_section`):
+the top level and the ``projection``, ``schedule``, ``logit`` and ``loss`` sections here, ``image``, ``text``,
+``slice_pooling`` and ``volume_encoder`` in their modules. The resolved dict (:func:`dataclasses.asdict`) is
+what :class:`VisionLanguageModel` keeps as ``model.config`` and writes next to its weights.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import yaml
 
-from medvl.config import ConfigError, merge_settings
+from medvl.config import ConfigError, Number, build, check_range, field_error, merge_settings
 
 
 class ModelConfigError(ConfigError):
@@ -26,19 +29,62 @@ class ModelConfigError(ConfigError):
 
     def __init__(self, where: str, reason: str) -> None:
         self.where = where
-        self.reason = reason
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{where}: {reason}", reason=reason)
 
 
-SCHEDULE_DEFAULTS: dict[str, Any] = {"stage": "2d", "freeze_image_encoder": False, "image_encoder_lr_scale": 1.0}
-LOGIT_DEFAULTS: dict[str, Any] = {
-    "init_temperature": 0.07,
-    "max_scale": 100.0,
-    "init_bias": -10.0,
-    "concept_init_scale": 10.0,
-    "concept_init_bias": -5.0,
-}
-PROJECTION_DEFAULTS: dict[str, Any] = {"hidden_dim": None}
+def _model_error(where: str, separator: str) -> Callable[[ConfigError], ModelConfigError]:
+    """The ``error`` of :func:`build` for a config (section) named ``where``: the refusal as a ModelConfigError."""
+    return lambda exc: ModelConfigError(f"{where}{separator}{exc.key}" if exc.key else where, exc.reason)
+
+
+class Section:
+    """An architecture config section: its keys are called keys in messages."""
+
+    config_noun: ClassVar[str] = "key"
+
+
+def resolve_section(cls: type, given: Any, where: str) -> dict[str, Any]:
+    """The section dataclass ``cls`` built from ``given`` (null: all defaults), as a plain dict; a refusal is a
+    ModelConfigError naming ``<where>.<key>``."""
+    return dataclasses.asdict(build(cls, {} if given is None else given, error=_model_error(where, ".")))
+
+
+@dataclass(frozen=True)
+class ProjectionConfig(Section):
+    """The projection heads: ``hidden_dim`` null for a linear head, else Linear-ReLU-Linear through it."""
+
+    hidden_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.hidden_dim is not None:
+            check_range("hidden_dim", self.hidden_dim, 1)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(Section):
+    """The training stage and how the image encoder trains in it."""
+
+    stage: Literal["2d", "volume"] = "2d"
+    freeze_image_encoder: bool = False
+    image_encoder_lr_scale: Number = 1.0
+
+    def __post_init__(self) -> None:
+        check_range("image_encoder_lr_scale", self.image_encoder_lr_scale, 0.0)
+
+
+@dataclass(frozen=True)
+class LogitConfig(Section):
+    """Initial values and the cap of the learnable logit scales and biases."""
+
+    init_temperature: Number = 0.07
+    max_scale: Number = 100.0
+    init_bias: Number = -10.0
+    concept_init_scale: Number = 10.0
+    concept_init_bias: Number = -5.0
+
+    def __post_init__(self) -> None:
+        for key in ("init_temperature", "max_scale", "concept_init_scale"):
+            check_range(key, getattr(self, key), 1e-6)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -56,24 +102,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def merge_section(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
-    """``defaults`` updated with ``given``; nested mappings merge recursively, unknown keys raise."""
-    if given is None:
-        return copy.deepcopy(dict(defaults))
-    if not isinstance(given, Mapping):
-        raise ModelConfigError(where, f"expected a mapping, got {given!r}")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ModelConfigError(f"{where}.{unknown[0]}", f"unknown key; known keys: {', '.join(sorted(defaults))}")
-    out = copy.deepcopy(dict(defaults))
-    for key, value in given.items():
-        if isinstance(defaults[key], Mapping) and value is not None:
-            out[key] = merge_section(defaults[key], value, f"{where}.{key}")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 SWITCH_KEYS = {"image": "arch", "text": "source"}
 
 
@@ -88,33 +116,6 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
     return merge_settings(base, overrides)
 
 
-def check_choice(value: Any, choices: tuple[str, ...], where: str) -> None:
-    """Raise naming ``where`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ModelConfigError(where, f"{value!r} is not one of {', '.join(choices)}")
-
-
-def check_number(value: Any, where: str, *, minimum: float | None = None, integer: bool = False) -> None:
-    """Raise naming ``where`` unless ``value`` is a number (an int when ``integer``) of at least ``minimum``."""
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ModelConfigError(where, f"expected {'an integer' if integer else 'a number'}, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ModelConfigError(where, f"must be at least {minimum}, got {value}")
-
-
-def check_flag(value: Any, where: str) -> None:
-    """Raise naming ``where`` unless ``value`` is a bool."""
-    if not isinstance(value, bool):
-        raise ModelConfigError(where, f"expected true or false, got {value!r}")
-
-
-def check_optional_string(value: Any, where: str) -> None:
-    """Raise naming ``where`` unless ``value`` is None or a non-empty string."""
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ModelConfigError(where, f"expected a non-empty string or null, got {value!r}")
-
-
 def local_path(value: str | None, base_dir: Path | None) -> str | None:
     """``value`` made absolute against ``base_dir`` when that names an existing file or folder (else unchanged,
     e.g. a hub name)."""
@@ -124,32 +125,88 @@ def local_path(value: str | None, base_dir: Path | None) -> str | None:
     return str(candidate.resolve()) if candidate.exists() else value
 
 
-LOSS_TERMS = ("convirt", "clip", "siglip", "soft_target", "concept", "polarity")
-LOSS_DEFAULTS: dict[str, Any] = {
-    "weights": {"convirt": 1.0, "clip": 0.0, "siglip": 0.0, "soft_target": 0.0, "concept": 0.0, "polarity": 0.0},
-    "tau": 0.1,
-    "lam": 0.75,
-    "soft_target_tau": 0.1,
-    "target_tau": 0.1,
-    "uncertain_as": 1.0,
-    "max_logit_scale": 100.0,
-}
+@dataclass(frozen=True)
+class LossWeights(Section):
+    """The weight of each loss term (at least one positive)."""
+
+    convirt: Number = 1.0
+    """ConVIRT's bidirectional InfoNCE at a fixed temperature (:func:`medvl.losses.convirt_loss`)."""
+    clip: Number = 0.0
+    """CLIP's InfoNCE with a learnt logit scale."""
+    siglip: Number = 0.0
+    """SigLIP's pairwise sigmoid loss with a learnt scale and bias."""
+    soft_target: Number = 0.0
+    """InfoNCE towards label-similarity targets (studies with the same findings are not negatives)."""
+    concept: Number = 0.0
+    """ConceptCLIP-style patch-concept alignment."""
+    polarity: Number = 0.0
+    """Each image chooses between a finding's statement and its negation."""
+
+    def __post_init__(self) -> None:
+        for name, weight in dataclasses.asdict(self).items():
+            check_range(name, weight, 0.0)
+
+
+@dataclass(frozen=True)
+class LossConfig(Section):
+    """The ``loss`` section: term weights plus temperatures (see :class:`medvl.losses.ContrastiveLoss`)."""
+
+    weights: LossWeights = field(default_factory=LossWeights)
+    tau: Number = 0.1
+    """ConVIRT's temperature."""
+    lam: Number = 0.75
+    """Weight of the image-to-text direction."""
+    soft_target_tau: Number = 0.1
+    """Temperature of the soft-target logits."""
+    target_tau: Number = 0.1
+    """Temperature of the label-similarity targets."""
+    uncertain_as: Number = 1.0
+    """The value an uncertain label counts as in the targets."""
+    max_logit_scale: Number = 100.0
+    """Cap of a learnt logit scale."""
+
+    def __post_init__(self) -> None:
+        weights = dataclasses.asdict(self.weights)
+        if not any(weights.values()):
+            raise field_error("weights", f"at least one of {', '.join(weights)} needs a positive weight")
+        for key in ("tau", "soft_target_tau", "target_tau", "max_logit_scale"):
+            check_range(key, getattr(self, key), 1e-6)
+        check_range("lam", self.lam, 0.0, 1)
+        check_range("uncertain_as", self.uncertain_as, 0.0)
+
+
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    """An architecture config before its ``image``, ``text``, ``slice_pooling`` and ``volume_encoder`` sections
+    are resolved by their modules."""
+
+    config_noun: ClassVar[str] = "section"
+    name: str = ""
+    description: str = ""
+    embed_dim: int = 512
+    image: dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    slice_pooling: dict[str, Any] | None = None
+    volume_encoder: dict[str, Any] | None = None
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    logit: LogitConfig = field(default_factory=LogitConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        check_range("embed_dim", self.embed_dim, 1)
+        if self.image is None:
+            raise field_error("image", "missing section (an 'arch' is required)")
+        if self.slice_pooling is not None and self.volume_encoder is not None:
+            raise field_error("volume_encoder", "a model encodes volumes by slice pooling or with a 3D encoder, "
+                                                "not both: set slice_pooling to null")
+        if self.schedule.stage == "volume" and self.slice_pooling is None:
+            raise field_error("schedule.stage", "'volume' needs a slice_pooling section")
 
 
 def resolve_loss_config(given: Any, where: str) -> dict[str, Any]:
     """The ``loss`` section of an architecture config with defaults filled in and checked."""
-    cfg = merge_section(LOSS_DEFAULTS, given, where)
-    for name, weight in cfg["weights"].items():
-        check_number(weight, f"{where}.weights.{name}", minimum=0.0)
-    if not any(cfg["weights"].values()):
-        raise ModelConfigError(f"{where}.weights", f"at least one of {', '.join(LOSS_TERMS)} needs a positive weight")
-    for key in ("tau", "soft_target_tau", "target_tau", "max_logit_scale"):
-        check_number(cfg[key], f"{where}.{key}", minimum=1e-6)
-    check_number(cfg["lam"], f"{where}.lam", minimum=0.0)
-    if cfg["lam"] > 1:
-        raise ModelConfigError(f"{where}.lam", f"must be at most 1, got {cfg['lam']}")
-    check_number(cfg["uncertain_as"], f"{where}.uncertain_as", minimum=0.0)
-    return cfg
+    return resolve_section(LossConfig, given, where)
 
 
 def resolve_config(raw: Mapping[str, Any], source: str, base_dir: Path | None = None) -> dict[str, Any]:
@@ -165,45 +222,9 @@ def resolve_config(raw: Mapping[str, Any], source: str, base_dir: Path | None = 
     from medvl.models.text import resolve_text_config
     from medvl.models.volume3d import resolve_volume_encoder_config
 
-    known = {
-        "name", "description", "embed_dim", "image", "text", "projection", "slice_pooling", "volume_encoder", "schedule",
-        "logit", "loss",
-    }  # fmt: skip
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ModelConfigError(f"{source}: {unknown[0]}", f"unknown section; known sections: {', '.join(sorted(known))}")
-    if "image" not in raw:
-        raise ModelConfigError(f"{source}: image", "missing section (an 'arch' is required)")
-    cfg: dict[str, Any] = {
-        "name": str(raw.get("name", "")),
-        "description": str(raw.get("description", "")),
-        "embed_dim": raw.get("embed_dim", 512),
-    }
-    check_number(cfg["embed_dim"], f"{source}: embed_dim", minimum=1, integer=True)
-    cfg["image"] = resolve_image_config(raw["image"], f"{source}: image", base_dir)
-    cfg["text"] = resolve_text_config(raw.get("text"), f"{source}: text", base_dir)
-    cfg["projection"] = merge_section(PROJECTION_DEFAULTS, raw.get("projection"), f"{source}: projection")
-    if cfg["projection"]["hidden_dim"] is not None:
-        check_number(cfg["projection"]["hidden_dim"], f"{source}: projection.hidden_dim", minimum=1, integer=True)
-    cfg["slice_pooling"] = resolve_slice_pooling_config(raw.get("slice_pooling"), f"{source}: slice_pooling")
-    cfg["volume_encoder"] = resolve_volume_encoder_config(raw.get("volume_encoder"), f"{source}: volume_encoder")
-    if cfg["slice_pooling"] is not None and cfg["volume_encoder"] is not None:
-        raise ModelConfigError(
-            f"{source}: volume_encoder", "a model encodes volumes by slice pooling or with a 3D encoder, not both: set slice_pooling to null"
-        )
-    cfg["schedule"] = _resolve_schedule(raw.get("schedule"), cfg["slice_pooling"], f"{source}: schedule")
-    cfg["logit"] = merge_section(LOGIT_DEFAULTS, raw.get("logit"), f"{source}: logit")
-    for key in ("init_temperature", "max_scale", "concept_init_scale"):
-        check_number(cfg["logit"][key], f"{source}: logit.{key}", minimum=1e-6)
-    cfg["loss"] = resolve_loss_config(raw.get("loss"), f"{source}: loss")
+    cfg = dataclasses.asdict(build(ArchitectureConfig, raw, error=_model_error(source, ": ")))
+    cfg["image"] = resolve_image_config(cfg["image"], f"{source}: image", base_dir)
+    cfg["text"] = resolve_text_config(cfg["text"], f"{source}: text", base_dir)
+    cfg["slice_pooling"] = resolve_slice_pooling_config(cfg["slice_pooling"], f"{source}: slice_pooling")
+    cfg["volume_encoder"] = resolve_volume_encoder_config(cfg["volume_encoder"], f"{source}: volume_encoder")
     return cfg
-
-
-def _resolve_schedule(given: Any, slice_pooling: dict | None, where: str) -> dict[str, Any]:
-    schedule = merge_section(SCHEDULE_DEFAULTS, given, where)
-    check_choice(schedule["stage"], ("2d", "volume"), f"{where}.stage")
-    check_flag(schedule["freeze_image_encoder"], f"{where}.freeze_image_encoder")
-    check_number(schedule["image_encoder_lr_scale"], f"{where}.image_encoder_lr_scale", minimum=0.0)
-    if schedule["stage"] == "volume" and slice_pooling is None:
-        raise ModelConfigError(f"{where}.stage", "'volume' needs a slice_pooling section")
-    return schedule

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medvl.models.config import ModelConfigError, check_flag, check_number, check_optional_string, local_path
+from medvl.models.config import ModelConfigError
 from medvl.models.hf_loading import (
     config_from_dict,
     model_from_config,
@@ -50,33 +50,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PROCESSOR_FILE = "preprocessor_config.json"
 POOLED_ONLY_NORMS = {"convnext": "layernorm", "convnextv2": "layernorm", "clip_vision_model": "post_layernorm"}
 STAGED_TOKEN_MODELS = ("swin", "swinv2")  # hierarchical transformers: the last stage's grid comes with the output
-
-
-def check_hf_image_config(cfg: dict[str, Any], where: str, base_dir: Path | None) -> None:
-    """Check the ``arch: hf`` keys of a merged ``image`` section; make a relative ``path`` absolute (in place)."""
-    hf_config = cfg["hf_config"]
-    if hf_config is None and not cfg["path"]:
-        raise ModelConfigError(f"{where}.path", "required for arch 'hf': a hub id or a local save_pretrained folder (or give hf_config)")
-    if hf_config is not None and (not isinstance(hf_config, dict) or "model_type" not in hf_config):
-        raise ModelConfigError(f"{where}.hf_config", f"expected a transformers config mapping with a model_type, got {hf_config!r}")
-    if hf_config is not None and cfg["path"] and "auto_map" not in hf_config:
-        raise ModelConfigError(
-            f"{where}.path",
-            "give path (pretrained weights) or hf_config (random weights), not both; with hf_config, path only "
-            "names the folder of the custom code its auto_map refers to",
-        )
-    check_optional_string(cfg["path"], f"{where}.path")
-    check_optional_string(cfg["revision"], f"{where}.revision")
-    check_flag(cfg["trust_remote_code"], f"{where}.trust_remote_code")
-    for key in ("image_mean", "image_std"):
-        values = cfg[key]
-        if values is None:
-            continue
-        if not isinstance(values, list) or not values:
-            raise ModelConfigError(f"{where}.{key}", f"expected a list of numbers (one per channel), got {values!r}")
-        for value in values:
-            check_number(value, f"{where}.{key}", minimum=1e-6 if key == "image_std" else None)
-    cfg["path"] = local_path(cfg["path"], base_dir)
 
 
 def _load_model(cfg: dict[str, Any]) -> nn.Module:

@@ -18,57 +18,126 @@ resolve without them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from medvl.models.config import ModelConfigError, check_choice, check_number, merge_section
+from medvl.config import Number, check_non_empty, check_range, field_error
+from medvl.models.config import Section, local_path, resolve_section
 
-GLOBAL_POOLS = ("avg", "max")
 HF_ARCH = "hf"  # a Hugging Face vision model (medvl.models.hf_image)
-ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "resnet18": {"widen_factor": 1.0, "norm": "batch"},
-    "resnet50": {"widen_factor": 1.0, "norm": "batch"},
-    "densenet121": {"init_features": 64, "growth_rate": 32, "norm": "batch"},
-    "vit": {
-        "patch_size": 16,
-        "hidden_size": 768,
-        "mlp_dim": 3072,
-        "num_layers": 12,
-        "num_heads": 12,
-        "dropout": 0.0,
-        "pos_embed_type": "learnable",
-    },
-    HF_ARCH: {"path": None, "revision": None, "trust_remote_code": False, "hf_config": None, "image_mean": None, "image_std": None},
+ResNetArch = Literal["resnet18", "resnet50"]
+Norm = Literal["batch", "instance", "group"]
+GlobalPool = Literal["avg", "max"]
+
+
+@dataclass(frozen=True)
+class ImageConfig(Section):
+    """The keys of every ``image`` section; each ``arch`` adds its own (:data:`IMAGE_CONFIGS`)."""
+
+    arch: Literal[ResNetArch, "densenet121", "vit", "hf"]
+    image_size: int = 224
+    global_pool: GlobalPool = "avg"
+
+    def __post_init__(self) -> None:
+        check_range("image_size", self.image_size, 32)
+
+
+@dataclass(frozen=True)
+class ResNetConfig(ImageConfig):
+    """MONAI ResNet-18/50 (:class:`ResNetEncoder`)."""
+
+    widen_factor: Number = 1.0
+    norm: Norm = "batch"
+
+
+@dataclass(frozen=True)
+class DenseNetConfig(ImageConfig):
+    """MONAI DenseNet-121 (:class:`DenseNetEncoder`)."""
+
+    init_features: int = 64
+    growth_rate: int = 32
+    norm: Norm = "batch"
+
+
+@dataclass(frozen=True)
+class ViTConfig(ImageConfig):
+    """MONAI ViT (:class:`ViTEncoder`): ``image_size`` a multiple of ``patch_size``, ``hidden_size`` of ``num_heads``."""
+
+    patch_size: int = 16
+    """Side of the square patches, in pixels."""
+    hidden_size: int = 768
+    mlp_dim: int = 3072
+    """Width of each block's feed-forward layer."""
+    num_layers: int = 12
+    num_heads: int = 12
+    dropout: Number = 0.0
+    pos_embed_type: str = "learnable"
+    """MONAI's position embedding: ``learnable``, ``sincos`` or ``none``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads"):
+            check_range(key, getattr(self, key), 1)
+        if self.image_size % self.patch_size:
+            raise field_error("image_size", f"{self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.hidden_size % self.num_heads:
+            raise field_error("hidden_size", f"{self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+
+@dataclass(frozen=True)
+class HFImageConfig(ImageConfig):
+    """A Hugging Face vision model (:mod:`medvl.models.hf_image`): pretrained from ``path`` or random from ``hf_config``."""
+
+    path: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    hf_config: dict[str, Any] | None = None
+    image_mean: list[Number] | None = None
+    image_std: list[Number] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hf_config is None and not self.path:
+            raise field_error("path", "required for arch 'hf': a hub id or a local save_pretrained folder (or give hf_config)")
+        if self.hf_config is not None and "model_type" not in self.hf_config:
+            raise field_error("hf_config", f"expected a transformers config mapping with a model_type, got {self.hf_config!r}")
+        if self.hf_config is not None and self.path and "auto_map" not in self.hf_config:
+            raise field_error(
+                "path",
+                "give path (pretrained weights) or hf_config (random weights), not both; with hf_config, path only "
+                "names the folder of the custom code its auto_map refers to",
+            )
+        check_non_empty("path", self.path)
+        check_non_empty("revision", self.revision)
+        for key in ("image_mean", "image_std"):
+            if getattr(self, key) == []:
+                raise field_error(key, "expected a list of numbers (one per channel), got []")
+        for value in self.image_std or ():
+            check_range("image_std", value, 1e-6)
+
+
+IMAGE_CONFIGS: dict[str, type[ImageConfig]] = {
+    "resnet18": ResNetConfig,
+    "resnet50": ResNetConfig,
+    "densenet121": DenseNetConfig,
+    "vit": ViTConfig,
+    HF_ARCH: HFImageConfig,
 }
-NORMS = ("batch", "instance", "group")
 
 
 def resolve_image_config(given: Any, where: str, base_dir: Path | None = None) -> dict[str, Any]:
     """The ``image`` section with the chosen architecture's defaults filled in and checked; a relative
     ``path`` (``arch: hf``) is made absolute against ``base_dir`` when it names an existing folder."""
-    if not isinstance(given, dict) or "arch" not in given:
-        raise ModelConfigError(f"{where}.arch", f"required; one of {', '.join(ARCH_DEFAULTS)}")
-    arch = given["arch"]
-    check_choice(arch, tuple(ARCH_DEFAULTS), f"{where}.arch")
-    cfg = merge_section({"arch": arch, "image_size": 224, "global_pool": "avg", **ARCH_DEFAULTS[arch]}, given, where)
-    check_number(cfg["image_size"], f"{where}.image_size", minimum=32, integer=True)
-    check_choice(cfg["global_pool"], GLOBAL_POOLS, f"{where}.global_pool")
-    if "norm" in cfg:
-        check_choice(cfg["norm"], NORMS, f"{where}.norm")
-    if arch == "vit":
-        for key in ("patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads"):
-            check_number(cfg[key], f"{where}.{key}", minimum=1, integer=True)
-        if cfg["image_size"] % cfg["patch_size"]:
-            raise ModelConfigError(f"{where}.image_size", f"{cfg['image_size']} is not a multiple of patch_size {cfg['patch_size']}")
-        if cfg["hidden_size"] % cfg["num_heads"]:
-            raise ModelConfigError(f"{where}.hidden_size", f"{cfg['hidden_size']} is not divisible by num_heads {cfg['num_heads']}")
-    if arch == HF_ARCH:
-        from medvl.models.hf_image import check_hf_image_config
-
-        check_hf_image_config(cfg, where, base_dir)
+    arch = given.get("arch") if isinstance(given, Mapping) else None
+    selected = resolve_section(ImageConfig, {"arch": arch}, where)["arch"]  # a missing or unknown arch is refused first
+    cfg = resolve_section(IMAGE_CONFIGS[selected], given, where)
+    if selected == HF_ARCH:
+        cfg["path"] = local_path(cfg["path"], base_dir)
     return cfg
 
 

@@ -19,55 +19,53 @@ agree on single images.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from medvl.models.config import ModelConfigError, check_choice, check_flag, check_number, merge_section
+from medvl.config import Number, check_range, field_error
+from medvl.models.config import ModelConfigError, Section, resolve_section
 
-MODES = ("mean", "cls", "query")
-VALUES = ("slices", "contextual")
-SLICE_POOLING_DEFAULTS: dict[str, Any] = {
-    "mode": "query",
-    "values": "slices",
-    "num_layers": 2,
-    "num_heads": 8,
-    "ff_dim": None,
-    "dropout": 0.0,
-    "min_wavelength_mm": 2.0,
-    "max_wavelength_mm": 2000.0,
-    "chunk_size": 16,
-    "checkpoint": True,
-    "first_stage": "max",
-}
-FIRST_STAGE_POOLS = ("max", "mean")
+
+@dataclass(frozen=True)
+class SlicePoolingConfig(Section):
+    """The ``slice_pooling`` section: the pooling ``mode``, what is pooled (``values``), the attention layers,
+    the z encoding's wavelengths, and how stage ``2d`` pools slices (``first_stage``)."""
+
+    mode: Literal["mean", "cls", "query"] = "query"
+    values: Literal["slices", "contextual"] = "slices"
+    num_layers: int = 2
+    num_heads: int = 8
+    ff_dim: int | None = None
+    dropout: Number = 0.0
+    min_wavelength_mm: Number = 2.0
+    max_wavelength_mm: Number = 2000.0
+    chunk_size: int = 16
+    checkpoint: bool = True
+    first_stage: Literal["max", "mean"] = "max"
+
+    def __post_init__(self) -> None:
+        check_range("num_layers", self.num_layers, 0)
+        check_range("num_heads", self.num_heads, 1)
+        check_range("chunk_size", self.chunk_size, 1)
+        check_range("dropout", self.dropout, 0.0)
+        check_range("min_wavelength_mm", self.min_wavelength_mm, 1e-3)
+        check_range("max_wavelength_mm", self.max_wavelength_mm, self.min_wavelength_mm)
+        if self.ff_dim is not None:
+            check_range("ff_dim", self.ff_dim, 1)
+        if self.mode == "mean" and self.values == "slices" and self.num_layers:
+            raise field_error(
+                "num_layers", "mean pooling of the raw slice embeddings uses no attention layers: set 0, or values 'contextual'"
+            )
+        if self.mode == "cls" and self.num_layers == 0:
+            raise field_error("num_layers", "the cls token needs at least one attention layer to see the slices")
 
 
 def resolve_slice_pooling_config(given: Any, where: str) -> dict[str, Any] | None:
     """The ``slice_pooling`` section checked and completed, or None when the model has no volume adapter."""
-    if given is None:
-        return None
-    cfg = merge_section(SLICE_POOLING_DEFAULTS, given, where)
-    check_choice(cfg["mode"], MODES, f"{where}.mode")
-    check_choice(cfg["values"], VALUES, f"{where}.values")
-    check_number(cfg["num_layers"], f"{where}.num_layers", minimum=0, integer=True)
-    check_number(cfg["num_heads"], f"{where}.num_heads", minimum=1, integer=True)
-    check_number(cfg["chunk_size"], f"{where}.chunk_size", minimum=1, integer=True)
-    check_number(cfg["dropout"], f"{where}.dropout", minimum=0.0)
-    check_number(cfg["min_wavelength_mm"], f"{where}.min_wavelength_mm", minimum=1e-3)
-    check_number(cfg["max_wavelength_mm"], f"{where}.max_wavelength_mm", minimum=cfg["min_wavelength_mm"])
-    check_flag(cfg["checkpoint"], f"{where}.checkpoint")
-    check_choice(cfg["first_stage"], FIRST_STAGE_POOLS, f"{where}.first_stage")
-    if cfg["ff_dim"] is not None:
-        check_number(cfg["ff_dim"], f"{where}.ff_dim", minimum=1, integer=True)
-    if cfg["mode"] == "mean" and cfg["values"] == "slices" and cfg["num_layers"]:
-        raise ModelConfigError(
-            f"{where}.num_layers", "mean pooling of the raw slice embeddings uses no attention layers: set 0, or values 'contextual'"
-        )
-    if cfg["mode"] == "cls" and cfg["num_layers"] == 0:
-        raise ModelConfigError(f"{where}.num_layers", "the cls token needs at least one attention layer to see the slices")
-    return cfg
+    return None if given is None else resolve_section(SlicePoolingConfig, given, where)
 
 
 class ZPositionEncoding(nn.Module):

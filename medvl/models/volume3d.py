@@ -14,35 +14,36 @@ patch-concept loss, and the global feature pools them all (``global_pool``, as f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from medvl.models.config import check_choice, check_number, merge_section
-from medvl.models.image import GLOBAL_POOLS, NORMS, ImageEncoder, replace_batch_norm, resnet_stages
+from medvl.config import Number, check_range
+from medvl.models.config import Section, resolve_section
+from medvl.models.image import GlobalPool, ImageEncoder, Norm, ResNetArch, replace_batch_norm, resnet_stages
 from medvl.models.slice_pooling import check_volume_inputs
 
-ARCHS = ("resnet18", "resnet50")
-VOLUME_ENCODER_DEFAULTS: dict[str, Any] = {
-    "arch": "resnet18",
-    "widen_factor": 1.0,
-    "norm": "group",  # volumes come a few per batch: batch statistics would be poor
-    "depth": 32,
-    "global_pool": "avg",
-}
+
+@dataclass(frozen=True)
+class VolumeEncoderConfig(Section):
+    """The ``volume_encoder`` section: the 3D ResNet, its norm (group by default: volumes come a few per batch,
+    so batch statistics would be poor), the slices each volume is resampled to, and the global pooling."""
+
+    arch: ResNetArch = "resnet18"
+    widen_factor: Number = 1.0
+    norm: Norm = "group"
+    depth: int = 32
+    global_pool: GlobalPool = "avg"
+
+    def __post_init__(self) -> None:
+        check_range("widen_factor", self.widen_factor, 0.125)
+        check_range("depth", self.depth, 2)
 
 
 def resolve_volume_encoder_config(given: Any, where: str) -> dict[str, Any] | None:
     """The ``volume_encoder`` section checked and completed, or None when the model has no 3D encoder."""
-    if given is None:
-        return None
-    cfg = merge_section(VOLUME_ENCODER_DEFAULTS, given, where)
-    check_choice(cfg["arch"], ARCHS, f"{where}.arch")
-    check_number(cfg["widen_factor"], f"{where}.widen_factor", minimum=0.125)
-    check_choice(cfg["norm"], NORMS, f"{where}.norm")
-    check_number(cfg["depth"], f"{where}.depth", minimum=2, integer=True)
-    check_choice(cfg["global_pool"], GLOBAL_POOLS, f"{where}.global_pool")
-    return cfg
+    return None if given is None else resolve_section(VolumeEncoderConfig, given, where)
 
 
 def resample_depth(slices: torch.Tensor, z_mm: torch.Tensor, pad_mask: torch.Tensor, depth: int) -> torch.Tensor:

@@ -2,11 +2,10 @@
 
 An adapter splits its source into independent *units* (a study folder, a CSV row range, a report file...)
 in a deterministic order, so ``medvl ingest --shard i/n`` can take every n-th unit, and turns one unit into
-manifest rows (:func:`medvl.data.manifest.make_row`). A unit that cannot be read raises
-:class:`medvl.io.errors.MedvlIOError` (or ``ValueError``) naming the file and reason: ingestion quarantines
-it and goes on. A unit that is only partly unreadable (one missing image of a study, a stray non-DICOM file
-in a series folder) overrides :meth:`SourceAdapter.read_unit` to return its rows plus the
-:class:`Rejected` files.
+manifest rows (:func:`medvl.data.manifest.make_row`) with :meth:`SourceAdapter.read_unit`. A unit that cannot be
+read raises :class:`medvl.io.errors.MedvlIOError` (or ``ValueError`` / ``OSError``) naming the file and reason:
+ingestion quarantines it and goes on. A unit that is only partly unreadable (one missing image of a study, a stray
+non-DICOM file in a series folder) returns its rows plus the :class:`Rejected` files.
 """
 
 from __future__ import annotations
@@ -59,21 +58,10 @@ class SourceAdapter(ABC):
     def units(self) -> list[str]:
         """Independent units of work in a deterministic order."""
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.rows is SourceAdapter.rows and cls.read_unit is SourceAdapter.read_unit:
-            raise TypeError(f"{cls.__name__}: implement rows(unit) or read_unit(unit)")
-
-    def rows(self, unit: str) -> list[dict]:
-        """Manifest rows for one unit; raise ``MedvlIOError``/``ValueError`` to quarantine it.
-
-        Implement this, or :meth:`read_unit` when a unit can be partly unreadable (then ``rows`` is its rows).
-        """
-        return self.read_unit(unit).rows
-
+    @abstractmethod
     def read_unit(self, unit: str) -> UnitResult:
-        """Rows of one unit plus the files left out of it; override when a unit can be partly unreadable."""
-        return UnitResult(self.rows(unit))
+        """Manifest rows of one unit plus the files left out of it; raise ``MedvlIOError``, ``ValueError`` or
+        ``OSError`` naming the file to quarantine the whole unit."""
 
     def merge(self, rows: list[dict]) -> list[dict]:
         """Combine rows from all units (e.g. several series of one study); identity by default.

@@ -80,8 +80,10 @@ class IuXrayAdapter(SourceAdapter):
         return None
 
     def units(self) -> list[str]:
-        """Report ids in the collection's numeric order."""
-        return list(self._reports)
+        """Report ids in the collection's numeric order; with option ``text_only=true`` only the reports that
+        have findings or an impression (as R2Gen keeps them)."""
+        text_only = self.options.get("text_only", "false").lower() in ("true", "yes", "1")
+        return [i for i, r in self._reports.items() if not text_only or r.findings or r.impression]
 
     def read_unit(self, unit: str) -> UnitResult:
         """One report: sections, MeSH labels and, when the image folder exists, its images."""

@@ -57,21 +57,16 @@ class MimicCxrAdapter(SourceAdapter):
         return table
 
     @cached_property
-    def _studies(self) -> dict[str, list[dict]]:
+    def _tables(self) -> tuple[dict[str, list[dict]], dict[str, dict], dict[str, str]]:
+        """Split rows by study path, CheXpert labels by study id and views by dicom id: all three tables are read
+        (and a missing one refused) before any study."""
         studies: dict[str, list[dict]] = {}
         for record in self._table("split").to_dict("records"):
             subject, study = record["subject_id"], record["study_id"]
             studies.setdefault(f"p{subject[:2]}/p{subject}/s{study}", []).append(record)
-        return studies
-
-    @cached_property
-    def _labels(self) -> dict[str, dict]:
-        return {r["study_id"]: r for r in self._table("chexpert").to_dict("records")}
-
-    @cached_property
-    def _views(self) -> dict[str, str]:
-        table = self._table("metadata")
-        return dict(zip(table["dicom_id"], table["ViewPosition"], strict=True))
+        labels = {r["study_id"]: r for r in self._table("chexpert").to_dict("records")}
+        metadata = self._table("metadata")
+        return studies, labels, dict(zip(metadata["dicom_id"], metadata["ViewPosition"], strict=True))
 
     @property
     def _reports_root(self) -> Path:
@@ -79,18 +74,19 @@ class MimicCxrAdapter(SourceAdapter):
 
     def units(self) -> list[str]:
         """Study paths ``pXX/pSUBJECT/sSTUDY``, sorted."""
-        return sorted(self._studies)
+        return sorted(self._tables[0])
 
     def read_unit(self, unit: str) -> UnitResult:
         """One study: its readable images with views, report and sections, CheXpert labels, split."""
-        records = sorted(self._studies[unit], key=lambda r: r["dicom_id"])
+        studies, labels, views = self._tables
+        records = sorted(studies[unit], key=lambda r: r["dicom_id"])
         first = records[0]
         splits = {r["split"] for r in records}
         if len(splits) > 1 or first["split"] not in SPLIT_NAMES:
             raise ValueError(f"study {unit}: split {sorted(splits)} is not one of {sorted(SPLIT_NAMES)}")
         refs = [
             image_ref(self.root / "files" / unit / f"{r['dicom_id']}.jpg", modality=XRAY_MODALITY,
-                      view=normalise_view(self._views.get(r["dicom_id"], "")), kind="2d")
+                      view=normalise_view(views.get(r["dicom_id"], "")), kind="2d")
             for r in records
         ]
         kept, rejected = keep_readable(refs)
@@ -103,7 +99,7 @@ class MimicCxrAdapter(SourceAdapter):
         else:
             rejected.append(Rejected(str(report_path), "report file not found; study kept without text",
                                      "MissingFileError"))
-        label_record = self._labels.get(first["study_id"])
+        label_record = labels.get(first["study_id"])
         row = make_row(
             patient_id=first["subject_id"],
             study_id=first["study_id"],

@@ -1,10 +1,13 @@
-"""Helpers the public-dataset loaders share: layout checks, published split rules, DICOM headers, mask PNGs."""
+"""Helpers of the adapters that read a public dataset's tables: layout checks, DICOM headers and masks drawn
+from boxes, polygons or run-length codes, written once under a cache folder."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +15,9 @@ import numpy as np
 import pandas as pd
 import pydicom
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from medvl.data.adapters.base import SourceAdapter
 from medvl.data.adapters.common import normalise_sex, normalise_view, parse_age
-from medvl.data.splits import patient_position
-
-BENCHX_SEED = 42
-"""``random_state`` of every ``train_test_split`` call in BenchX's preprocessing scripts."""
 
 Shape = tuple[str, Sequence[float]]
 """A mask shape: (``rect`` | ``ellipse`` with ``(x0, y0, x1, y1)``) or (``polygon`` with ``(x, y, x, y, ...)``)."""
@@ -61,66 +59,6 @@ def read_id_list(path: Path, dataset: str, what: str) -> list[str]:
     """The non-empty lines of a split list file (first whitespace-separated token of each)."""
     require_file(path, dataset, what)
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-
-
-def find_missing(paths: Iterable[Path], dataset: str) -> None:
-    """Raise ``FileNotFoundError`` naming the first image that is absent and how many are."""
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{missing[0]}: image not found ({len(missing)} image(s) listed by {dataset}'s tables are missing); "
-            "download the complete dataset or point the card's path at the right folder"
-        )
-
-
-def stratified_holdout(
-    ids: Sequence[str], strata: Sequence[Any], test_size: float | int, dataset: str, seed: int = BENCHX_SEED
-) -> tuple[list[str], list[str]]:
-    """``sklearn.model_selection.train_test_split(ids, test_size, stratify=strata, random_state=seed)``.
-
-    The exact call BenchX's preprocessing makes, so the same ids in the same order give BenchX's split.
-    """
-    from sklearn.model_selection import train_test_split  # slow to import: only when a split is drawn
-
-    try:
-        kept, held = train_test_split(list(ids), test_size=test_size, stratify=list(strata), random_state=seed)
-    except ValueError as exc:
-        raise ValueError(f"{dataset}: cannot draw a stratified split of {len(ids)} images ({exc})") from exc
-    return list(kept), list(held)
-
-
-def benchx_70_15_15(ids: Sequence[str], strata: Sequence[Any], dataset: str, seed: int = BENCHX_SEED) -> dict[str, str]:
-    """BenchX's rule for datasets without official splits: stratified 70% train, then the rest halved into
-    val and test (``train_test_split`` twice, ``random_state=42``). Returns ``{id: split}``."""
-    train, rest = stratified_holdout(ids, strata, 0.3, dataset, seed)
-    rest_strata = [dict(zip(ids, strata, strict=True))[i] for i in rest]
-    val, test = stratified_holdout(rest, rest_strata, 0.5, dataset, seed)
-    return {**dict.fromkeys(train, "train"), **dict.fromkeys(val, "val"), **dict.fromkeys(test, "test")}
-
-
-def hashed_patients(patient_ids: Iterable[str], fraction: float, salt: str) -> set[str]:
-    """The patients whose ``medvl.data.splits.patient_position`` falls below ``fraction``: a deterministic,
-    patient-level draw that does not depend on which other patients are present."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation fraction {fraction!r} must be between 0 and 1")
-    return {p for p in set(patient_ids) if patient_position(p, salt) < fraction}
-
-
-def adapter_rows(adapter: SourceAdapter, dataset: str, units: Iterable[str] | None = None) -> list[dict]:
-    """The merged manifest rows a medvl source adapter gives for ``units`` (default: all of its units).
-
-    Raises:
-        FileNotFoundError: a file the adapter left out (missing or unreadable image, missing report): a benchmark
-            must not silently shrink.
-    """
-    rows: list[dict] = []
-    for unit in tqdm(adapter.units() if units is None else list(units), desc=dataset, unit="study", disable=None):
-        result = adapter.read_unit(unit)
-        if result.rejected:
-            first = result.rejected[0]
-            raise FileNotFoundError(f"{first.path}: {first.reason} ({dataset}, {unit}); the complete dataset is needed")
-        rows.extend(result.rows)
-    return adapter.merge(rows)
 
 
 def dicom_header(path: Path) -> dict[str, Any]:
@@ -181,12 +119,12 @@ def draw_mask(width: int, height: int, shapes: Iterable[Shape]) -> np.ndarray:
 
 
 def cache_root(options: Mapping[str, Any]) -> Path:
-    """Where derived files go: ``options['work_dir']``, else ``$MEDVL_CACHE/benchx``, else
-    ``~/.cache/medvl/benchx``. Never the dataset folder, which may be read-only."""
+    """Where derived files go: option ``work_dir``, else ``$MEDVL_CACHE/masks``, else ``~/.cache/medvl/masks``.
+    Never the dataset folder, which may be read-only."""
     if options.get("work_dir"):
         return Path(str(options["work_dir"])).expanduser()
     base = os.environ.get("MEDVL_CACHE") or Path.home() / ".cache" / "medvl"
-    return Path(base) / "benchx"
+    return Path(base) / "masks"
 
 
 class MaskWriter:
@@ -220,3 +158,26 @@ class MaskWriter:
             Image.fromarray(make()).save(tmp, format="PNG")
             tmp.replace(path)
         return str(path)
+
+
+class TableSource(SourceAdapter):
+    """A source whose units are the keys of an index read once from its tables (:meth:`read_index`), so a missing
+    or malformed table stops ingestion before any unit is read; masks it draws go through :attr:`masks`."""
+
+    @abstractmethod
+    def read_index(self) -> dict[str, Any]:
+        """``{unit: what the tables say of it}`` in the units' order; raise naming the table when it is unusable."""
+
+    @cached_property
+    def index(self) -> dict[str, Any]:
+        """:meth:`read_index`, read once."""
+        return self.read_index()
+
+    @cached_property
+    def masks(self) -> MaskWriter:
+        """Writes this source's masks under its mask cache folder."""
+        return MaskWriter(self.name, self.root, self.options)
+
+    def units(self) -> list[str]:
+        """The index's units, in its order."""
+        return list(self.index)
