@@ -33,6 +33,7 @@ from torch import nn
 from medvl.config import check_non_empty, check_range, field_error
 from medvl.models.config import ModelConfigError, Section, local_path, resolve_section
 from medvl.models.hf_loading import config_from_dict, model_from_config, pretrained_model, transformers_errors
+from medvl.text.assertion_marks import MarkingTokenizer
 
 CHARACTER_TOKENIZER = "characters"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -60,6 +61,7 @@ class TextConfig(Section):
     max_length: int = 128
     freeze_embeddings: bool = False
     freeze_layers: int = 0
+    assertion_marks: bool = False
     hf_config: dict[str, Any] | None = None  # last, where resolved configs have always kept it
 
     def __post_init__(self) -> None:
@@ -218,13 +220,16 @@ class TextEncoder(nn.Module):
         model: the transformers model as loaded. Only its body (``model.base_model``) runs: task heads around it
             (e.g. CXR-BERT's masked-LM and projection heads) are frozen, and the body's unused pooler is
             removed, so DDP sees no idle parameters.
-        tokenizer: the matching fast tokenizer.
+        tokenizer: the matching fast tokenizer; with ``assertion_marks`` it marks absent and uncertain findings
+            first (:class:`medvl.text.assertion_marks.MarkingTokenizer`).
         out_channels: hidden size of the transformer.
     """
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__()
         self.model, self.tokenizer = _build_backbone(cfg)
+        if cfg["assertion_marks"]:
+            self.tokenizer = MarkingTokenizer(self.tokenizer)
         body = self.model.base_model
         if getattr(body, "pooler", None) is not None:
             body.pooler = None

@@ -97,13 +97,17 @@ def _check_built(cache: Path, data: DataSettings, settings: PrepSettings, world_
                 f"then 'medvl cache --merge PART... -o {cache}'; see docs/cluster.md)")
 
 
-def _train_tokenizer(cohort: CachedCohort, split: str, vocab_size: int, out_dir: Path, info: distributed.DistInfo) -> Path:
-    """A WordPiece tokenizer trained on the training split's reports (rank 0; the others wait)."""
+def _train_tokenizer(
+    cohort: CachedCohort, split: str, vocab_size: int, out_dir: Path, info: distributed.DistInfo, marks: bool
+) -> Path:
+    """A WordPiece tokenizer trained on the training split's reports, with assertion marks when the model uses them
+    (:mod:`medvl.text.assertion_marks`; rank 0, the others wait)."""
     if info.is_main and not (out_dir / "tokenizer.json").is_file():
+        from medvl.text.assertion_marks import mark_all
         from medvl.text.tokenizer import train_wordpiece
 
         texts = [report_text(cohort[i]) for i in range(len(cohort)) if cohort.splits[i] == split]
-        train_wordpiece(texts, vocab_size=vocab_size, out_dir=out_dir)
+        train_wordpiece(mark_all(texts) if marks else texts, vocab_size=vocab_size, out_dir=out_dir)
     distributed.barrier()
     return out_dir
 
@@ -113,7 +117,9 @@ def model_overrides(config: PretrainConfig, cohort: CachedCohort, run_dir: Path,
     overrides = copy.deepcopy(config.model.overrides)
     overrides = merge_settings({"image": {"image_size": cohort.size}}, overrides)
     if config.model.tokenizer == "wordpiece":
-        folder = _train_tokenizer(cohort, config.data.train_split, config.model.vocab_size, run_dir / TOKENIZER_DIR, info)
+        marks = bool(overrides.get("text", {}).get("assertion_marks", False))
+        folder = _train_tokenizer(cohort, config.data.train_split, config.model.vocab_size, run_dir / TOKENIZER_DIR, info,
+                                  marks)
         overrides = merge_settings(overrides, {"text": {"tokenizer": str(folder.resolve())}})
     return overrides
 

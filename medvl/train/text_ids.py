@@ -110,12 +110,12 @@ def bank_key(
     cohort: CachedCohort, indices: np.ndarray, mode: str, tokenizer: Any, max_length: int,
     label_prompts: int = 0, labels: np.ndarray | None = None,
 ) -> str:  # fmt: skip
-    """A digest of everything a bank depends on: cache, items, text mode, tokenizer vocabulary, length, and the
-    label prompts with the labels they are written from."""
+    """A digest of everything a bank depends on: cache, items, text mode, tokenizer vocabulary and kind (assertion
+    marks or not), length, and the label prompts with the labels they are written from."""
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     vocabulary = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
-    for part in (cohort.key, mode, max_length, vocabulary, label_prompts):
+    for part in (cohort.key, mode, max_length, vocabulary, type(tokenizer).__name__, label_prompts):
         digest.update(repr(part).encode())
     digest.update(np.asarray(indices, dtype=np.int64).tobytes())
     if label_prompts and labels is not None:
