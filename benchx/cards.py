@@ -17,7 +17,6 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from benchx.errors import CardError, UnknownNameError, card_error
-from benchx.split_rules import SPLIT_RULES
 from medvl.config import build, check_non_empty, check_range, field_error
 
 CARD_DIR = Path(__file__).parent / "cards"
@@ -88,6 +87,7 @@ class CardFile:
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
 
     def __post_init__(self) -> None:
+        from benchx.split_rules import SPLIT_RULES  # both import pandas: not at `benchx --help`
         from medvl.data.adapters import ADAPTERS
 
         for key in ("name", "description", "source", "citation", "licence", "path"):
