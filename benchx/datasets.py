@@ -18,12 +18,9 @@ from benchx.cards import DatasetCard
 from benchx.errors import IncompleteDataError
 from benchx.split_rules import SOURCE_FRACTIONS, SPLIT_RULES
 from medvl.data.adapters import get_adapter
-from medvl.data.ingest import ingest
+from medvl.data.ingest import DUPLICATE_IMAGE, ingest
 from medvl.data.manifest import read_manifest
 from medvl.data.splits import check_patient_splits
-
-DUPLICATE = "DuplicateImage"
-"""The quarantine ``error_type`` of an image that ingestion keeps in one study only (not a missing file)."""
 
 
 def load_dataset(card: DatasetCard, root: Path, progress: bool = False) -> pd.DataFrame:
@@ -46,7 +43,7 @@ def load_dataset(card: DatasetCard, root: Path, progress: bool = False) -> pd.Da
                         salt=str(options.get("salt", "benchx")), progress=progress, phi_policy="off")
         quarantine = pd.read_csv(result.quarantine, dtype=str, keep_default_na=False)
         df = read_manifest(result.manifest)
-    missing = quarantine[quarantine["error_type"] != DUPLICATE]
+    missing = quarantine[quarantine["error_type"] != DUPLICATE_IMAGE]
     if len(missing):
         first = missing.iloc[0]
         raise IncompleteDataError(f"{first['path']}: {first['reason']} ({len(missing)} file(s) of {card.name} "

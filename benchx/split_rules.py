@@ -37,7 +37,6 @@ class SplitRule:
 
     apply: Callable[[pd.DataFrame, Mapping[str, Any], str], pd.DataFrame]
     options: tuple[str, ...]
-    summary: str
 
 
 def keep_source(df: pd.DataFrame, options: Mapping[str, Any], where: str) -> pd.DataFrame:
@@ -197,14 +196,12 @@ def hashed_patients(patient_ids: pd.Series, fraction: float, salt: str) -> set[s
 
 
 SPLIT_RULES: dict[str, SplitRule] = {
-    "source": SplitRule(keep_source, ("split_fractions", "salt"), "the source's splits; unplaced patients by hash"),
-    "carve-val": SplitRule(carve_val, ("val_fraction", "salt", "val_is_test"),
-                           "the source's test split; val carved from train patients by hash"),
-    "chexpert-competition": SplitRule(chexpert_competition, ("val_fraction", "salt", "uncertain"),
-                                      "GLoRIA's CheXpert: valid.csv as test, five competition labels"),
-    "chexpert-5x200": SplitRule(chexpert_5x200, ("n", "seed"), "GLoRIA's CheXpert 5x200 zero-shot draw"),
-    "stratified-70-15-15": SplitRule(stratified_70_15_15, ("stratify",),
-                                     "BenchX's stratified 70/15/15 split (random_state 42)"),
-    "val-like-test": SplitRule(val_like_test, (), "BenchX's VinDr-CXR rule: official test, val as large as test"),
-    "r2gen": SplitRule(r2gen, ("annotation", "salt"), "R2Gen's IU X-ray split (annotation.json or hashed 7:1:2)"),
+    "source": SplitRule(keep_source, ("split_fractions", "salt")),
+    "carve-val": SplitRule(carve_val, ("val_fraction", "salt", "val_is_test")),
+    "chexpert-competition": SplitRule(chexpert_competition, ("val_fraction", "salt", "uncertain")),
+    "chexpert-5x200": SplitRule(chexpert_5x200, ("n", "seed")),
+    "stratified-70-15-15": SplitRule(stratified_70_15_15, ("stratify",)),
+    "val-like-test": SplitRule(val_like_test, ()),
+    "r2gen": SplitRule(r2gen, ("annotation", "salt")),
 }
+"""The rules by name; each function's docstring says what it does (table: docs/benchx_datasets.md)."""

@@ -46,6 +46,8 @@ from medvl.errors import MedvlError
 from medvl.io.errors import MedvlIOError
 
 QUARANTINE_COLUMNS = ("path", "reason", "error_type", "unit")
+DUPLICATE_IMAGE = "DuplicateImage"
+"""Quarantine ``error_type`` of an image kept in one study of several that share it (not an unreadable file)."""
 UNIT_ERRORS = (MedvlIOError, ValueError, OSError)
 """Exceptions that quarantine a unit; anything else is a bug and stops ingestion."""
 
@@ -252,7 +254,7 @@ def drop_shared_images(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
         other = owner[clash]
         reason = (f"study {row['study_id']} (patient {row['patient_id']}) shares this image with study "
                   f"{other['study_id']} (patient {other['patient_id']}); kept study {other['study_id']} only")
-        dropped.append({"path": clash, "reason": reason, "error_type": "DuplicateImage", "unit": row["study_id"]})
+        dropped.append({"path": clash, "reason": reason, "error_type": DUPLICATE_IMAGE, "unit": row["study_id"]})
     return kept, dropped
 
 
