@@ -100,3 +100,20 @@ def test_cli_bad_input_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad.write_text("tiny corpus")
     assert main(["tokenizer", "--corpus", str(bad), "-o", str(tmp_path / "tok"), "--vocab-size", "10"]) == 2
     assert "too small" in capsys.readouterr().err
+
+
+def test_training_gives_the_same_vocabulary_in_every_process() -> None:
+    """The Hugging Face trainer breaks ties in hash order unless the ``##`` pieces are declared up front."""
+    script = (
+        "import random, sys; from medvl.text.tokenizer import train_wordpiece\n"
+        "rng = random.Random(0)\n"
+        "words = 'no pleural effusion pneumothorax heart size normal nodule right upper lobe left base clear'.split()\n"
+        "texts = [' '.join(rng.choice(words) for _ in range(12)) + '.' for _ in range(600)]\n"
+        "vocab = train_wordpiece(texts, vocab_size=800).get_vocab()\n"
+        "print(sorted(vocab.items(), key=lambda kv: kv[1]))\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+        for _ in range(3)
+    ]
+    assert len(runs[0]) > 1000 and runs[0] == runs[1] == runs[2]

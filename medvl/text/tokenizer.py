@@ -58,21 +58,23 @@ def train_wordpiece(
     minimum = len(SPECIAL_TOKENS) + 2 * len(letters)
     if vocab_size < minimum:
         raise ValueError(f"vocab_size={vocab_size} is too small: the special tokens and alphabet need {minimum}")
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, lowercase=lowercase, strip_accents=lowercase)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(clean_text=True, lowercase=lowercase, strip_accents=lowercase)
+    texts = [text for text in texts if text and text.strip()]
+    if not texts:
+        raise ValueError("no text to train the tokenizer on")
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size - len(letters),  # room for the ``##`` continuations added afterwards
+        vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *_continuations(texts, normalizer, letters)],
         initial_alphabet=list(letters),
         show_progress=show_progress,
     )
-    counted = _Counted(texts)
-    tokenizer.train_from_iterator(counted, trainer=trainer)
-    if counted.count == 0:
-        raise ValueError("no text to train the tokenizer on")
-    tokenizer.model = models.WordPiece(vocab=_with_alphabet(tokenizer.get_vocab(), letters), unk_token="[UNK]")
+    trained = _bert_tokenizer(models.WordPiece(unk_token="[UNK]"), normalizer)
+    trained.train_from_iterator(texts, trainer=trainer)
+    tokenizer = _bert_tokenizer(
+        models.WordPiece(vocab=_with_alphabet(trained.get_vocab(), letters), unk_token="[UNK]"), normalizer
+    )
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -117,15 +119,22 @@ def _with_alphabet(vocab: dict[str, int], letters: str) -> dict[str, int]:
     return vocab
 
 
-class _Counted:
-    """An iterable over texts that counts the non-empty ones it yields."""
+def _bert_tokenizer(model: models.WordPiece, normalizer: normalizers.BertNormalizer) -> Tokenizer:
+    """A tokenizer around ``model`` with the BERT normaliser and pre-tokeniser."""
+    tokenizer = Tokenizer(model)
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tokenizer
 
-    def __init__(self, texts: Iterable[str]) -> None:
-        self._texts = texts
-        self.count = 0
 
-    def __iter__(self):
-        for text in self._texts:
-            if text and text.strip():
-                self.count += 1
-                yield text
+def _continuations(texts: list[str], normalizer: normalizers.BertNormalizer, letters: str) -> list[str]:
+    """Every ``##`` continuation piece training can need, in a fixed order.
+
+    The trainer otherwise creates these pieces while walking a hash map, so their ids (which break ties
+    between equally frequent merges) change from process to process, and with them the vocabulary
+    (huggingface/tokenizers#1794). Declaring them up front makes training deterministic.
+    """
+    seen = set(letters)
+    for text in texts:
+        seen.update(normalizer.normalize_str(text))
+    return ["##" + char for char in sorted(seen) if not char.isspace()]
