@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
+from medvl.augment import augment_batch, draw_batch
 from medvl.data.cache import CachedCohort
 from medvl.data.phantom.findings import CT_FINDINGS
 from medvl.models import build_model
+from medvl.train.batches import augment_strength
 
 CONCEPTS = {"Lung Lesion": "lung nodule", "Pleural Effusion": "pleural effusion", "Liver Lesion": "liver lesion",
             "Kidney Cyst": "renal cyst", "Ascites": "ascites", "Lymphadenopathy": "lymphadenopathy"}  # fmt: skip
@@ -58,15 +60,18 @@ class Probe(torch.nn.Module):
         return self.scale.exp() * sims + self.bias
 
 
-def run(cache: CachedCohort, head: str, steps: int, slices: int, seed: int) -> dict[str, float]:
-    """Train one head and return its test AUROC per finding."""
+def run(cache: CachedCohort, head: str, steps: int, slices: int, seed: int, jitter: bool, eval_slices: int,
+        eval_split: str = "test", augment: str = "none") -> dict[str, float]:
+    """Train one head (``jitter``: training volumes draw their slices anew each step) and return its AUROC per
+    finding on ``eval_split`` (``train``: how well it fits), each volume read at ``eval_slices`` evenly spread
+    slices at most; ``augment`` names the training augmentation (as ``data.augment``)."""
     torch.manual_seed(seed)
     columns = [cache.label_space.index(f) for f in CT_FINDINGS]
     train = np.flatnonzero((cache.splits == "train") & cache.is_volume)
-    test = np.flatnonzero((cache.splits == "test") & cache.is_volume)
+    test = np.flatnonzero((cache.splits == eval_split) & cache.is_volume)
 
-    def batch(indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pixels, depth, _ = cache.read_batch(indices, slices)
+    def batch(indices: np.ndarray, count: int, draws: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
+        pixels, depth, _ = cache.read_batch(indices, count, draws)
         labels = torch.from_numpy(cache.item_labels(indices)[:, columns]).nan_to_num(0.0)
         return torch.from_numpy(pixels).float() / 255.0, torch.from_numpy(depth), labels
 
@@ -74,7 +79,12 @@ def run(cache: CachedCohort, head: str, steps: int, slices: int, seed: int) -> d
     optimizer = torch.optim.Adam(probe.parameters(), 1e-3)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
-        x, depth, y = batch(rng.choice(train, 16, replace=False))
+        chosen = rng.choice(train, 16, replace=False)
+        x, depth, y = batch(chosen, slices, rng.random((16, slices)) if jitter else None)
+        if augment_strength(augment) is not None:
+            real = torch.arange(x.shape[1])[None] < depth[:, None]
+            draws = draw_batch(augment_strength(augment), rng.integers(0, 2**62, 16), x.shape[2], x.shape[3], x.shape[3])
+            x = augment_batch(x, draws, x.shape[3], channel_mask=real)
         loss = F.binary_cross_entropy_with_logits(probe(x, depth), y)
         optimizer.zero_grad()
         loss.backward()
@@ -83,7 +93,7 @@ def run(cache: CachedCohort, head: str, steps: int, slices: int, seed: int) -> d
     scores, truth = [], []
     with torch.no_grad():
         for start in range(0, len(test), 16):
-            x, depth, y = batch(test[start : start + 16])
+            x, depth, y = batch(test[start : start + 16], eval_slices)
             scores.append(probe(x, depth))
             truth.append(y)
     p, t = torch.cat(scores).numpy(), torch.cat(truth).numpy()
@@ -98,11 +108,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--slices", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jitter", action="store_true", help="draw each training volume's slices anew each step")
+    parser.add_argument("--eval-slices", type=int, default=24, help="test volumes keep at most this many slices")
+    parser.add_argument("--augment", default="none", choices=["none", "light", "convirt"],
+                        help="training augmentation, as the recipes' data.augment")
+    parser.add_argument("--eval-split", default="test", help="split to measure on (train: how well the head fits)")
     args = parser.parse_args(argv)
     cache = CachedCohort(args.cache)
     for head in args.head:
-        aurocs = run(cache, head, args.steps, args.slices, args.seed)
-        print(json.dumps({"head": head, "steps": args.steps, "mean": round(float(np.mean(list(aurocs.values()))), 3)} | aurocs),
+        aurocs = run(cache, head, args.steps, args.slices, args.seed, args.jitter, args.eval_slices, args.eval_split, args.augment)
+        print(json.dumps({"head": head, "size": cache.size, "steps": args.steps, "jitter": args.jitter,
+                          "split": args.eval_split, "augment": args.augment, "mean": round(float(np.mean(list(aurocs.values()))), 3)} | aurocs),
               flush=True)  # fmt: skip
 
 

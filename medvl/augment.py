@@ -64,7 +64,7 @@ class AugmentStrength:
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 CROP_TRIES = 10
-STREAM_AUGMENT, STREAM_TEXT, STREAM_POLARITY = 0, 1, 2
+STREAM_AUGMENT, STREAM_TEXT, STREAM_POLARITY, STREAM_SLICES = 0, 1, 2, 3
 
 
 def seed_uniforms(seeds: Sequence[int] | np.ndarray, count: int, stream: int = STREAM_AUGMENT) -> np.ndarray:

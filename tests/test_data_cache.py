@@ -294,6 +294,29 @@ def test_lesion_lands_on_the_same_pixels_in_image_and_mask(tmp_path):
     assert np.array_equal(prepared.pixels > 128, lesion)
 
 
+def test_crop_body_gives_the_square_to_the_patient(tmp_path):
+    """A 100 x 60 mm body in a 200 x 200 mm field of view: cropped (5 mm margin), its 110 mm width fills the
+    square at 110/44 = 2.5 mm per pixel instead of 200/44; a lesion lands on the same pixels in image and mask,
+    and a slice of air alone is not cropped."""
+    array = np.full((200, 200, 3), -1000.0, np.float32)  # RAS (x, y, z), 1 mm voxels
+    seg = np.zeros(array.shape, np.uint8)
+    array[50:150, 70:130, :] = 40.0  # body: x 50-150, y 70-130 mm
+    array[60:70, 80:90, 1], seg[60:70, 80:90, 1] = 300.0, 1
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    ref = {"path": write_nifti(tmp_path / "ct.nii.gz", array, affine), "modality": "CT",
+           "mask": write_nifti(tmp_path / "seg.nii.gz", seg, affine)}
+    whole = prepare(ref, PrepSettings(size=44, ct_window="mediastinum"))
+    cropped = prepare(ref, PrepSettings(size=44, ct_window="mediastinum", crop_body=True))
+    assert whole.spacing[:2] == pytest.approx((200 / 44, 200 / 44)) and whole.content_box == (0, 0, 44, 44)
+    assert cropped.spacing[:2] == pytest.approx((2.5, 2.5)) and cropped.content_box == (8, 0, 36, 44)
+    assert (cropped.mask == 1).sum() == 16 and np.array_equal(cropped.mask == 1, cropped.pixels > 200)
+    assert (cropped.pixels[:, 8:36] > 0).mean() > 0.8  # body nearly fills the content box
+    air = {"path": write_nifti(tmp_path / "air.nii.gz", np.full((20, 20, 2), -1000.0, np.float32), affine),
+           "modality": "CT"}
+    assert prepare(air, PrepSettings(size=20, crop_body=True)).content_box == (0, 0, 20, 20)
+    assert "crop_body" not in PrepSettings().as_dict() and PrepSettings(crop_body=True).as_dict()["crop_body"]
+
+
 def test_intensity_rules():
     settings = PrepSettings(ct_window="mediastinum")  # centre 50, width 350
     ct = normalise(np.array([[[-200.0, 50.0, 400.0]]]), "CT", settings)

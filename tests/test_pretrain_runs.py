@@ -105,7 +105,7 @@ def test_sigterm_ends_the_mlflow_run_as_killed_with_one_line_and_resume_finishes
     stderr = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, stderr[-2000:]
     lines = [line for line in stderr.splitlines() if line.startswith("medvl pretrain:")]
-    assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0] and "Traceback" not in stderr
+    assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0] and "Traceback" not in stderr, stderr[-3000:]
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [r.info.status for r in runs] == ["KILLED"]

@@ -47,7 +47,7 @@ def test_distributed_job_uses_a_current_cache_and_refuses_a_stale_or_partial_one
     before = stamps(cache)
     assert len(ensure_cache(DataSettings(cache=str(cache), manifest=str(cohort), image_size=SIZE), RANK_1_OF_2)) == 4
     assert len(ensure_cache(DataSettings(cache=str(cache), image_size=SIZE), RANK_1_OF_2)) == 4
-    with pytest.raises(CacheError, match=f"not the cache of {cohort} at this data.image_size.*--size 48 .*--overwrite"):
+    with pytest.raises(CacheError, match=f"not the cache of {cohort} at these data.image_size.*--size 48 .*--overwrite"):
         ensure_cache(DataSettings(cache=str(cache), manifest=str(cohort), image_size=48), RANK_1_OF_2)
     assert stamps(cache) == before  # read and checked, never written
     part = tmp_path / "part"

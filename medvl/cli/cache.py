@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", nargs="+", metavar="PART", help="merge these part folders into --out")
     parser.add_argument("--size", type=int, default=224, help="side of the square images in pixels (default 224)")
     parser.add_argument("--ct-window", default="lung", choices=sorted(WINDOW_PRESETS), help="window for CT (default lung)")
+    parser.add_argument("--crop-body", action="store_true",
+                        help="crop CT in plane to the body (HU > -500, 5 mm margin) before fitting the square")
     parser.add_argument("--slice-mm", type=float, default=None, help="resample volumes to this slice spacing (mm)")
     parser.add_argument("--workers", type=int, default=0, help="worker processes (default 0: in process)")
     parser.add_argument("--shard-mb", type=float, default=1024.0, help="MB of image slices per shard (default 1024)")
@@ -76,6 +78,6 @@ def _run(args: argparse.Namespace) -> CacheResult:
         return merge_parts(args.merge, args.out, overwrite=args.overwrite)
     if not args.manifest:
         raise ValueError("need MANIFEST (or --merge PART...); see medvl cache --help")
-    settings = PrepSettings(size=args.size, ct_window=args.ct_window, slice_mm=args.slice_mm)
+    settings = PrepSettings(size=args.size, ct_window=args.ct_window, slice_mm=args.slice_mm, crop_body=args.crop_body)
     return build_cache(args.manifest, args.out, settings, part=parse_shard(args.shard), workers=args.workers,
                        shard_mb=args.shard_mb, overwrite=args.overwrite, progress=not args.quiet)

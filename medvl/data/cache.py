@@ -100,6 +100,17 @@ def even_slices(depth: int, limit: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, depth - 1, limit)).astype(int))
 
 
+def jittered_slices(depth: int, limit: int, u: np.ndarray) -> np.ndarray:
+    """Indices of at most ``limit`` slices, one drawn from each of ``limit`` equal runs of ``depth`` slices (``u``:
+    at least ``limit`` uniforms in ``[0, 1)``; all slices when they fit). Every slice can be drawn, so a lesion
+    between the evenly spread slices of :func:`even_slices` is seen in training too."""
+    if depth <= limit:
+        return np.arange(depth)
+    starts = np.arange(limit) * depth // limit
+    stops = np.arange(1, limit + 1) * depth // limit
+    return starts + (u[:limit] * (stops - starts)).astype(np.int64)
+
+
 class CachedCohort(Dataset):
     """A :class:`torch.utils.data.Dataset` over a built cache (one item per cached image).
 
@@ -225,12 +236,14 @@ class CachedCohort(Dataset):
         """``(len(indices), P)`` float32 labels of items in :attr:`label_space` order (NaN unknown)."""
         return self._labels[np.asarray(indices, dtype=np.int64)]
 
-    def read_batch(self, indices: Sequence[int] | np.ndarray, max_slices: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def read_batch(self, indices: Sequence[int] | np.ndarray, max_slices: int = 1, slice_draws: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw uint8 pixels of many items at once, for the training loop's host path.
 
-        Returns ``pixels`` ``(B, S, H, W)`` uint8 (volumes keep at most ``max_slices`` evenly spread slices,
-        zero-padded to the deepest; a 2D image is one slice), ``depth`` ``(B,)`` real slices per item and
-        ``z_mm`` ``(B, S)`` float32. One fancy-index read per shard: no per-item float conversion.
+        Returns ``pixels`` ``(B, S, H, W)`` uint8 (volumes keep at most ``max_slices`` slices, evenly spread or,
+        given ``slice_draws`` ``(B, max_slices)`` uniforms, drawn by :func:`jittered_slices`; zero-padded to the
+        deepest; a 2D image is one slice), ``depth`` ``(B,)`` real slices per item and ``z_mm`` ``(B, S)``
+        float32. One fancy-index read per shard: no per-item float conversion.
         """
         indices = np.asarray(indices, dtype=np.int64)
         if (self._depth[indices] == 1).all():  # 2D: one slice per item
@@ -238,7 +251,8 @@ class CachedCohort(Dataset):
             rows, zs, slot = self._offset[indices], self._z_start[indices], np.arange(len(indices))
             s = 1
         else:
-            picks = [even_slices(int(self._depth[i]), max_slices) for i in indices]
+            picks = [even_slices(int(self._depth[i]), max_slices) if slice_draws is None
+                     else jittered_slices(int(self._depth[i]), max_slices, slice_draws[k]) for k, i in enumerate(indices)]
             depth = np.array([len(p) for p in picks], dtype=np.int64)
             s = int(depth.max())
             rows = np.concatenate([self._offset[i] + p for i, p in zip(indices, picks, strict=True)])

@@ -15,7 +15,7 @@ The steps, in order (each also usable on its own, e.g. by a benchmark baseline):
    ``lung`` by default); every other modality (X-ray, MR, PET, JPEG/PNG) by robust percentiles of the whole
    image or volume (0.5 and 99.5 by default; estimated from at most ~4M evenly strided values), clipped. A
    constant image is refused (blank or broken export).
-4. **Fit** into ``size x size`` (:func:`fit_square`): scaled so the longer physical side fills the square
+4. **Crop** a CT to the body in plane (optional, :func:`crop_to_body`), then **fit** into ``size x size`` (:func:`fit_square`): scaled so the longer physical side fills the square
    (pixel spacing honoured; 1 mm assumed where unknown), antialiased bilinear, centred and padded with 0.
 5. **Resample depth** (optional, :func:`resample_depth`): to a given slice spacing, linearly, from the first
    slice on. Done after the fit, on the small squares: both steps are linear (nearest for a mask) along
@@ -52,6 +52,9 @@ PERCENTILE_SAMPLE = 1 << 22
 GEOMETRY_TOLERANCE_MM = 0.01
 IMAGE, MASK = "image", "mask"
 """Keys of the image and its mask in the geometry transforms."""
+BODY_HU = -500.0
+"""CT voxels above this are the body (soft tissue, fat, bone; lung inside it), below it air."""
+BODY_MARGIN_MM = 5.0
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,15 @@ class PrepSettings:
         ct_window: a :data:`medvl.io.WINDOW_PRESETS` name used for CT.
         slice_mm: resample volumes to this slice spacing (None keeps the native slices).
         percentiles: low and high percentile mapped to 0 and 1 for non-CT images.
+        crop_body: crop CT in plane to the body (:func:`crop_to_body`) before the fit, so its pixels go to the
+            patient rather than to the air around them.
     """
 
     size: int = 224
     ct_window: str = "lung"
     slice_mm: float | None = None
     percentiles: tuple[float, float] = (0.5, 99.5)
+    crop_body: bool = False
 
     def __post_init__(self) -> None:
         if not 8 <= self.size <= 4096:
@@ -82,8 +88,11 @@ class PrepSettings:
             raise ValueError(f"percentiles {self.percentiles}: need 0 <= low < high <= 100")
 
     def as_dict(self) -> dict:
-        """JSON-ready settings."""
-        return {**asdict(self), "percentiles": list(self.percentiles)}
+        """JSON-ready settings (``crop_body`` only when on, so caches made before it existed keep their key)."""
+        values = {**asdict(self), "percentiles": list(self.percentiles)}
+        if not self.crop_body:
+            del values["crop_body"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> PrepSettings:
@@ -168,6 +177,21 @@ def normalise(pixels: np.ndarray, modality: str, settings: PrepSettings) -> np.n
     if not high > low:
         raise ValueError(f"image is constant between the {settings.percentiles} percentiles (value {low:g})")
     return np.clip((pixels - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def crop_to_body(pixels: dict[str, np.ndarray], slices: Slices) -> dict[str, np.ndarray]:
+    """The ``"image"`` (and ``"mask"``) cropped in plane to the box holding every voxel of the body (HU above
+    :data:`BODY_HU` on any slice) plus :data:`BODY_MARGIN_MM`, the same box for all slices; unchanged when no
+    voxel is body."""
+    from monai.transforms import CropForegroundd
+
+    if not np.any(slices.pixels > BODY_HU):
+        return pixels
+    margin = [math.ceil(BODY_MARGIN_MM / (1.0 if math.isnan(mm) else mm)) for mm in (slices.row_mm, slices.col_mm)]
+    crop = CropForegroundd((IMAGE, MASK), source_key="body", select_fn=lambda hu: hu > BODY_HU, margin=margin,
+                           allow_missing_keys=True)  # fmt: skip
+    cropped = crop({"body": torch.from_numpy(slices.pixels)} | {k: torch.from_numpy(v) for k, v in pixels.items()})
+    return {key: np.asarray(cropped[key]) for key in pixels}
 
 
 def square_box(shape: tuple[int, int], row_mm: float, col_mm: float, size: int
@@ -304,6 +328,8 @@ def prepare_record(record: ImageRecord, settings: PrepSettings, modality: str = 
     pixels = {IMAGE: normalise(slices.pixels, modality, settings)}
     if mask:
         pixels[MASK] = _mask_pixels(mask, record)
+    if settings.crop_body and modality == "CT":
+        pixels = crop_to_body(pixels, slices)
     fitted, box, out_mm = fit_squares(pixels, slices.row_mm, slices.col_mm, settings.size)
     z_mm = slices.z_mm
     if settings.slice_mm is not None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medvl.augment import AugmentStrength, augment_batch, draw_batch
+from medvl.augment import STREAM_SLICES, AugmentStrength, augment_batch, draw_batch, seed_uniforms
 from medvl.config import ConfigError
 from medvl.data.cache import CachedCohort
 
@@ -44,7 +44,10 @@ class PairBatches(Dataset):
         cohort: the cache.
         indices: the training items (``index`` in a key is a position in this array).
         tokens: the token bank of these items' candidate texts.
-        max_slices: volumes keep at most this many evenly spread slices.
+        max_slices: volumes keep at most this many slices.
+        slice_draw: ``even`` keeps the same evenly spread slices every time; ``jittered`` draws one slice from
+            each of ``max_slices`` equal runs of the volume, from the item's seed
+            (:func:`medvl.data.cache.jittered_slices`).
         labels: ``(len(indices), P)`` labels replacing the cache's (e.g. :func:`label_reports`), or None.
         augment: augmentation ranges, or None.
         concepts: the vocabulary of the patch-concept term, or None.
@@ -61,8 +64,9 @@ class PairBatches(Dataset):
         augment: AugmentStrength | None = None,
         concepts: ConceptVocabulary | None = None,
         polarity: PolarityBank | None = None,
+        slice_draw: str = "even",
     ) -> None:
-        self.cohort, self.tokens, self.max_slices = cohort, tokens, max_slices
+        self.cohort, self.tokens, self.max_slices, self.slice_draw = cohort, tokens, max_slices, slice_draw
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = cohort.item_labels(self.indices) if labels is None else np.asarray(labels, dtype=np.float32)
         self.augment, self.concepts, self.polarity = augment, concepts, polarity
@@ -73,7 +77,8 @@ class PairBatches(Dataset):
     def __getitem__(self, keys: list[tuple[int, int]]) -> dict[str, Any]:
         rows = np.fromiter((k[0] for k in keys), dtype=np.int64, count=len(keys))
         seeds = np.fromiter((k[1] for k in keys), dtype=np.uint64, count=len(keys))
-        pixels, depth, z_mm = self.cohort.read_batch(self.indices[rows], self.max_slices)
+        draws = seed_uniforms(seeds, self.max_slices, stream=STREAM_SLICES) if self.slice_draw == "jittered" else None
+        pixels, depth, z_mm = self.cohort.read_batch(self.indices[rows], self.max_slices, draws)
         chosen = self.tokens.choose(rows, seeds)
         input_ids, attention_mask = self.tokens.batch(chosen)
         size = self.cohort.size

@@ -54,7 +54,7 @@ def ensure_cache(data: DataSettings, info: distributed.DistInfo) -> CachedCohort
     if not data.cache:
         raise ConfigError("data.cache is not set: give the folder of a 'medvl cache' run (and data.manifest to build it)")
     cache = Path(data.cache)
-    settings = PrepSettings(size=data.image_size, ct_window=data.ct_window)
+    settings = PrepSettings(size=data.image_size, ct_window=data.ct_window, crop_body=data.crop_body)
     if info.distributed:
         _check_built(cache, data, settings, info.world_size)
     elif data.manifest:
@@ -74,12 +74,27 @@ def _refuse_other_cache(cache: Path, data: DataSettings, settings: PrepSettings)
     if held == settings.as_dict():
         return
     raise CacheError(
-        f"{cache}: holds a cache made at {held.get('size')} px ({held.get('ct_window')} window), not at "
-        f"data.image_size={settings.size} ({settings.ct_window} window); train "
-        f"at its settings (data.image_size={held.get('size')} data.ct_window={held.get('ct_window')}), give another "
-        f"data.cache folder, or rebuild it: 'medvl cache {data.manifest} -o {cache} --size {settings.size} "
-        f"--ct-window {settings.ct_window} --overwrite'"
+        f"{cache}: holds a cache made at {_described(held)}, not at {_described(settings.as_dict())}; train at its "
+        f"settings ({_as_overrides(held)}), give another data.cache folder, or rebuild it: "
+        f"'medvl cache {data.manifest} -o {cache} {_cache_flags(settings)} --overwrite'"
     )
+
+
+def _described(settings: dict) -> str:
+    """``64 px, mediastinum window[, cropped to the body]``."""
+    crop = ", cropped to the body" if settings.get("crop_body") else ""
+    return f"{settings.get('size')} px, {settings.get('ct_window')} window{crop}"
+
+
+def _as_overrides(settings: dict) -> str:
+    """The ``data.*`` overrides that train on a cache made with ``settings``."""
+    return (f"data.image_size={settings.get('size')} data.ct_window={settings.get('ct_window')} "
+            f"data.crop_body={str(bool(settings.get('crop_body'))).lower()}")
+
+
+def _cache_flags(settings: PrepSettings) -> str:
+    """The ``medvl cache`` flags that build a cache with ``settings``."""
+    return f"--size {settings.size} --ct-window {settings.ct_window}{' --crop-body' if settings.crop_body else ''}"
 
 
 def _check_built(cache: Path, data: DataSettings, settings: PrepSettings, world_size: int) -> None:
@@ -88,12 +103,12 @@ def _check_built(cache: Path, data: DataSettings, settings: PrepSettings, world_
     stale = key is not None and bool(data.manifest) and key != manifest_cache_key(data.manifest, settings)
     if key is not None and not stale:
         return
-    problem = (f"not the cache of {data.manifest} at this data.image_size and data.ct_window" if stale
-               else "no complete cache here")
+    problem = (f"not the cache of {data.manifest} at these data.image_size, data.ct_window and data.crop_body"
+               if stale else "no complete cache here")
     error = CacheError if stale else FileNotFoundError
     raise error(f"{cache}: {problem}, and a job of {world_size} processes does not build one; build it as its own "
-                f"step first: 'medvl cache {data.manifest or 'MANIFEST'} -o {cache} --size {settings.size} --ct-window "
-                f"{settings.ct_window}{' --overwrite' if stale else ''}' (on a cluster: one '--shard i/n' task per part, "
+                f"step first: 'medvl cache {data.manifest or 'MANIFEST'} -o {cache} {_cache_flags(settings)}"
+                f"{' --overwrite' if stale else ''}' (on a cluster: one '--shard i/n' task per part, "
                 f"then 'medvl cache --merge PART... -o {cache}'; see docs/cluster.md)")
 
 

@@ -11,9 +11,12 @@ class DataSettings:
     """Where the training pairs come from and how they are prepared.
 
     ``cache`` is the folder written by ``medvl cache``; when it does not exist yet and ``manifest`` is given,
-    a single process builds it first with ``image_size`` and ``ct_window`` (a distributed job refuses: build
-    the cache as its own step). ``workers`` read whole batches in background processes (``auto``: up to 8 per
-    rank, leaving a core for the training loop), each keeping ``prefetch`` batches ready. ``labels`` feed the label-aware losses
+    a single process builds it first with ``image_size``, ``ct_window`` and ``crop_body`` (CT cropped in plane
+    to the body first; a distributed job refuses: build the cache as its own step). A training volume keeps
+    ``max_slices`` slices: the same evenly spread ones every step (``slice_draw: even``), or one drawn from each of
+    ``max_slices`` equal runs of the volume, anew each step (``jittered``: a lesion between the even slices is
+    seen too). ``workers`` read whole batches in background processes (``auto``: up to 8 per rank, leaving a
+    core for the training loop), each keeping ``prefetch`` batches ready. ``labels`` feed the label-aware losses
     (soft targets): ``reports`` labels each training report with the medvl labeller (as MedCLIP does),
     ``manifest`` takes the manifest's labels. ``concepts`` is the vocabulary of the patch-concept term: every
     lexicon concept the training reports assert (``all``), or their findings only (``findings``: anatomy, sides
@@ -26,8 +29,10 @@ class DataSettings:
     manifest: str = ""
     image_size: int = 128
     ct_window: str = "lung"
+    crop_body: bool = False
     kinds: Literal["auto", "2d", "3d", "all"] = "auto"
     max_slices: int = 64
+    slice_draw: Literal["even", "jittered"] = "even"
     train_split: str = "train"
     val_split: str = "val"
     workers: int | Literal["auto"] = "auto"

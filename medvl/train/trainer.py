@@ -157,7 +157,7 @@ class Trainer:
         labels = label_reports(self.cohort, train_idx) if d.labels == "reports" else None
         self.train_set = PairBatches(
             self.cohort, train_idx, self._token_bank(train_idx, labels), d.max_slices, labels, augment_strength(d.augment),
-            self.concepts, self._polarity_bank(),
+            self.concepts, self._polarity_bank(), d.slice_draw,
         )  # fmt: skip
         self.val_set = PairDataset(self.cohort, val_idx, d.max_slices) if len(val_idx) >= 2 else None
         self.sampler = ResumableSampler(

@@ -1,0 +1,36 @@
+"""Which slices of a volume a training batch reads: evenly spread, or jittered from the item's seed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medvl.augment import STREAM_SLICES, seed_uniforms
+from medvl.data.cache import even_slices, jittered_slices
+from tests.test_data_cache import built, cohort  # noqa: F401
+
+
+def test_jittered_slices_take_one_from_each_run_and_reach_every_slice():
+    rng = np.random.default_rng(0)
+    seen = np.zeros(50, int)
+    for _ in range(400):
+        picks = jittered_slices(50, 24, rng.random(24))
+        runs = np.arange(24) * 50 // 24, np.arange(1, 25) * 50 // 24
+        assert len(picks) == 24 and np.all((runs[0] <= picks) & (picks < runs[1]))
+        seen[picks] += 1
+    assert seen.min() > 0  # even_slices never reaches 26 of these 50
+    assert len(set(range(50)) - set(even_slices(50, 24).tolist())) == 26
+    assert jittered_slices(7, 24, rng.random(24)).tolist() == list(range(7))
+
+
+def test_read_batch_reads_the_drawn_slices(cohort, tmp_path):  # noqa: F811
+    cache = built(cohort, tmp_path)
+    ct = int(np.flatnonzero(cache.is_volume & (cache.depths == 5))[0])  # the 5-slice NIfTI CT
+    whole = cache[ct]
+    draws = seed_uniforms(np.array([11, 12], np.uint64), 2, stream=STREAM_SLICES)
+    pixels, depth, z_mm = cache.read_batch([ct, ct], 2, draws)
+    for k in range(2):
+        picks = jittered_slices(5, 2, draws[k])
+        assert depth[k] == 2 and np.allclose(z_mm[k], whole["z_mm"].numpy()[picks])
+        assert np.array_equal(pixels[k], np.rint(whole["image"].numpy()[picks, 0] * 255).astype(np.uint8))
+    again = cache.read_batch([ct], 2, seed_uniforms(np.array([11], np.uint64), 2, stream=STREAM_SLICES))
+    assert np.array_equal(again[2][0], z_mm[0])  # same seed, same slices (resume sees the same batch)
