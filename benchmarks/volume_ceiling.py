@@ -1,6 +1,7 @@
 """How learnable are the CT phantoms' findings for the tiny volume encoder? A supervised ceiling for the recipes.
 
     .venv/bin/python benchmarks/volume_ceiling.py --cache volume-seeds/cache --head linear cosine concept
+    .venv/bin/python benchmarks/volume_ceiling.py --cache CACHE --head linear --jitter --steps 1000 --eval-slices 256
 
 Trains the image encoder of ``tiny-radclip-resnet18`` (64 px, group norm) from scratch on the ground-truth
 labels of the six planted findings (not the reports), each volume pooled as stage 2d pools it (best region of
@@ -8,7 +9,9 @@ any slice), for ``--steps`` steps of 16 volumes x 24 slices, and prints the test
 ``linear`` (a linear layer on the pooled encoder features), ``cosine`` (the patch-concept term's form: the best
 projected region's cosine with a learnt vector per finding, scaled, plus a bias) and ``concept`` (the same with
 the text tower's embedding of each finding's concept name in place of the learnt vectors). Reports teach less
-than labels, so what a head cannot reach here the pretraining recipe cannot reach either.
+than labels, so what a head cannot reach here the pretraining recipe cannot reach either. ``--jitter`` draws
+the training slices anew each step (``data.slice_draw: jittered``), ``--augment`` augments them as
+``data.augment`` does, and ``--eval-split train`` measures how well the head fits its own training volumes.
 """
 
 from __future__ import annotations

@@ -39,10 +39,11 @@ class DeidSettings:
 
 @dataclass
 class CacheSettings:
-    """Training cache preparation (see ``medvl cache``)."""
+    """Training cache preparation (see ``medvl cache``; ``crop_body`` crops CT to the body, as ``--crop-body``)."""
 
     size: int = 128
     ct_window: str = "lung"
+    crop_body: bool = False
     workers: int = 0
 
 

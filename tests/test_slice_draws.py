@@ -34,3 +34,19 @@ def test_read_batch_reads_the_drawn_slices(cohort, tmp_path):  # noqa: F811
         assert np.array_equal(pixels[k], np.rint(whole["image"].numpy()[picks, 0] * 255).astype(np.uint8))
     again = cache.read_batch([ct], 2, seed_uniforms(np.array([11], np.uint64), 2, stream=STREAM_SLICES))
     assert np.array_equal(again[2][0], z_mm[0])  # same seed, same slices (resume sees the same batch)
+
+
+def test_training_batches_draw_each_volumes_slices_from_its_seed(cohort, tmp_path):  # noqa: F811
+    from medvl.text.tokenizer import train_wordpiece
+    from medvl.train.batches import PairBatches
+    from medvl.train.text_ids import TokenBank
+
+    cache = built(cohort, tmp_path)
+    ct = np.flatnonzero(cache.is_volume & (cache.depths == 5))[:1]
+    tokenizer = train_wordpiece(["CT report."] * 4, vocab_size=700, min_frequency=1)
+    bank = TokenBank.build([["CT report."]], tokenizer, 16)
+    even = PairBatches(cache, ct, bank, max_slices=2)
+    jittered = PairBatches(cache, ct, bank, max_slices=2, slice_draw="jittered")
+    z = {seed: jittered[[(0, seed)]]["z_mm"][0].tolist() for seed in range(12)}
+    assert all(even[[(0, seed)]]["z_mm"][0].tolist() == even[[(0, 0)]]["z_mm"][0].tolist() for seed in range(12))
+    assert len({tuple(v) for v in z.values()}) > 2 and jittered[[(0, 5)]]["z_mm"][0].tolist() == z[5]

@@ -56,6 +56,19 @@ def test_distributed_job_uses_a_current_cache_and_refuses_a_stale_or_partial_one
         ensure_cache(DataSettings(cache=str(part), manifest=str(cohort), image_size=SIZE), RANK_1_OF_2)
 
 
+def test_crop_body_reaches_the_cache_and_a_cache_without_it_is_refused(cohort, tmp_path):  # noqa: F811
+    from medvl.data.cache import read_meta
+
+    cache = tmp_path / "c"
+    ensure_cache(DataSettings(cache=str(cache), manifest=str(cohort), image_size=SIZE, crop_body=True), DistInfo())
+    assert read_meta(cache)["settings"]["crop_body"] is True
+    with pytest.raises(CacheError) as refused:
+        ensure_cache(DataSettings(cache=str(cache), manifest=str(cohort), image_size=SIZE), DistInfo())
+    message = str(refused.value)
+    assert "cropped to the body" in message and "data.crop_body=true" in message
+    assert message.endswith(f"'medvl cache {cohort} -o {cache} --size {SIZE} --ct-window lung --overwrite'")
+
+
 @pytest.mark.distributed
 def test_two_torchrun_processes_refuse_a_missing_cache_at_once(cohort, tmp_path):  # noqa: F811
     cache = tmp_path / "cache"

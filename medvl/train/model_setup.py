@@ -74,7 +74,7 @@ def _refuse_other_cache(cache: Path, data: DataSettings, settings: PrepSettings)
     if held == settings.as_dict():
         return
     raise CacheError(
-        f"{cache}: holds a cache made at {_described(held)}, not at {_described(settings.as_dict())}; train at its "
+        f"{cache}: holds a cache made at {_described(held)}, not at the run's {_as_overrides(settings.as_dict())}; train at its "
         f"settings ({_as_overrides(held)}), give another data.cache folder, or rebuild it: "
         f"'medvl cache {data.manifest} -o {cache} {_cache_flags(settings)} --overwrite'"
     )

@@ -84,7 +84,7 @@ def cache_stage(ctx: Context) -> dict[str, Any]:
 
     c = ctx.config.cache
     result = build_cache(ctx.state.outputs("ingest")["manifest"], ctx.work_dir / CACHE_DIR,
-                         PrepSettings(size=c.size, ct_window=c.ct_window), workers=c.workers, overwrite=True,
+                         PrepSettings(size=c.size, ct_window=c.ct_window, crop_body=c.crop_body), workers=c.workers, overwrite=True,
                          progress=ctx.progress)
     ctx.say(f"  {result.items} images ({result.slices} slices), {result.quarantined} quarantined")
     return {"cache": str(result.cache_dir), "key": result.key, "items": result.items}
