@@ -3,7 +3,8 @@
 The tokenizer is BERT-style (lower-casing and accent-stripping normaliser, whitespace/punctuation
 pre-tokeniser, ``[CLS] ... [SEP]`` template). Every character of :data:`DEFAULT_ALPHABET` is in the
 vocabulary both as a word start and as a ``##`` continuation, so a word holding a letter the corpus never
-showed is split around it instead of becoming ``[UNK]`` as a whole.
+showed is split around it instead of becoming ``[UNK]`` as a whole. Training is deterministic: the same texts
+give the same vocabulary in every process.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def train_wordpiece(
     """Train a WordPiece tokenizer on ``texts`` and optionally save it to ``out_dir``.
 
     Args:
-        texts: report texts (any iterable; read once).
+        texts: report texts (any iterable; read once and held in memory while training).
         vocab_size: the largest vocabulary size, special tokens and alphabet included.
         out_dir: folder to write the Hugging Face files to (``tokenizer.json``, ``tokenizer_config.json``...).
         min_frequency: minimum count for a merged word piece.
