@@ -73,7 +73,7 @@ def seed_uniforms(seeds: Sequence[int] | np.ndarray, count: int, stream: int = S
     A counter-based generator (SplitMix64 of ``seed``, ``stream`` and the draw number), vectorised over the
     batch: a whole batch's draws cost a few NumPy operations, and resuming or re-sharding sees the same numbers.
     """
-    x = np.asarray(seeds, dtype=np.uint64).reshape(-1, 1) ^ (np.uint64(stream) * np.uint64(0xD1B54A32D192ED03))
+    x = np.asarray(seeds, dtype=np.uint64).reshape(-1, 1) ^ np.uint64((stream * 0xD1B54A32D192ED03) % 2**64)
     z = x + GOLDEN * np.arange(1, count + 1, dtype=np.uint64)[None]
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)

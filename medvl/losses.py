@@ -68,25 +68,38 @@ def convirt_loss(img: torch.Tensor, txt: torch.Tensor, tau: float = 0.1, lam: fl
 def polarity_loss(
     img: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float
 ) -> torch.Tensor:
-    r"""Negated statements as hard negatives: each image chooses between a statement of one finding and its
-    negation ("pleural effusion is present" / "pleural effusion is absent"), the two-way softmax zero-shot
-    classification reads at inference.
+    r"""Negated statements as hard negatives: for every finding, each image chooses between a statement of it and
+    its negation ("pleural effusion is present" / "pleural effusion is absent"), the two-way softmax zero-shot
+    classification reads at inference. Each finding weighs its present and its absent images equally (half each,
+    when the batch has both), so a rare finding is not learnt as "always absent"; findings are then averaged.
 
     .. math::
-        L = \frac{1}{|K|}\sum_{i \in K} -\log \operatorname{softmax}\big(s\langle v_i,p_i\rangle,\;
-            s\langle v_i,n_i\rangle\big)_{t_i}
+        L = \frac{1}{|F|}\sum_{f \in F} \sum_{c} \frac{1}{|C_f|\,|K_{fc}|}\sum_{i \in K_{fc}}
+            -\log \operatorname{softmax}\big(s\langle v_i,p_{if}\rangle,\; s\langle v_i,n_{if}\rangle\big)_{c}
+
+    with :math:`K_{fc}` the images whose target for finding :math:`f` is :math:`c` and :math:`C_f` the classes
+    the batch has for it.
 
     Args:
         img: ``(B, D)`` image embeddings.
-        positive, negative: ``(B, D)`` embeddings of each image's statement and its negation.
-        targets: ``(B,)`` 0 when the finding is present, 1 when absent, -100 to leave the image out.
+        positive, negative: ``(B, F, D)`` embeddings of each image's statement of each finding and its negation.
+        targets: ``(B, F)`` 0 when the finding is present, 1 when absent, -100 to leave it out.
         scale: the similarity scale (``1 / tau`` or the learnt logit scale).
     """
-    img, positive, negative = (F.normalize(t, dim=-1) for t in (img, positive, negative))
+    img = F.normalize(img, dim=-1)[:, None]
+    positive, negative = F.normalize(positive, dim=-1), F.normalize(negative, dim=-1)
     logits = torch.stack([(img * positive).sum(-1), (img * negative).sum(-1)], dim=-1) * scale
-    if not (targets != -100).any():
+    known = targets != -100
+    if not known.any():
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), targets, ignore_index=-100)
+    nll = F.cross_entropy(logits.float().flatten(0, 1), targets.clamp(min=0).flatten(), reduction="none")
+    weights = torch.zeros_like(nll.view_as(targets))
+    for cls in (0, 1):
+        members = (targets == cls).float()
+        weights = weights + members / members.sum(0).clamp(min=1.0)
+    classes = ((targets == 0).any(0).float() + (targets == 1).any(0).float())
+    per_finding = (nll.view_as(targets) * weights).sum(0) / classes.clamp(min=1.0)
+    return per_finding[classes > 0].mean()
 
 
 def clip_loss(

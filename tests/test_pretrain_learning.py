@@ -1,9 +1,9 @@
 """Learning is real: the phantom-tiny recipe, trained once per session, aligns images with held-out phrasings.
 
-Two zero-shot readings of the same model: the patch-concept scores (the best-matching region against a
-concept's text, what the recipe's concept alignment term trains) carry the floor; the prompt-ensemble softmax
-(positive vs negative prompts on the global embedding) is printed only, because its polarity on a finding flips
-from run to run of this small recipe (docs/pretraining.md has the runs).
+Two zero-shot readings of the same model carry floors: the patch-concept scores (the best-matching region against
+a concept's text, what the recipe's concept alignment term trains) and the prompt ensembles (positive vs negative
+prompts on the global embedding, the score the review app and ``medvl predict`` show), whose polarity the recipe's
+assertion marks and polarity term keep right (docs/pretraining.md has the seeds).
 """
 
 from __future__ import annotations
@@ -42,7 +42,12 @@ def test_zero_shot_and_retrieval_beat_chance_on_held_out_phrasings(trained_phant
     cohort, emb = _test_embeddings(model, trained_phantom_model.cache_dir)
     n = emb.image.shape[0]
     assert n >= 200, "the test split should hold the held-out-phrasing patients"
-    print("prompt-ensemble zero-shot AUROC:", {k: round(v, 3) for k, v in _zero_shot_aurocs(model, cohort, emb).items()})
+    ensembles = _zero_shot_aurocs(model, cohort, emb)
+    print("prompt-ensemble zero-shot AUROC:", {k: round(v, 3) for k, v in ensembles.items()})
+    # Five seeds of the recipe (docs/pretraining.md): every finding 0.845-1.00, means 0.939-0.966. Before the polarity
+    # term, findings came out inverted (AUROC 0.24-0.44) in some seeds; these floors catch that.
+    assert len(ensembles) == len(PLANTED) and min(ensembles.values()) >= 0.70, ensembles
+    assert np.mean(list(ensembles.values())) >= 0.80, ensembles
     aurocs = cohort_concept_aurocs(model, cohort, PLANTED, read_concepts(trained_phantom_model.model_dir))
     print("patch-concept zero-shot AUROC:", {k: round(v, 3) for k, v in aurocs.items()})
     assert len(aurocs) == len(PLANTED) and np.mean(list(aurocs.values())) >= 0.75, aurocs

@@ -25,7 +25,7 @@ def client(trained_phantom_model) -> MlflowClient:
 def test_run_records_config_metrics_and_lineage(trained_phantom_model, client):
     run = client.get_run(trained_phantom_model.mlflow_run_id)
     params, tags = run.data.params, run.data.tags
-    assert params["model.name"] == "tiny-resnet18" and params["train.steps"] == "600"
+    assert params["model.name"] == "tiny-resnet18" and params["train.steps"] == "1200"
     assert params["data.cache"] == str(trained_phantom_model.cache_dir)
     assert tags["medvl.manifest_hash"] == read_manifest(trained_phantom_model.manifest).attrs["hash"]
     assert set(json.loads(tags["medvl.split_hashes"])) == {"train", "val", "test"}

@@ -25,6 +25,16 @@ from medvl.text.prompts import prompt_terms
 
 POSITIVE = ("{term} is present", "{term} is seen", "the image demonstrates {term}", "{term} is identified")
 NEGATIVE = ("{term} is absent", "{term} is not seen", "negative for {term}", "without sign of {term}")
+POLARITY_PAIRS = (
+    ("{term} is seen", "{term} is not seen"),
+    ("{term} is identified", "{term} is not identified"),
+    ("the image shows {term}", "the image shows no {term}"),
+    ("there are signs of {term}", "there are no signs of {term}"),
+)
+"""Minimal pairs for the polarity loss: statement and negation share every word but the negation, so over all
+pairs the words around a finding say nothing of its polarity (with "is present" / "is absent" a text encoder can
+decide by those words, which zero-shot prompts do not share). The loss's batches draw a finding's statement and
+negation from different pairs (:meth:`medvl.train.text_ids.PolarityBank.draw`)."""
 NORMAL = ("the study is normal", "no abnormality is identified", "the lungs and heart are unremarkable")
 MAX_TERMS = 3
 
@@ -52,13 +62,13 @@ class LabelPrompts:
 
     def statement_pairs(self, names: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
         """For each finding of ``names`` the writer knows (not No Finding): every (statement, negation) pair of
-        its terms and the aligned templates, e.g. ("Pleural effusion is present.", "Pleural effusion is
-        absent."), for the polarity loss (:func:`medvl.losses.polarity_loss`)."""
+        its terms and :data:`POLARITY_PAIRS`, e.g. ("Pleural effusion is seen.", "Pleural effusion is not
+        seen."), for the polarity loss (:func:`medvl.losses.polarity_loss`)."""
         pairs = {}
         for name in names:
             if name in self.terms and name not in self.normal:
                 pairs[name] = [(_capitalised(p.format(term=term)), _capitalised(n.format(term=term)))
-                               for term in self.terms[name] for p, n in zip(POSITIVE, NEGATIVE, strict=True)]  # fmt: skip
+                               for term in self.terms[name] for p, n in POLARITY_PAIRS]  # fmt: skip
         return pairs
 
     def _sentence(self, name: str, templates: Sequence[str], rng: np.random.Generator) -> str:

@@ -147,8 +147,8 @@ def token_bank(
 
 @dataclass
 class PolarityBank:
-    """Token ids of every (statement, negation) pair of the polarity loss, and which label column each pair
-    belongs to; :meth:`draw` picks one pair per item from its seed.
+    """Token ids of every (statement, negation) pair of the polarity loss, and which label column each finding
+    is; :meth:`draw` picks one pair per finding for a batch.
 
     Attributes:
         tokens: a bank whose item ``k`` is pair ``k`` (candidate 0 the statement, 1 its negation).
@@ -161,17 +161,28 @@ class PolarityBank:
     stop: np.ndarray
 
     @classmethod
-    def build(cls, label_space: Sequence[str], tokenizer: Any, max_length: int) -> PolarityBank:
-        """Pairs for every finding of ``label_space`` that :class:`medvl.text.label_prompts.LabelPrompts` knows.
+    def build(
+        cls, label_space: Sequence[str], tokenizer: Any, max_length: int, labels: np.ndarray | None = None
+    ) -> PolarityBank:
+        """Pairs for every finding of ``label_space`` that :class:`medvl.text.label_prompts.LabelPrompts` knows and,
+        when the training ``labels`` ``(N, P)`` are given, that at least one training item has (a finding never
+        present teaches the image nothing about it).
 
         Raises:
-            ValueError: no finding of the label space has statements.
+            ConfigError: no finding is left with statements.
         """
         from medvl.text.label_prompts import LabelPrompts
 
-        pairs = LabelPrompts().statement_pairs(label_space)
+        names = list(label_space)
+        if labels is not None:
+            names = [n for j, n in enumerate(names) if (np.asarray(labels)[:, j] == 1).any()]
+        pairs = LabelPrompts().statement_pairs(names)
         if not pairs:
-            raise ConfigError(f"the polarity loss has no statements for the label space {list(label_space)}")
+            raise ConfigError(
+                f"the polarity loss (loss.weights.polarity) has no finding to train: no training study is labelled "
+                f"present for any finding of {list(label_space)} that it has statements for; train such data with "
+                "model.overrides.loss.weights.polarity=0"
+            )
         sizes = [len(v) for v in pairs.values()]
         stop = np.cumsum(sizes)
         flat = [list(pair) for name in pairs for pair in pairs[name]]
@@ -179,15 +190,20 @@ class PolarityBank:
         return cls(TokenBank.build(flat, tokenizer, max_length), columns, stop - np.asarray(sizes), stop)
 
     def draw(self, labels: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For a batch's ``(B, P)`` labels and item seeds: ``input_ids`` and ``attention_mask`` ``(2B, T)`` (the B
-        statements, then their B negations) and ``targets`` ``(B,)`` (0 present, 1 absent or not mentioned,
-        -100 uncertain)."""
-        u = seed_uniforms(seeds, 2, stream=STREAM_POLARITY)
-        finding = np.minimum((u[:, 0] * len(self.columns)).astype(np.int64), len(self.columns) - 1)
-        count = self.stop[finding] - self.start[finding]
-        pair = self.start[finding] + np.minimum((u[:, 1] * count).astype(np.int64), count - 1)
+        """For a batch's ``(B, P)`` labels and item seeds: ``input_ids`` and ``attention_mask`` ``(2F, T)`` (one
+        statement per finding, then one negation per finding) and ``targets`` ``(B, F)`` (0 present, 1 absent or
+        not mentioned, -100 uncertain).
+
+        The statement and the negation are drawn independently (wording and term) from the batch's first seed: the
+        two sides of a zero-shot prompt pair are worded differently too ("findings consistent with X" / "no
+        evidence of X"), so the decision must rest on the negation, not on the words around it.
+        """
+        findings = len(self.columns)
+        u = seed_uniforms(np.asarray(seeds)[:1], 2 * findings, stream=STREAM_POLARITY)[0]
+        count = np.tile(self.stop - self.start, 2)
+        pair = np.tile(self.start, 2) + np.minimum((u * count).astype(np.int64), count - 1)
         first = self.tokens.first[pair]
-        input_ids, attention_mask = self.tokens.batch(np.concatenate([first, first + 1]))
-        value = labels[np.arange(len(labels)), self.columns[finding]]
+        input_ids, attention_mask = self.tokens.batch(np.concatenate([first[:findings], first[findings:] + 1]))
+        value = labels[:, self.columns]
         targets = np.where(value == 1, 0, np.where(value == -1, -100, 1)).astype(np.int64)
         return input_ids, attention_mask, targets

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader
 from tqdm.auto import tqdm
 
@@ -157,7 +158,8 @@ class Trainer:
         labels = label_reports(self.cohort, train_idx) if d.labels == "reports" else None
         self.train_set = PairBatches(
             self.cohort, train_idx, self._token_bank(train_idx, labels), d.max_slices, labels, augment_strength(d.augment),
-            self.concepts, self._polarity_bank(), d.slice_draw,
+            self.concepts, self._polarity_bank(self.cohort.item_labels(train_idx) if labels is None else labels),
+            d.slice_draw,
         )  # fmt: skip
         self.val_set = PairDataset(self.cohort, val_idx, d.max_slices) if len(val_idx) >= 2 else None
         self.sampler = ResumableSampler(
@@ -184,26 +186,29 @@ class Trainer:
         distributed.barrier()
         return TokenBank.load(path)
 
-    def _polarity_bank(self) -> PolarityBank | None:
-        """The statement pairs of the polarity loss term, when the model's loss weighs it."""
+    def _polarity_bank(self, labels: np.ndarray) -> PolarityBank | None:
+        """The statement pairs of the polarity loss term for the findings the training ``labels`` have, when the
+        model's loss weighs it."""
         if not self.model.config["loss"]["weights"].get("polarity"):
             return None
         text = self.model.text_encoder
-        return PolarityBank.build(self.cohort.label_space, text.tokenizer, text.max_length)
+        return PolarityBank.build(self.cohort.label_space, text.tokenizer, text.max_length, labels)
 
     def _polarity(self, micro: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """Embeddings of the micro-batches' statements and negations, and their targets (polarity term)."""
+        """Each item's statement and negation embeddings ``(B, F, D)`` of every finding, and its targets
+        ``(B, F)`` (polarity term; each micro-batch drew its own pair per finding)."""
         if "polarity_ids" not in micro[0]:
             return None
         width = max(m["polarity_ids"].shape[1] for m in micro)
         pad = self.model.text_encoder.tokenizer.pad_token_id
-        halves = [torch.nn.functional.pad(m[key], (0, width - m[key].shape[1]), value=pad if key == "polarity_ids" else 0)
-                  for m in micro for key in ("polarity_ids", "polarity_mask")]  # fmt: skip
-        ids = torch.cat([h.chunk(2)[i] for i in (0, 1) for h in halves[0::2]]).to(self.device, non_blocking=True)
-        mask = torch.cat([h.chunk(2)[i] for i in (0, 1) for h in halves[1::2]]).to(self.device, non_blocking=True)
-        positive, negative = self.model.encode_text(ids, mask).chunk(2)
+        ids = torch.cat([F.pad(m["polarity_ids"], (0, width - m["polarity_ids"].shape[1]), value=pad) for m in micro])
+        mask = torch.cat([F.pad(m["polarity_mask"], (0, width - m["polarity_mask"].shape[1])) for m in micro])
+        emb = self.model.encode_text(ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True))
+        findings = micro[0]["polarity_targets"].shape[1]
+        sizes = torch.tensor([len(m["polarity_targets"]) for m in micro], device=emb.device)
+        per_item = emb.view(len(micro), 2, findings, -1).repeat_interleave(sizes, dim=0)
         targets = torch.cat([m["polarity_targets"] for m in micro]).to(self.device, non_blocking=True)
-        return positive, negative, targets
+        return per_item[:, 0], per_item[:, 1], targets
 
     def _optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
