@@ -69,7 +69,7 @@ def polarity_loss(
     img: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float
 ) -> torch.Tensor:
     r"""Negated statements as hard negatives: for every finding, each image chooses between a statement of it and
-    its negation ("pleural effusion is present" / "pleural effusion is absent"), the two-way softmax zero-shot
+    its negation ("pleural effusion is seen" / "pleural fluid is not seen"), the two-way softmax zero-shot
     classification reads at inference. Each finding weighs its present and its absent images equally (half each,
     when the batch has both), so a rare finding is not learnt as "always absent"; findings are then averaged.
 
