@@ -156,10 +156,10 @@ class Trainer:
                 f"one global batch ({t.batch_size} x {self.info.world_size} ranks); lower train.batch_size"
             )
         labels = label_reports(self.cohort, train_idx) if d.labels == "reports" else None
+        train_labels = self.cohort.item_labels(train_idx) if labels is None else labels
         self.train_set = PairBatches(
-            self.cohort, train_idx, self._token_bank(train_idx, labels), d.max_slices, labels, augment_strength(d.augment),
-            self.concepts, self._polarity_bank(self.cohort.item_labels(train_idx) if labels is None else labels),
-            d.slice_draw,
+            self.cohort, train_idx, self._token_bank(train_idx, labels), d.max_slices, train_labels,
+            augment_strength(d.augment), self.concepts, self._polarity_bank(train_labels), d.slice_draw,
         )  # fmt: skip
         self.val_set = PairDataset(self.cohort, val_idx, d.max_slices) if len(val_idx) >= 2 else None
         self.sampler = ResumableSampler(
