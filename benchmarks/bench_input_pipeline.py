@@ -43,6 +43,7 @@ from medvl.augment import AugmentStrength
 from medvl.cli import main as medvl_main
 from medvl.data.cache import CachedCohort, collate_cohort, even_slices
 from medvl.data.pairs import cached_report_text, report_text
+from medvl.interrupts import interruptible_worker
 from medvl.text.sentences import split_sentences
 from medvl.text.tokenizer import train_wordpiece
 from medvl.train.batches import PairBatches, device_inputs
@@ -113,7 +114,7 @@ def medvl_batches(cohort: CachedCohort, indices: np.ndarray, args: argparse.Name
     sampler = ResumableSampler(len(indices), 0, batch_size=args.batch)
     loader = DataLoader(data, batch_size=None, sampler=BatchSampler(sampler, args.batch, drop_last=True),
                         num_workers=args.workers, pin_memory=args.device == "cuda", persistent_workers=args.workers > 0,
-                        generator=torch.Generator())  # fmt: skip
+                        worker_init_fn=interruptible_worker, generator=torch.Generator())  # fmt: skip
     device, volumes = torch.device(args.device), max_slices > 1
 
     def batches() -> Iterator:

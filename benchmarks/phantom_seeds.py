@@ -9,7 +9,8 @@ Synthesizes the test session's phantom cohort (1,200 radiographs at 128 px, seed
 holds it, trains ``--recipe`` once per seed (``train.seed=N`` plus any ``--set`` overrides) and prints, per seed:
 zero-shot AUROC per planted finding on the test split (the app's prompt ensembles, positive vs negative) and
 the mean patch-concept zero-shot AUROC (:func:`medvl.infer.zeroshot.cohort_concept_aurocs`),
-validation retrieval at the last evaluation, and the pointing game and deletion test of
+validation retrieval at the last evaluation, the test positives per finding and each AUROC's standard error
+(Hanley & McNeil: a finding with a dozen positives is read coarsely), and the pointing game and deletion test of
 :mod:`medvl.infer.faithfulness`. Results go to ``WORK/seeds.jsonl`` as well. Each seed is a full training run
 (about 5 CPU minutes for phantom-tiny on 2 cores). ``--manifest`` trains on another phantom cohort's manifest
 instead (e.g. radiographs rendered from real reports, ``medvl synth --from-reports iu-xray``).
@@ -54,6 +55,20 @@ def prepare_cohort(work: Path) -> tuple[Path, Path]:
     return manifest, work / "cache"
 
 
+def auroc_standard_error(auroc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of an AUROC: with few positives one reading is coarse."""
+    q1, q2 = auroc / (2 - auroc), 2 * auroc**2 / (1 + auroc)
+    variance = auroc * (1 - auroc) + (positives - 1) * (q1 - auroc**2) + (negatives - 1) * (q2 - auroc**2)
+    return float(np.sqrt(variance / (positives * negatives)))
+
+
+def test_positives(cache: Path) -> dict[str, int]:
+    """Positive test studies per planted finding."""
+    cohort = CachedCohort(cache)
+    labels = cohort.item_labels(cohort.select("test", "2d"))
+    return {f: int((labels[:, list(cohort.label_space).index(f)] == 1).sum()) for f in FINDINGS_2D}
+
+
 def zero_shot(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str, float]]:
     """Test-split zero-shot AUROC per planted finding: default prompt ensembles, and patch-concept scores."""
     model, _ = load_for_inference(model_dir)
@@ -87,6 +102,8 @@ def run_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest
     ])  # fmt: skip
     result = run_pretrain(config)
     aurocs, concept_aurocs = zero_shot(result.model_dir, cache)
+    positives = test_positives(cache)
+    studies = len(CachedCohort(cache).select("test", "2d"))
     faith = measure(result.model_dir, cache)
     val = last_validation(result.run_dir)
     return {
@@ -94,6 +111,10 @@ def run_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest
         "overrides": overrides,
         "zero_shot": {k: round(v, 3) for k, v in aurocs.items()},
         "zero_shot_mean": round(float(np.mean(list(aurocs.values()))), 3),
+        "test_positives": positives,
+        "zero_shot_se": {
+            k: round(auroc_standard_error(v, positives[k], studies - positives[k]), 3) for k, v in aurocs.items()
+        },
         "patch_concept_mean": round(float(np.mean(list(concept_aurocs.values()))), 3),
         "val_i2t_R5": round(val.get("val_i2t_R5", float("nan")), 3),
         "val_t2i_R5": round(val.get("val_t2i_R5", float("nan")), 3),

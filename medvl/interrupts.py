@@ -32,7 +32,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def worker_default_sigterm(worker_id: int) -> None:
-    """``worker_init_fn`` for DataLoaders: a worker dies at once on SIGTERM instead of inheriting the parent's
-    interrupt handler (whose teardown printed a thread traceback); the parent alone reports the interrupt."""
+def interruptible_worker(worker_id: int) -> None:
+    """``worker_init_fn`` for DataLoaders, so that an interrupted parent alone reports the interrupt.
+
+    A worker dies at once on SIGTERM instead of inheriting the parent's interrupt handler (whose teardown printed
+    a thread traceback), and hands its batches over in shared-memory files rather than file descriptors: a
+    parent interrupted while fetching a descriptor left the worker's descriptor server printing a traceback.
+    """
+    import torch.multiprocessing
+
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.multiprocessing.set_sharing_strategy("file_system")

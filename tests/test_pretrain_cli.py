@@ -31,3 +31,11 @@ def test_overrides_may_follow_the_options(capsys):
     with pytest.raises(SystemExit) as refused:  # anything else after the options is still refused
         medvl_main(["pretrain", recipe, "--print-config", "--no-such-option"])
     assert refused.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_a_repeat_threshold_that_is_no_frequency_is_refused(tiny_cache, tmp_path, capsys):
+    code = medvl_main(["pretrain", f"data.cache={tiny_cache}", "data.image_size=64", "data.repeat_threshold=1.5",
+                       f"output_dir={tmp_path}", "tracking.log_model=false"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "data.repeat_threshold must be in [0, 1)" in err and "1.5" in err and "Traceback" not in err

@@ -20,7 +20,7 @@ from medvl.train.checkpoint import (
     set_rng_state,
 )
 from medvl.train.distributed import env_info, first_slurm_host
-from medvl.train.sampling import ResumableSampler, sample_seed
+from medvl.train.sampling import ResumableSampler, repeat_factors, sample_seed
 from medvl.train.schedule import cosine_with_warmup
 
 
@@ -45,6 +45,42 @@ def test_padding_without_drop_last_and_item_seeds():
     assert sample_seed(1, 2, 3) == sample_seed(1, 2, 3) != sample_seed(1, 2, 4)
     with pytest.raises(ValueError, match="empty"):
         ResumableSampler(0)
+
+
+def test_repeat_factors_follow_the_rarest_positive_finding():
+    labels = np.zeros((100, 3))
+    labels[:1, 0] = 1  # 1 % of items: repeated sqrt(0.04 / 0.01) = 2 times
+    labels[:50, 1] = 1  # 50 %: common, no repeat
+    labels[1:3, 2] = -1  # uncertain mentions do not count as positives
+    factors = repeat_factors(labels, 0.04)
+    assert factors[0] == pytest.approx(2.0)
+    assert np.all(factors[1:] == 1.0)
+    assert np.all(repeat_factors(labels, 0.001) == 1.0)  # nothing rarer than the threshold
+
+
+def test_repeats_show_rare_items_more_often_with_their_own_seeds_and_resume():
+    n = 40
+    assert list(ResumableSampler(n, seed=5, batch_size=4, repeats=np.ones(n))) == list(
+        ResumableSampler(n, seed=5, batch_size=4)
+    )  # factors of 1 change nothing, so a recipe that sets a threshold its cohort never reaches keeps its runs
+    repeats = np.ones(n)
+    repeats[:2] = 3.0
+    repeats[2] = 2.5
+    sampler = ResumableSampler(n, seed=5, batch_size=4, drop_last=False, repeats=repeats)
+    shown = list(sampler)
+    counts = np.bincount([i for i, _ in shown], minlength=n)
+    assert counts[0] == counts[1] == 3 and counts[2] in (2, 3) and np.all(counts[3:] == 1)
+    assert len({seed for _, seed in shown}) == len(shown)  # every showing augmented and described anew
+    resumed = ResumableSampler(n, seed=5, batch_size=4, drop_last=False, repeats=repeats)
+    resumed.set_epoch(0, start=7)
+    assert list(resumed) == shown[7:]
+    ranks = [ResumableSampler(n, seed=5, rank=r, world_size=2, batch_size=4, repeats=repeats) for r in (0, 1)]
+    assert sorted(p for rank in ranks for p in rank) == sorted(shown[: len(list(ranks[0])) * 2])
+    half = 0
+    for epoch in range(40):  # the fractional part is drawn per epoch
+        sampler.set_epoch(epoch)
+        half += sum(i == 2 for i, _ in sampler) == 3
+    assert 8 <= half <= 32
 
 
 def test_checkpoint_is_atomic_and_restores_rng(tmp_path):

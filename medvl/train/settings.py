@@ -23,6 +23,9 @@ class DataSettings:
     and descriptors are always present somewhere in a volume, so they teach its regions nothing).
     ``label_prompts`` adds that many CXR-CLIP-style label prompts to each item's candidate texts, written from
     its ``labels`` ("Cardiomegaly is present. Pleural effusion is absent."; :mod:`medvl.text.label_prompts`).
+    ``repeat_threshold`` t > 0 shows a training item whose rarest positive finding has training frequency f < t
+    about ``sqrt(t / f)`` times per epoch (LVIS repeat-factor sampling), so a finding that few reports state is
+    seen often enough to be learnt; findings at least that frequent leave the order unchanged.
     """
 
     cache: str = ""
@@ -42,6 +45,7 @@ class DataSettings:
     labels: Literal["reports", "manifest"] = "reports"
     concepts: Literal["all", "findings"] = "all"
     label_prompts: int = 0
+    repeat_threshold: float = 0.0
 
 
 @dataclass

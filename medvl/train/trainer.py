@@ -35,7 +35,7 @@ from medvl.data.pairs import PairDataset, cached_report_text, collate_pairs, lab
 from medvl.distributed_gather import scale_gradient
 from medvl.infer.embed import embed_pairs, uses_slices
 from medvl.infer.retrieval import retrieval_metrics
-from medvl.interrupts import worker_default_sigterm
+from medvl.interrupts import interruptible_worker
 from medvl.losses import ContrastiveLoss
 from medvl.models.vlm import LOGIT_PARAMETERS
 from medvl.provenance import code_version, environment
@@ -52,7 +52,7 @@ from medvl.train.checkpoint import (
     set_rng_state,
 )
 from medvl.train.model_setup import PreparedRun, prepare_run
-from medvl.train.sampling import ResumableSampler
+from medvl.train.sampling import ResumableSampler, repeat_factors
 from medvl.train.schedule import cosine_with_warmup, plateau
 from medvl.train.settings import PretrainConfig
 from medvl.train.text_ids import PolarityBank, TokenBank, bank_key, token_bank
@@ -163,17 +163,25 @@ class Trainer:
         )  # fmt: skip
         self.val_set = PairDataset(self.cohort, val_idx, d.max_slices) if len(val_idx) >= 2 else None
         self.sampler = ResumableSampler(
-            len(train_idx), t.seed, self.info.rank, self.info.world_size, shuffle=True, drop_last=True, batch_size=t.batch_size
+            len(train_idx), t.seed, self.info.rank, self.info.world_size, shuffle=True, drop_last=True,
+            batch_size=t.batch_size, repeats=self._repeats(train_labels),
         )  # fmt: skip
         workers = hardware.loader_workers(d.workers, distributed.local_world_size())
         self.loader = DataLoader(
             self.train_set, batch_size=None, sampler=BatchSampler(self.sampler, t.batch_size, drop_last=True),
             num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
-            prefetch_factor=d.prefetch if workers > 0 else None, worker_init_fn=worker_default_sigterm,
+            prefetch_factor=d.prefetch if workers > 0 else None, worker_init_fn=interruptible_worker,
             generator=torch.Generator().manual_seed(t.seed),  # its own: starting an epoch leaves dropout's RNG alone
         )  # fmt: skip
         names = self.model.tokenize(self.concepts.names) if self.concepts is not None else {}
         self.concept_tokens = {k: v.to(self.device) for k, v in names.items()}
+
+    def _repeats(self, labels: np.ndarray) -> np.ndarray | None:
+        """Per-item repeat factors of ``data.repeat_threshold`` (None when it is off)."""
+        threshold = self.cfg.data.repeat_threshold
+        if not 0 <= threshold < 1:
+            raise ConfigError(f"data.repeat_threshold must be in [0, 1) (a training frequency), got {threshold}")
+        return repeat_factors(labels, threshold) if threshold > 0 else None
 
     def _token_bank(self, indices: np.ndarray, labels: np.ndarray | None) -> TokenBank:
         """Token ids of the training texts (with ``data.label_prompts`` label prompts per item, written from
