@@ -62,11 +62,12 @@ def auroc_standard_error(auroc: float, positives: int, negatives: int) -> float:
     return float(np.sqrt(variance / (positives * negatives)))
 
 
-def test_positives(cache: Path) -> dict[str, int]:
-    """Positive test studies per planted finding."""
+def test_counts(cache: Path) -> tuple[dict[str, int], int]:
+    """Positive test studies per planted finding, and the number of test studies."""
     cohort = CachedCohort(cache)
     labels = cohort.item_labels(cohort.select("test", "2d"))
-    return {f: int((labels[:, list(cohort.label_space).index(f)] == 1).sum()) for f in FINDINGS_2D}
+    positives = {f: int((labels[:, list(cohort.label_space).index(f)] == 1).sum()) for f in FINDINGS_2D}
+    return positives, len(labels)
 
 
 def zero_shot(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str, float]]:
@@ -102,8 +103,7 @@ def run_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest
     ])  # fmt: skip
     result = run_pretrain(config)
     aurocs, concept_aurocs = zero_shot(result.model_dir, cache)
-    positives = test_positives(cache)
-    studies = len(CachedCohort(cache).select("test", "2d"))
+    positives, studies = test_counts(cache)
     faith = measure(result.model_dir, cache)
     val = last_validation(result.run_dir)
     return {

@@ -97,7 +97,7 @@ def polarity_loss(
     for cls in (0, 1):
         members = (targets == cls).float()
         weights = weights + members / members.sum(0).clamp(min=1.0)
-    classes = ((targets == 0).any(0).float() + (targets == 1).any(0).float())
+    classes = (targets == 0).any(0).float() + (targets == 1).any(0).float()
     per_finding = (nll.view_as(targets) * weights).sum(0) / classes.clamp(min=1.0)
     return per_finding[classes > 0].mean()
 
