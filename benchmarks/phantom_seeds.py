@@ -4,16 +4,21 @@
     .venv/bin/python benchmarks/phantom_seeds.py --seeds 0 1 2 3 --set model.overrides.loss.weights.concept=0
     .venv/bin/python benchmarks/phantom_seeds.py --seeds 0 1 2 3 4 --set data.label_prompts=1 \
         --manifest iu-phantoms.parquet --work iu-seeds      # real report language (medvl synth --from-reports)
+    .venv/bin/python benchmarks/phantom_seeds.py --seeds 0 1 2 3 4 --manifest iu-phantoms.parquet --work iu-pre \
+        --set 'model.init_from=phantom-seeds/seed-{seed}/phantom-tiny/model'   # start from the phantom towers
+    .venv/bin/python benchmarks/phantom_seeds.py --seeds 0 1 2 3 4 --manifest iu-phantoms.parquet --work iu-pre \
+        --model 'phantom-seeds/seed-{seed}/phantom-tiny/model'                  # measure saved models, no training
 
 Synthesizes the test session's phantom cohort (1,200 radiographs at 128 px, seed 1) unless ``--work`` already
 holds it, trains ``--recipe`` once per seed (``train.seed=N`` plus any ``--set`` overrides) and prints, per seed:
 zero-shot AUROC per planted finding on the test split (the app's prompt ensembles, positive vs negative) and
 the mean patch-concept zero-shot AUROC (:func:`medvl.infer.zeroshot.cohort_concept_aurocs`),
-validation retrieval at the last evaluation, the test positives per finding and each AUROC's standard error
-(Hanley & McNeil: a finding with a dozen positives is read coarsely), and the pointing game and deletion test of
-:mod:`medvl.infer.faithfulness`. Results go to ``WORK/seeds.jsonl`` as well. Each seed is a full training run
-(about 5 CPU minutes for phantom-tiny on 2 cores). ``--manifest`` trains on another phantom cohort's manifest
-instead (e.g. radiographs rendered from real reports, ``medvl synth --from-reports iu-xray``).
+validation retrieval at the last evaluation, test retrieval (R@5 both ways), the test positives per finding and
+each AUROC's standard error (Hanley & McNeil: a finding with a dozen positives is read coarsely), and the
+pointing game and deletion test of :mod:`medvl.infer.faithfulness`. Results go to ``WORK/seeds.jsonl`` as well.
+Each seed is a full training run (about 5 CPU minutes for phantom-tiny on 2 cores). ``--manifest`` trains on
+another phantom cohort's manifest instead (e.g. radiographs rendered from real reports, ``medvl synth
+--from-reports iu-xray``); ``{seed}`` in ``--set`` or ``--model`` stands for the seed.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from medvl.data.pairs import PairDataset, collate_pairs
 from medvl.infer.embed import embed_pairs
 from medvl.infer.faithfulness import FINDINGS_2D, measure
 from medvl.infer.loading import load_for_inference, read_concepts
+from medvl.infer.retrieval import retrieval_metrics
 from medvl.infer.zeroshot import cohort_concept_aurocs, prompt_ensemble_aurocs
 from medvl.text.concepts import ConceptVocabulary
 from medvl.text.lexicon import Lexicon
@@ -70,8 +76,9 @@ def test_counts(cache: Path) -> tuple[dict[str, int], int]:
     return positives, len(labels)
 
 
-def zero_shot(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str, float]]:
-    """Test-split zero-shot AUROC per planted finding: default prompt ensembles, and patch-concept scores."""
+def test_readings(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Test-split zero-shot AUROC per planted finding (default prompt ensembles, and patch-concept scores) and
+    test image-report R@5 both ways."""
     model, _ = load_for_inference(model_dir)
     cohort = CachedCohort(cache)
     emb = embed_pairs(
@@ -83,7 +90,8 @@ def zero_shot(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str,
     trained = read_concepts(model_dir)
     vocabulary = ConceptVocabulary(trained, Lexicon.default())
     with_concept = [f for f in FINDINGS_2D if vocabulary.for_observation(f) is not None]  # rare ones may lack one
-    return ensembles, cohort_concept_aurocs(model, cohort, with_concept, trained)
+    retrieval = retrieval_metrics(emb.image, emb.text, (5,))
+    return ensembles, cohort_concept_aurocs(model, cohort, with_concept, trained), retrieval
 
 
 def last_validation(run_dir: Path) -> dict[str, float]:
@@ -94,18 +102,21 @@ def last_validation(run_dir: Path) -> dict[str, float]:
     return {k: v for k, v in rows[-1].items() if k.startswith("val_")} if rows else {}
 
 
-def run_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest: Path, cache: Path) -> dict:
-    """Train one seed and measure it."""
+def train_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest: Path, cache: Path) -> Path:
+    """Train one seed; returns its run folder."""
     out = work / f"seed-{seed}"
     config = load_config(PretrainConfig, recipe, [
         f"output_dir={out}", f"data.manifest={manifest}", f"data.cache={cache}",
         f"tracking.uri=sqlite:///{out / 'mlflow.db'}", f"train.seed={seed}", *overrides,
     ])  # fmt: skip
-    result = run_pretrain(config)
-    aurocs, concept_aurocs = zero_shot(result.model_dir, cache)
+    return run_pretrain(config).run_dir
+
+
+def measure_seed(seed: int, overrides: list[str], model_dir: Path, cache: Path, val: dict[str, float]) -> dict:
+    """One seed's row: zero-shot, retrieval at the last validation (``val``), heatmap faithfulness."""
+    aurocs, concept_aurocs, retrieval = test_readings(model_dir, cache)
     positives, studies = test_counts(cache)
-    faith = measure(result.model_dir, cache)
-    val = last_validation(result.run_dir)
+    faith = measure(model_dir, cache)
     return {
         "seed": seed,
         "overrides": overrides,
@@ -118,6 +129,8 @@ def run_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest
         "patch_concept_mean": round(float(np.mean(list(concept_aurocs.values()))), 3),
         "val_i2t_R5": round(val.get("val_i2t_R5", float("nan")), 3),
         "val_t2i_R5": round(val.get("val_t2i_R5", float("nan")), 3),
+        "test_i2t_R5": round(retrieval["i2t_R5"], 3),
+        "test_t2i_R5": round(retrieval["t2i_R5"], 3),
         "pointing": round(faith.pointing, 3),
         "pointing_chance": round(faith.chance_rate, 3),
         "studies": len(faith.hits),
@@ -132,16 +145,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recipe", type=Path, default=REPO / "configs" / "pretrain" / "phantom-tiny.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="recipe override applied to every seed (repeatable)")  # fmt: skip
+                        help="recipe override applied to every seed (repeatable); {seed} in it stands for the seed, e.g. "
+                             "model.init_from=pre/seed-{seed}/phantom-tiny/model")  # fmt: skip
     parser.add_argument(
         "--work", type=Path, default=Path("phantom-seeds"), help="cohort, cache and runs go here"
     )
     parser.add_argument("--manifest", type=Path, help="train on this phantom manifest instead of synthesizing one")
+    parser.add_argument("--model", metavar="DIR",
+                        help="measure this saved model instead of training one ({seed} stands for the seed)")  # fmt: skip
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     manifest, cache = (args.manifest, args.work / "cache") if args.manifest else prepare_cohort(args.work)
     for seed in args.seeds:
-        row = run_seed(args.recipe, seed, args.overrides, args.work, manifest, cache)
+        overrides = [override.replace("{seed}", str(seed)) for override in args.overrides]
+        if args.model:
+            model_dir, val = Path(args.model.replace("{seed}", str(seed))), {}
+        else:
+            run_dir = train_seed(args.recipe, seed, overrides, args.work, manifest, cache)
+            model_dir, val = run_dir / "model", last_validation(run_dir)
+        row = measure_seed(seed, overrides, model_dir, cache, val)
         print(json.dumps(row), flush=True)
         with (args.work / "seeds.jsonl").open("a") as fh:
             fh.write(json.dumps(row) + "\n")
