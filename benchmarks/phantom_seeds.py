@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,30 +69,32 @@ def auroc_standard_error(auroc: float, positives: int, negatives: int) -> float:
     return float(np.sqrt(variance / (positives * negatives)))
 
 
-def test_counts(cache: Path) -> tuple[dict[str, int], int]:
-    """Positive test studies per planted finding, and the number of test studies."""
-    cohort = CachedCohort(cache)
-    labels = cohort.item_labels(cohort.select("test", "2d"))
-    positives = {f: int((labels[:, list(cohort.label_space).index(f)] == 1).sum()) for f in FINDINGS_2D}
-    return positives, len(labels)
+@dataclass(frozen=True)
+class TestReadings:
+    """What one model reads on the test split."""
+
+    prompt_aurocs: dict[str, float]  # the app's prompt ensembles, per planted finding
+    concept_aurocs: dict[str, float]  # patch-concept scores, per finding with a trained concept
+    retrieval: dict[str, float]  # image-report R@5 both ways
+    positives: dict[str, int]  # positive test studies per planted finding
+    studies: int
 
 
-def test_readings(model_dir: Path, cache: Path) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-    """Test-split zero-shot AUROC per planted finding (default prompt ensembles, and patch-concept scores) and
-    test image-report R@5 both ways."""
+def read_test_split(model_dir: Path, cache: Path) -> TestReadings:
+    """Zero-shot AUROCs, retrieval and the positives they rest on, from one pass over the test split."""
     model, _ = load_for_inference(model_dir)
     cohort = CachedCohort(cache)
-    emb = embed_pairs(
-        model, PairDataset(cohort, cohort.select("test", "2d")), collate_pairs, CPU
-    )
+    emb = embed_pairs(model, PairDataset(cohort, cohort.select("test", "2d")), collate_pairs, CPU)
     prompts = build_prompts()
     findings = {f: prompts[f] for f in FINDINGS_2D}
     ensembles = prompt_ensemble_aurocs(model, emb.image, emb.labels, cohort.label_space, findings)
     trained = read_concepts(model_dir)
     vocabulary = ConceptVocabulary(trained, Lexicon.default())
     with_concept = [f for f in FINDINGS_2D if vocabulary.for_observation(f) is not None]  # rare ones may lack one
-    retrieval = retrieval_metrics(emb.image, emb.text, (5,))
-    return ensembles, cohort_concept_aurocs(model, cohort, with_concept, trained), retrieval
+    space = list(cohort.label_space)
+    positives = {f: int((emb.labels[:, space.index(f)] == 1).sum()) for f in FINDINGS_2D}
+    return TestReadings(ensembles, cohort_concept_aurocs(model, cohort, with_concept, trained),
+                        retrieval_metrics(emb.image, emb.text, (5,)), positives, len(emb.labels))  # fmt: skip
 
 
 def last_validation(run_dir: Path) -> dict[str, float]:
@@ -100,6 +103,11 @@ def last_validation(run_dir: Path) -> dict[str, float]:
         json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if "val_" in line
     ]
     return {k: v for k, v in rows[-1].items() if k.startswith("val_")} if rows else {}
+
+
+def for_seed(text: str, seed: int) -> str:
+    """``text`` with ``{seed}`` standing for the seed."""
+    return text.replace("{seed}", str(seed))
 
 
 def train_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manifest: Path, cache: Path) -> Path:
@@ -114,8 +122,8 @@ def train_seed(recipe: Path, seed: int, overrides: list[str], work: Path, manife
 
 def measure_seed(seed: int, overrides: list[str], model_dir: Path, cache: Path, val: dict[str, float]) -> dict:
     """One seed's row: zero-shot, retrieval at the last validation (``val``), heatmap faithfulness."""
-    aurocs, concept_aurocs, retrieval = test_readings(model_dir, cache)
-    positives, studies = test_counts(cache)
+    test = read_test_split(model_dir, cache)
+    aurocs, positives = test.prompt_aurocs, test.positives
     faith = measure(model_dir, cache)
     return {
         "seed": seed,
@@ -124,13 +132,13 @@ def measure_seed(seed: int, overrides: list[str], model_dir: Path, cache: Path, 
         "zero_shot_mean": round(float(np.mean(list(aurocs.values()))), 3),
         "test_positives": positives,
         "zero_shot_se": {
-            k: round(auroc_standard_error(v, positives[k], studies - positives[k]), 3) for k, v in aurocs.items()
+            k: round(auroc_standard_error(v, positives[k], test.studies - positives[k]), 3) for k, v in aurocs.items()
         },
-        "patch_concept_mean": round(float(np.mean(list(concept_aurocs.values()))), 3),
+        "patch_concept_mean": round(float(np.mean(list(test.concept_aurocs.values()))), 3),
         "val_i2t_R5": round(val.get("val_i2t_R5", float("nan")), 3),
         "val_t2i_R5": round(val.get("val_t2i_R5", float("nan")), 3),
-        "test_i2t_R5": round(retrieval["i2t_R5"], 3),
-        "test_t2i_R5": round(retrieval["t2i_R5"], 3),
+        "test_i2t_R5": round(test.retrieval["i2t_R5"], 3),
+        "test_t2i_R5": round(test.retrieval["t2i_R5"], 3),
         "pointing": round(faith.pointing, 3),
         "pointing_chance": round(faith.chance_rate, 3),
         "studies": len(faith.hits),
@@ -157,9 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     manifest, cache = (args.manifest, args.work / "cache") if args.manifest else prepare_cohort(args.work)
     for seed in args.seeds:
-        overrides = [override.replace("{seed}", str(seed)) for override in args.overrides]
+        overrides = [for_seed(override, seed) for override in args.overrides]
         if args.model:
-            model_dir, val = Path(args.model.replace("{seed}", str(seed))), {}
+            model_dir, val = Path(for_seed(args.model, seed)), {}
         else:
             run_dir = train_seed(args.recipe, seed, overrides, args.work, manifest, cache)
             model_dir, val = run_dir / "model", last_validation(run_dir)
