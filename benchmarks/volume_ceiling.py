@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/volume_ceiling.py --cache volume-seeds/cache --head linear cosine concept
     .venv/bin/python benchmarks/volume_ceiling.py --cache CACHE --head linear --jitter --steps 1000 --eval-slices 256
+    .venv/bin/python benchmarks/volume_ceiling.py --cache CACHE --labels slices --steps 3000 --figure lookalikes.png
 
 Trains the image encoder of ``tiny-radclip-resnet18`` (64 px, group norm) from scratch on the ground-truth
 labels of the six planted findings (not the reports), each volume pooled as stage 2d pools it (best region of
@@ -12,6 +13,12 @@ the text tower's embedding of each finding's concept name in place of the learnt
 than labels, so what a head cannot reach here the pretraining recipe cannot reach either. ``--jitter`` draws
 the training slices anew each step (``data.slice_draw: jittered``), ``--augment`` augments them as
 ``data.augment`` does, and ``--eval-split train`` measures how well the head fits its own training volumes.
+
+``--labels slices`` trains on each slice's own labels instead, read from the phantom masks (a slice shows a
+finding when any of its pixels carries the finding's bit), 128 slices a step, linear head. It prints the
+per-slice test AUROC and the volume AUROC of the same classifier read as the app reads a volume (its best
+slice), which separates "can a slice show it" from "does the best slice of a volume find it"; ``--figure``
+shows what the best slices of volumes without a focal finding look like to it.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from sklearn.metrics import roc_auc_score
 
 from medvl.augment import augment_batch, draw_batch
 from medvl.data.cache import CachedCohort
-from medvl.data.phantom.findings import CT_FINDINGS
+from medvl.data.phantom.findings import CT_FINDINGS, FOCAL_CT_FINDINGS
+from medvl.data.phantom.labels import MASK_BITS_3D
 from medvl.models import build_model
 from medvl.train.batches import augment_strength
 
@@ -103,6 +111,69 @@ def run(cache: CachedCohort, head: str, steps: int, slices: int, seed: int, jitt
     return {f: round(float(roc_auc_score(t[:, j], p[:, j])), 3) for j, f in enumerate(CT_FINDINGS)}
 
 
+def _slices_of(cache: CachedCohort, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every slice of ``indices`` as uint8 ``(N, H, W)`` and its mask labels ``(N, F)`` in CT_FINDINGS order."""
+    bits = np.array([MASK_BITS_3D[f] for f in CT_FINDINGS], dtype=np.uint8)
+    pixels, labels = [], []
+    for i in indices:
+        item = cache[int(i)]
+        if "mask" not in item:
+            raise SystemExit(f"{cache.cache_dir}: volume {item['study_id']} has no mask; --labels slices needs phantom masks")
+        pixels.append(np.rint(item["image"][:, 0].numpy() * 255).astype(np.uint8))
+        labels.append((item["mask"][:, 0].numpy()[:, None] & bits[None, :, None, None]).any(axis=(2, 3)))
+    return np.concatenate(pixels), np.concatenate(labels).astype(np.float32)
+
+
+def save_lookalikes(path: Path, slices: np.ndarray, scores: np.ndarray, starts: np.ndarray, truth: np.ndarray) -> None:
+    """A PNG: per focal finding (a row), the best slices of the 8 highest-scoring test volumes without it."""
+    from PIL import Image
+
+    rows = []
+    for name in FOCAL_CT_FINDINGS:
+        j = CT_FINDINGS.index(name)
+        best = [a + int(scores[a:b, j].argmax()) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+        normal = np.flatnonzero(truth[:, j] == 0)
+        top = normal[np.argsort(-scores[[best[k] for k in normal], j])][:8]
+        rows.append(np.concatenate([slices[best[k]] for k in top], axis=1))
+    grid = np.concatenate(rows, axis=0)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
+
+
+def run_slices(cache: CachedCohort, steps: int, seed: int, figure: Path | None = None) -> dict[str, dict[str, float]]:
+    """Train the encoder and a linear head on single slices with their mask labels; return the per-slice and
+    per-volume (best slice) test AUROC per finding (``figure``: also save :func:`save_lookalikes` there)."""
+    torch.manual_seed(seed)
+    train = np.flatnonzero((cache.splits == "train") & cache.is_volume)
+    test = np.flatnonzero((cache.splits == "test") & cache.is_volume)
+    x_train, y_train = _slices_of(cache, train)
+    x_test, y_test = _slices_of(cache, test)
+    probe = Probe("linear", cache.size)
+    optimizer = torch.optim.Adam(probe.parameters(), 1e-3)
+    rng = np.random.default_rng(seed)
+    one = torch.ones(128, dtype=torch.long)
+    for _ in range(steps):
+        rows = rng.choice(len(x_train), 128, replace=False)
+        logits = probe(torch.from_numpy(x_train[rows, None]).float() / 255.0, one)
+        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y_train[rows]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    probe.eval()
+    with torch.no_grad():
+        scores = torch.cat([probe(torch.from_numpy(x_test[k : k + 256, None]).float() / 255.0,
+                                  torch.ones(len(x_test[k : k + 256]), dtype=torch.long))
+                            for k in range(0, len(x_test), 256)]).numpy()  # fmt: skip
+    starts = np.concatenate([[0], np.cumsum(cache.depths[test])])
+    best = np.stack([scores[a:b].max(0) for a, b in zip(starts[:-1], starts[1:], strict=True)])
+    truth = np.nan_to_num(cache.item_labels(test)[:, [cache.label_space.index(f) for f in CT_FINDINGS]])
+    if figure is not None:
+        save_lookalikes(figure, x_test, scores, starts, truth)
+    return {
+        "slice": {f: round(float(roc_auc_score(y_test[:, j], scores[:, j])), 3) for j, f in enumerate(CT_FINDINGS)},
+        "volume": {f: round(float(roc_auc_score(truth[:, j], best[:, j])), 3) for j, f in enumerate(CT_FINDINGS)},
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -116,8 +187,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--augment", default="none", choices=["none", "light", "convirt"],
                         help="training augmentation, as the recipes' data.augment")
     parser.add_argument("--eval-split", default="test", help="split to measure on (train: how well the head fits)")
+    parser.add_argument("--labels", default="volumes", choices=["volumes", "slices"],
+                        help="train on the volumes' labels (multiple-instance) or on each slice's mask labels")
+    parser.add_argument("--figure", type=Path, help="with --labels slices: save the best slices of the "
+                        "highest-scoring test volumes without each focal finding (its lookalikes) as a PNG")
     args = parser.parse_args(argv)
     cache = CachedCohort(args.cache)
+    if args.labels == "slices":
+        for read, aurocs in run_slices(cache, args.steps, args.seed, args.figure).items():
+            print(json.dumps({"labels": "slices", "read": read, "size": cache.size, "steps": args.steps,
+                              "mean": round(float(np.mean(list(aurocs.values()))), 3)} | aurocs), flush=True)  # fmt: skip
+        return
     for head in args.head:
         aurocs = run(cache, head, args.steps, args.slices, args.seed, args.jitter, args.eval_slices, args.eval_split, args.augment)
         print(json.dumps({"head": head, "size": cache.size, "steps": args.steps, "jitter": args.jitter,

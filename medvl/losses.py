@@ -23,6 +23,8 @@ from medvl.models.config import resolve_loss_config
 
 Rows = slice | None
 CONCEPT_LOG_SCALE = math.log(10.0)
+# The terms that compare each image with the reports of the batch (they need the reports encoded).
+PAIR_TERMS = ("convirt", "clip", "siglip", "soft_target")
 
 
 def _check_pairs(img: torch.Tensor, txt: torch.Tensor) -> None:
@@ -268,24 +270,15 @@ class ContrastiveLoss(nn.Module):
         self.local_loss, self.gather_with_grad = local_loss, gather_with_grad
         self.sizes_checked = False  # ranks' batch sizes are compared once (each check is a host sync)
 
-    def forward(
-        self,
-        outputs: Mapping[str, Any],
-        labels: torch.Tensor | None = None,
-        concept_emb: torch.Tensor | None = None,
-        concept_targets: torch.Tensor | None = None,
-        polarity: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-    ) -> LossOutput:
-        """Loss of one step from the model's ``forward`` outputs.
+    @property
+    def needs_text(self) -> bool:
+        """Whether a term compares images with their reports' embeddings (else the reports need no encoding)."""
+        return any(name in self.weights for name in PAIR_TERMS)
 
-        Args:
-            outputs: ``image``, ``text`` and the logit parameters; ``patches`` for the concept term.
-            labels: ``(B, P)`` study labels for ``soft_target``.
-            concept_emb, concept_targets: for ``concept`` (see :func:`concept_alignment_loss`).
-            polarity: ``(positive, negative, targets)`` for ``polarity`` (see :func:`polarity_loss`).
-        """
+    def _pair_terms(self, outputs: Mapping[str, Any], labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The image-report terms, over features gathered from every rank."""
         cfg = self.config
-        image, text = outputs["image"], outputs["text"]
+        image, text = outputs["image"], _need(outputs, "text")
         world = distributed_gather.world_size()
         if world > 1 and not self.gather_with_grad:
             image, text = distributed_gather.scale_gradient(image, world), distributed_gather.scale_gradient(text, world)
@@ -310,6 +303,25 @@ class ContrastiveLoss(nn.Module):
             terms["soft_target"] = soft_target_loss(
                 img, txt, all_labels, cfg["soft_target_tau"], cfg["target_tau"], cfg["uncertain_as"], rows=rows
             )
+        return terms
+
+    def forward(
+        self,
+        outputs: Mapping[str, Any],
+        labels: torch.Tensor | None = None,
+        concept_emb: torch.Tensor | None = None,
+        concept_targets: torch.Tensor | None = None,
+        polarity: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> LossOutput:
+        """Loss of one step from the model's ``forward`` outputs.
+
+        Args:
+            outputs: ``image``, ``text`` and the logit parameters; ``patches`` for the concept term.
+            labels: ``(B, P)`` study labels for ``soft_target``.
+            concept_emb, concept_targets: for ``concept`` (see :func:`concept_alignment_loss`).
+            polarity: ``(positive, negative, targets)`` for ``polarity`` (see :func:`polarity_loss`).
+        """
+        terms = self._pair_terms(outputs, labels) if self.needs_text else {}
         if "concept" in self.weights:
             if concept_emb is None or concept_targets is None or "patches" not in outputs:
                 raise ValueError("the concept term needs outputs['patches'] (forward(..., return_patches=True)), concept_emb and concept_targets")
@@ -322,6 +334,7 @@ class ContrastiveLoss(nn.Module):
                 outputs.get("patch_mask"),
             )
         if "polarity" in self.weights:
+            cfg = self.config
             if polarity is None:
                 raise ValueError("the polarity term needs (positive, negative, targets) statement embeddings")
             scale = _scale(outputs["logit_scale"], cfg["max_logit_scale"]) if outputs.get("logit_scale") is not None else 1.0 / cfg["tau"]

@@ -208,6 +208,22 @@ def test_contrastive_loss_weights_terms():
     assert out.total.item() == pytest.approx(total.item(), rel=1e-12)
 
 
+def test_concept_term_alone_needs_no_report_embeddings():
+    """Stage 2d of the volume recipe (concept term only): the reports are not encoded, and the loss needs no text."""
+    g = torch.Generator().manual_seed(9)
+    patches, concepts = torch.randn(2, 3, 4, generator=g), torch.randn(2, 4, generator=g)
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    outputs = {"image": torch.randn(2, 4, generator=g), "patches": patches,
+               "concept_logit_scale": torch.tensor(math.log(10.0)), "concept_logit_bias": torch.tensor(-5.0)}  # fmt: skip
+    alone = ContrastiveLoss({"weights": {"convirt": 0.0, "concept": 1.0}})
+    assert not alone.needs_text and ContrastiveLoss({"weights": {"convirt": 0.0, "clip": 1.0, "concept": 1.0}}).needs_text
+    out = alone(outputs, concept_emb=concepts, concept_targets=targets)
+    assert set(out.terms) == {"concept"}
+    assert out.total.item() == pytest.approx(concept_alignment_loss(patches, concepts, targets).item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"outputs\['text'\] is missing"):
+        ContrastiveLoss({"weights": {"convirt": 1.0}})(outputs)
+
+
 def test_contrastive_loss_refuses_missing_inputs_and_bad_configs():
     img, txt = _pairs()
     with pytest.raises(ValueError, match="logit_scale"):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from medvl.models import ModelConfigError, build_model
+from medvl.models.chunking import encode_in_chunks
 from medvl.models.slice_pooling import SlicePooling, ZPositionEncoding, resolve_slice_pooling_config
 from tests.test_models_registry import torch_single_thread  # noqa: F401 (fixture)
 
@@ -312,3 +313,20 @@ def test_real_ct_volume_with_physical_positions_in_a_padded_batch(realdata, radc
     assert torch.allclose(both.slice_weights.sum(dim=1), torch.ones(2), atol=1e-6)
     assert torch.allclose(both.embedding[1], thick_alone.embedding[0], atol=1e-5)
     assert torch.allclose(both.embedding[0], shifted.embedding[0], atol=1e-5)  # only relative z matters
+
+
+@pytest.mark.parametrize(("checkpoint", "grad", "calls"), [(False, True, 1), (True, True, 3), (False, False, 3)])
+def test_chunks_split_only_where_they_save_memory(checkpoint, grad, calls):
+    """Without checkpointing, backward keeps every chunk's activations: one pass. Checkpointing or no gradient: chunks."""
+    layer = torch.nn.Linear(4, 2)
+    seen: list[int] = []
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        seen.append(len(x))
+        return layer(x)
+
+    items = torch.randn(10, 4)
+    with torch.set_grad_enabled(grad):
+        out = encode_in_chunks(encode, items, [layer], chunk_size=4, use_checkpoint=checkpoint)
+    torch.testing.assert_close(out, layer(items))
+    assert len(seen) == calls and sum(seen) == 10

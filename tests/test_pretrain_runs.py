@@ -73,9 +73,15 @@ def test_sigkill_then_resume_follows_the_uninterrupted_curve(tiny_cache, tmp_pat
     assert not list(metrics.parent.glob("*.tmp*")), "a checkpoint write was left half-done"
 
 
-def test_two_torchrun_processes_equal_one_process_with_the_full_batch(tiny_cache, tmp_path):
+# The patch-concept term alone (the volume recipe's stage 2d): the reports are not encoded, and the text tower
+# learns through the concept names only; DDP must still see every gradient.
+CONCEPT_ONLY = ("model.overrides.loss.weights.convirt=0", "model.overrides.loss.weights.concept=1", "data.concepts=findings")
+
+
+@pytest.mark.parametrize("terms", [(), CONCEPT_ONLY], ids=["convirt", "concept-only"])
+def test_two_torchrun_processes_equal_one_process_with_the_full_batch(tiny_cache, tmp_path, terms):
     env = _env(tmp_path)
-    extra = ("data.augment=none", "data.text=report", *DETERMINISTIC)
+    extra = ("data.augment=none", "data.text=report", *DETERMINISTIC, *terms)
     single = subprocess.run(_command(tmp_path / "one", tiny_cache, *extra), env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-2000:]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",

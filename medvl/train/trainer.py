@@ -310,14 +310,14 @@ class Trainer:
             self.state.items_in_epoch = 0
 
     def _forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The model's embeddings of one micro-batch (images converted and augmented on the device)."""
+        """The model's embeddings of one micro-batch (images converted and augmented on the device); the reports
+        are encoded only when a loss term compares images with them (not for the concept term alone)."""
         inputs = device_inputs(batch, self.device, self.volumes, self.channels_last)
+        if self.loss_fn.needs_text:
+            inputs["input_ids"] = batch["input_ids"].to(self.device, non_blocking=True)
+            inputs["attention_mask"] = batch["attention_mask"].to(self.device, non_blocking=True)
         with hardware.autocast(self.amp_dtype, self.device):
-            return self.engine(
-                **inputs, input_ids=batch["input_ids"].to(self.device, non_blocking=True),
-                attention_mask=batch["attention_mask"].to(self.device, non_blocking=True),
-                return_patches=self.concepts is not None,
-            )  # fmt: skip
+            return self.engine(**inputs, return_patches=self.concepts is not None)
 
     def _loss(self, out: dict[str, Any], micro: list[dict[str, Any]], shared_scale: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of the accumulated batch; parameters used by the loss itself count ``shared_scale`` times."""
