@@ -19,12 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from medvl.train import distributed
+from medvl.train.settings import PretrainConfig
 from medvl.train.stages import plan_stages
 from medvl.train.trainer import Trainer
 
 
-def stage_steps_per_second(config, steps: int, warmup: int, repeats: int) -> list[float]:  # noqa: ANN001 (PretrainConfig)
+def stage_steps_per_second(config: PretrainConfig, steps: int, warmup: int, repeats: int) -> list[float]:
     """Optimizer steps per second of one stage, ``repeats`` times."""
     trainer = Trainer.for_config(config, distributed.setup())
     batches = trainer._batches()
@@ -32,11 +35,18 @@ def stage_steps_per_second(config, steps: int, warmup: int, repeats: int) -> lis
         trainer._optimizer_step(batches)
     rates = []
     for _ in range(repeats):
+        _sync(trainer.device)
         start = time.perf_counter()
         for _ in range(steps):
             trainer._optimizer_step(batches)
+        _sync(trainer.device)
         rates.append(steps / (time.perf_counter() - start))
     return rates
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figure", type=Path, help="with --labels slices: save the best slices of the "
                         "highest-scoring test volumes without each focal finding (its lookalikes) as a PNG")
     args = parser.parse_args(argv)
+    if args.figure is not None and args.labels != "slices":
+        parser.error("--figure needs --labels slices")
     cache = CachedCohort(args.cache)
     if args.labels == "slices":
         for read, aurocs in run_slices(cache, args.steps, args.seed, args.figure).items():

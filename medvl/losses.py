@@ -23,8 +23,9 @@ from medvl.models.config import resolve_loss_config
 
 Rows = slice | None
 CONCEPT_LOG_SCALE = math.log(10.0)
-# The terms that compare each image with the reports of the batch (they need the reports encoded).
-PAIR_TERMS = ("convirt", "clip", "siglip", "soft_target")
+# The terms that need no report embeddings (concept names and statements are encoded by the trainer itself);
+# every other term compares each image with the reports of the batch.
+IMAGE_ONLY_TERMS = ("concept", "polarity")
 
 
 def _check_pairs(img: torch.Tensor, txt: torch.Tensor) -> None:
@@ -273,7 +274,7 @@ class ContrastiveLoss(nn.Module):
     @property
     def needs_text(self) -> bool:
         """Whether a term compares images with their reports' embeddings (else the reports need no encoding)."""
-        return any(name in self.weights for name in PAIR_TERMS)
+        return any(name not in IMAGE_ONLY_TERMS for name in self.weights)
 
     def _pair_terms(self, outputs: Mapping[str, Any], labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The image-report terms, over features gathered from every rank."""

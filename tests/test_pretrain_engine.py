@@ -124,6 +124,21 @@ def test_validation_is_deterministic_with_dropout_in_the_model(tiny_cache, tmp_p
     assert trainer.validate() == trainer.validate()
 
 
+def test_the_concept_term_alone_trains_without_encoding_the_reports(tiny_cache, tmp_path):
+    """Stage 2d of the volume recipe: the text tower learns through the concept names; the reports are not encoded."""
+    alone = ("model.overrides.loss.weights.convirt=0", "model.overrides.loss.weights.clip=0",
+             "model.overrides.loss.weights.soft_target=0", "data.concepts=findings", "train.batch_size=8")  # fmt: skip
+    trainer = Trainer.for_config(load_config(PretrainConfig, None, _overrides(tmp_path, tiny_cache, *alone)), distributed.DistInfo())
+    batches = trainer._batches()
+    out = trainer._forward(next(batches))
+    assert "text" not in out and "patches" in out
+    text_before = [p.detach().clone() for p in trainer.model.text_encoder.parameters()]
+    terms = trainer._optimizer_step(batches)
+    assert set(terms) == {"loss", "loss_concept"} and math.isfinite(float(terms["loss"]))
+    moved = [not torch.equal(a, b) for a, b in zip(text_before, trainer.model.text_encoder.parameters(), strict=True)]
+    assert any(moved), "the text tower must still learn, through the concept names"
+
+
 def test_fp16_with_a_gradient_scaler_trains(tiny_cache, tmp_path):
     fp16 = load_config(PretrainConfig, None, _overrides(tmp_path / "a", tiny_cache, "train.precision=fp16", "train.steps=2",
                                                         "train.batch_size=8"))  # fmt: skip
