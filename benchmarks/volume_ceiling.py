@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/volume_ceiling.py --cache volume-seeds/cache --head linear cosine concept
     .venv/bin/python benchmarks/volume_ceiling.py --cache CACHE --head linear --jitter --steps 1000 --eval-slices 256
     .venv/bin/python benchmarks/volume_ceiling.py --cache CACHE --labels slices --steps 3000 --figure lookalikes.png
+    .venv/bin/python benchmarks/volume_ceiling.py --cache CACHE --labels key-images --steps 2000
 
 Trains the image encoder of ``tiny-radclip-resnet18`` (64 px, group norm) from scratch on the ground-truth
 labels of the six planted findings (not the reports), each volume pooled as stage 2d pools it (best region of
@@ -18,7 +19,9 @@ the training slices anew each step (``data.slice_draw: jittered``), ``--augment`
 finding when any of its pixels carries the finding's bit), 128 slices a step, linear head. It prints the
 per-slice test AUROC and the volume AUROC of the same classifier read as the app reads a volume (its best
 slice), which separates "can a slice show it" from "does the best slice of a volume find it"; ``--figure``
-shows what the best slices of volumes without a focal finding look like to it.
+shows what the best slices of volumes without a focal finding look like to it. ``--labels key-images`` trains
+on what a report citing key images tells instead (:func:`key_image_targets`): the slice where each lesion is
+largest shows it, every slice of a volume without it does not, the other slices are unknown.
 """
 
 from __future__ import annotations
@@ -112,16 +115,32 @@ def run(cache: CachedCohort, head: str, steps: int, slices: int, seed: int, jitt
 
 
 def _slices_of(cache: CachedCohort, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every slice of ``indices`` as uint8 ``(N, H, W)`` and its mask labels ``(N, F)`` in CT_FINDINGS order."""
+    """Every slice of ``indices`` as uint8 ``(N, H, W)`` and its lesion area per finding ``(N, F)`` in pixels, in
+    CT_FINDINGS order."""
     bits = np.array([MASK_BITS_3D[f] for f in CT_FINDINGS], dtype=np.uint8)
-    pixels, labels = [], []
+    pixels, areas = [], []
     for i in indices:
         item = cache[int(i)]
         if "mask" not in item:
-            raise SystemExit(f"{cache.cache_dir}: volume {item['study_id']} has no mask; --labels slices needs phantom masks")
+            raise SystemExit(f"{cache.cache_dir}: volume {item['study_id']} has no mask; --labels {{slices, key-images}} "
+                             "need phantom masks")
         pixels.append(np.rint(item["image"][:, 0].numpy() * 255).astype(np.uint8))
-        labels.append((item["mask"][:, 0].numpy()[:, None] & bits[None, :, None, None]).any(axis=(2, 3)))
-    return np.concatenate(pixels), np.concatenate(labels).astype(np.float32)
+        areas.append((item["mask"][:, 0].numpy()[:, None] & bits[None, :, None, None]).astype(bool).sum(axis=(2, 3)))
+    return np.concatenate(pixels), np.concatenate(areas).astype(np.int32)
+
+
+def key_image_targets(cache: CachedCohort, indices: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Per slice of ``indices`` and finding, what a report citing key images tells: 1 on the slice where the
+    finding's lesion is largest (the phantom's key image), 0 on every slice of a volume without the finding, NaN
+    on the other slices of a volume with it."""
+    truth = np.nan_to_num(cache.item_labels(indices)[:, [cache.label_space.index(f) for f in CT_FINDINGS]])
+    targets = np.full(areas.shape, np.nan, dtype=np.float32)
+    starts = np.concatenate([[0], np.cumsum(cache.depths[indices])])
+    for k, (a, b) in enumerate(zip(starts[:-1], starts[1:], strict=True)):
+        targets[a:b, truth[k] == 0] = 0.0
+        for j in np.flatnonzero((truth[k] == 1) & (areas[a:b].max(axis=0) > 0)):
+            targets[a + int(areas[a:b, j].argmax()), j] = 1.0
+    return targets
 
 
 def save_lookalikes(path: Path, slices: np.ndarray, scores: np.ndarray, starts: np.ndarray, truth: np.ndarray) -> None:
@@ -139,22 +158,33 @@ def save_lookalikes(path: Path, slices: np.ndarray, scores: np.ndarray, starts: 
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
 
 
-def run_slices(cache: CachedCohort, steps: int, seed: int, figure: Path | None = None) -> dict[str, dict[str, float]]:
-    """Train the encoder and a linear head on single slices with their mask labels; return the per-slice and
-    per-volume (best slice) test AUROC per finding (``figure``: also save :func:`save_lookalikes` there)."""
+def run_slices(cache: CachedCohort, steps: int, seed: int, figure: Path | None = None, labels: str = "slices"
+               ) -> dict[str, dict[str, float]]:
+    """Train the encoder and a linear head on single slices with their mask labels (``labels="slices"``) or with
+    what key-image citations tell (``"key-images"``: :func:`key_image_targets`, half of each step's slices key
+    images); return the per-slice and per-volume (best slice) test AUROC per finding (``figure``: also save
+    :func:`save_lookalikes` there)."""
     torch.manual_seed(seed)
     train = np.flatnonzero((cache.splits == "train") & cache.is_volume)
     test = np.flatnonzero((cache.splits == "test") & cache.is_volume)
-    x_train, y_train = _slices_of(cache, train)
-    x_test, y_test = _slices_of(cache, test)
+    x_train, areas = _slices_of(cache, train)
+    x_test, test_areas = _slices_of(cache, test)
+    y_test = (test_areas > 0).astype(np.float32)
+    y_train = (areas > 0).astype(np.float32) if labels == "slices" else key_image_targets(cache, train, areas)
+    keys = np.flatnonzero((y_train == 1).any(axis=1))
     probe = Probe("linear", cache.size)
     optimizer = torch.optim.Adam(probe.parameters(), 1e-3)
     rng = np.random.default_rng(seed)
     one = torch.ones(128, dtype=torch.long)
     for _ in range(steps):
-        rows = rng.choice(len(x_train), 128, replace=False)
+        if labels == "slices":
+            rows = rng.choice(len(x_train), 128, replace=False)
+        else:
+            rows = np.concatenate([rng.choice(keys, 64), rng.choice(len(x_train), 64)])
         logits = probe(torch.from_numpy(x_train[rows, None]).float() / 255.0, one)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y_train[rows]))
+        y = torch.from_numpy(y_train[rows])
+        known = ~torch.isnan(y)
+        loss = F.binary_cross_entropy_with_logits(logits[known], y[known])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -187,17 +217,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--augment", default="none", choices=["none", "light", "convirt"],
                         help="training augmentation, as the recipes' data.augment")
     parser.add_argument("--eval-split", default="test", help="split to measure on (train: how well the head fits)")
-    parser.add_argument("--labels", default="volumes", choices=["volumes", "slices"],
-                        help="train on the volumes' labels (multiple-instance) or on each slice's mask labels")
-    parser.add_argument("--figure", type=Path, help="with --labels slices: save the best slices of the "
+    parser.add_argument("--labels", default="volumes", choices=["volumes", "slices", "key-images"],
+                        help="train on the volumes' labels (multiple-instance), on each slice's mask labels, or on "
+                        "what key-image citations tell (the slice where each lesion is largest)")
+    parser.add_argument("--figure", type=Path, help="with --labels slices or key-images: save the best slices of the "
                         "highest-scoring test volumes without each focal finding (its lookalikes) as a PNG")
     args = parser.parse_args(argv)
-    if args.figure is not None and args.labels != "slices":
-        parser.error("--figure needs --labels slices")
+    if args.figure is not None and args.labels == "volumes":
+        parser.error("--figure needs --labels slices or key-images")
     cache = CachedCohort(args.cache)
-    if args.labels == "slices":
-        for read, aurocs in run_slices(cache, args.steps, args.seed, args.figure).items():
-            print(json.dumps({"labels": "slices", "read": read, "size": cache.size, "steps": args.steps,
+    if args.labels != "volumes":
+        for read, aurocs in run_slices(cache, args.steps, args.seed, args.figure, args.labels).items():
+            print(json.dumps({"labels": args.labels, "read": read, "size": cache.size, "steps": args.steps,
                               "mean": round(float(np.mean(list(aurocs.values()))), 3)} | aurocs), flush=True)  # fmt: skip
         return
     for head in args.head:

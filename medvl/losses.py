@@ -204,6 +204,8 @@ def concept_alignment_loss(
     logit_scale: torch.Tensor | float = CONCEPT_LOG_SCALE,
     logit_bias: torch.Tensor | float = -5.0,
     patch_mask: torch.Tensor | None = None,
+    key_slices: torch.Tensor | None = None,
+    slice_regions: int = 0,
 ) -> torch.Tensor:
     r"""ConceptCLIP-style patch-concept alignment: does the image show concept ``c`` somewhere?
 
@@ -222,6 +224,10 @@ def concept_alignment_loss(
         patch_mask: ``(B, N)`` bool, True on regions to leave out (a volume's padded slices), or None. A
             volume's regions are all its slices' regions: the best-matching region may lie on any slice
             (multiple-instance learning over slices).
+        key_slices: ``(B, C)`` long, or None: where the report cites a key image for an asserted concept, its
+            slice (on the slice axis of ``patch_emb``; -1 none). Each adds a pair of its own: the best region of
+            that slice must match the concept (target 1), besides the volume's pair.
+        slice_regions: regions per slice in ``patch_emb`` (slice-major), needed with ``key_slices``.
     """
     if patch_emb.ndim != 3 or concept_emb.ndim != 2 or patch_emb.shape[-1] != concept_emb.shape[-1]:
         raise ValueError(f"patch_emb {tuple(patch_emb.shape)} must be (B, N, D) and concept_emb {tuple(concept_emb.shape)} (C, D)")
@@ -230,12 +236,20 @@ def concept_alignment_loss(
     sims = torch.einsum("bnd,cd->bnc", F.normalize(patch_emb, dim=-1), F.normalize(concept_emb, dim=-1))
     if patch_mask is not None:
         sims = sims.masked_fill(patch_mask.unsqueeze(-1), -2.0)  # below any cosine: never the maximum
-    sims = sims.amax(dim=1)
-    logits = torch.as_tensor(logit_scale).exp() * sims + torch.as_tensor(logit_bias)
+    scale, bias = torch.as_tensor(logit_scale).exp(), torch.as_tensor(logit_bias)
+    logits = scale * sims.amax(dim=1) + bias
     targets = concept_targets.to(logits.dtype)
     valid = (targets == 0) | (targets == 1)
     pair_losses = F.binary_cross_entropy_with_logits(logits, torch.where(valid, targets, 0.0), reduction="none")
-    return torch.where(valid, pair_losses, 0.0).sum() / targets.numel()
+    total = torch.where(valid, pair_losses, 0.0).sum()
+    if key_slices is not None:
+        if slice_regions <= 0 or patch_emb.shape[1] % slice_regions:
+            raise ValueError(f"key_slices need slice_regions dividing the {patch_emb.shape[1]} regions, got {slice_regions}")
+        per_slice = sims.reshape(sims.shape[0], -1, slice_regions, sims.shape[-1]).amax(dim=2)  # (B, S, C)
+        keyed = scale * per_slice.gather(1, key_slices.clamp(min=0).unsqueeze(1)).squeeze(1) + bias
+        key_losses = F.binary_cross_entropy_with_logits(keyed, torch.ones_like(keyed), reduction="none")
+        total = total + torch.where(key_slices >= 0, key_losses, 0.0).sum()
+    return total / targets.numel()
 
 
 @dataclass
@@ -313,6 +327,7 @@ class ContrastiveLoss(nn.Module):
         concept_emb: torch.Tensor | None = None,
         concept_targets: torch.Tensor | None = None,
         polarity: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        key_slices: torch.Tensor | None = None,
     ) -> LossOutput:
         """Loss of one step from the model's ``forward`` outputs.
 
@@ -320,6 +335,8 @@ class ContrastiveLoss(nn.Module):
             outputs: ``image``, ``text`` and the logit parameters; ``patches`` for the concept term.
             labels: ``(B, P)`` study labels for ``soft_target``.
             concept_emb, concept_targets: for ``concept`` (see :func:`concept_alignment_loss`).
+            key_slices: for ``concept`` on volumes whose reports cite key images (ignored without
+                ``outputs['slice_regions']``, e.g. for a 3D encoder's cells, which are no slices).
             polarity: ``(positive, negative, targets)`` for ``polarity`` (see :func:`polarity_loss`).
         """
         terms = self._pair_terms(outputs, labels) if self.needs_text else {}
@@ -333,6 +350,8 @@ class ContrastiveLoss(nn.Module):
                 _need(outputs, "concept_logit_scale"),
                 _need(outputs, "concept_logit_bias"),
                 outputs.get("patch_mask"),
+                key_slices if outputs.get("slice_regions") else None,
+                outputs.get("slice_regions") or 0,
             )
         if "polarity" in self.weights:
             cfg = self.config

@@ -182,6 +182,28 @@ def test_concept_alignment_over_a_volume_ignores_padded_slices_regions():
     assert concept_alignment_loss(padded, concepts, targets).item() != pytest.approx(plain.item(), rel=1e-3)
 
 
+def test_concept_alignment_with_a_key_image_adds_a_pair_for_the_cited_slice():
+    """Volumes of 3 slices x 2 regions: where the report cites a key slice for a positive concept, that slice's
+    best region must match it too (a pair of its own, target 1), besides the volume's best region."""
+    g = torch.Generator().manual_seed(9)
+    patches, concepts = torch.randn(2, 6, 4, generator=g), torch.randn(2, 4, generator=g)
+    targets = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    key_slices = torch.tensor([[2, -1], [-1, 0]])
+    s, b = 10.0, -5.0
+
+    def bce(regions, i, c, y):
+        p = 1 / (1 + math.exp(-(s * max(_cos(patches[i, n], concepts[c]) for n in regions) + b)))
+        return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+    terms = [bce(range(6), i, c, targets[i, c].item()) for i in range(2) for c in range(2)]
+    terms += [bce(range(4, 6), 0, 0, 1.0), bce(range(0, 2), 1, 1, 1.0)]
+    got = concept_alignment_loss(patches, concepts, targets, torch.tensor(math.log(s)), torch.tensor(b),
+                                 key_slices=key_slices, slice_regions=2)  # fmt: skip
+    assert got.item() == pytest.approx(sum(terms) / 4, rel=1e-10)
+    with pytest.raises(ValueError, match="slice_regions"):
+        concept_alignment_loss(patches, concepts, targets, key_slices=key_slices, slice_regions=4)
+
+
 def test_concept_alignment_without_known_targets_is_zero_but_differentiable():
     patches = torch.randn(2, 3, 4, requires_grad=True)
     loss = concept_alignment_loss(patches, torch.randn(2, 4), torch.full((2, 2), float("nan")))

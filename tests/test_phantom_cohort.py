@@ -16,6 +16,7 @@ from PIL import Image
 
 from medvl.cli import main
 from medvl.data.adapters import get_adapter
+from medvl.data.cache import CachedCohort
 from medvl.data.manifest import from_rows, read_manifest, write_manifest
 from medvl.data.phantom import (
     MASK_BITS_2D,
@@ -27,7 +28,11 @@ from medvl.data.phantom import (
     synthesize,
 )
 from medvl.data.phantom.ct import FINDING_TISSUE, HU, SCAN_LENGTH_MM, SLICE_THICKNESSES_MM
+from medvl.data.phantom.findings import FOCAL_CT_FINDINGS
 from medvl.data.phantom.montage import write_montage
+from medvl.text.concepts import ConceptVocabulary
+from medvl.text.labeller import Labeller
+from medvl.text.labels import LabelSpace
 
 PARAMS = {
     "n_2d": 30,
@@ -358,3 +363,26 @@ def test_adapter_ingests_ct_studies_without_dicom(ct_cohort):
         image = row["images"][0]
         assert image["path"].endswith("ct.nii.gz") and Path(image["mask"]).is_file()
         assert set(json.loads(row["labels"])) >= {"Kidney Cyst", "Ascites", "Lymphadenopathy", "Liver Lesion"}
+
+
+def test_reports_cite_the_key_image_of_each_focal_finding(ct_cohort, tmp_path):
+    """An asserted focal finding's sentence may cite "(image N)", N counted from the head: the cache slice that
+    the citation names shows the finding where it is largest."""
+    vocabulary = ConceptVocabulary.from_reports([r["report"] for r in read_index(ct_cohort)], categories=["finding"],
+                                                labeller=Labeller(LabelSpace.chest_abdomen_ct()))  # fmt: skip
+    observation = {vocabulary.for_observation(name): name for name in FOCAL_CT_FINDINGS}
+    manifest, cache_dir = tmp_path / "ct.parquet", tmp_path / "cache"
+    assert main(["ingest", "phantom", str(ct_cohort), "-o", str(manifest), "-q"]) == 0
+    assert main(["cache", str(manifest), "-o", str(cache_dir), "--size", "48", "-q"]) == 0
+    cache = CachedCohort(cache_dir)
+    cited = 0
+    for i in range(len(cache)):
+        numbers = vocabulary.key_images([cache.text("report", i)])[0].tolist()
+        mask = cache[i]["mask"][:, 0].numpy()
+        for concept, number in zip(vocabulary.names, numbers, strict=True):
+            if number:
+                bit = MASK_BITS_3D[observation[concept]]
+                area = (mask & bit).astype(bool).sum(axis=(1, 2))
+                assert cache.image_slice(i, number) == area.argmax() == len(area) - number, (concept, number)
+                cited += 1
+    assert cited >= 8

@@ -26,6 +26,7 @@ def test_stages_share_settings_chain_models_and_take_every_override(tmp_path):
                               {"name": "volume", "train": {"steps": 20}, "model": {"overrides": {"schedule": {"stage": "volume"}}}}])  # fmt: skip
     first, second = plan_stages(path, ["optim.lr=0.002", "tracking.register_as=ct-model"])
     assert (first.config.tracking.register_as, second.config.tracking.register_as) == ("", "ct-model")
+    assert (first.config.train.calibrate, second.config.train.calibrate) == (False, True)  # only the model used
     assert (first.name, first.config.run_name, second.config.run_name) == ("2d", "ct-2d", "ct-volume")
     assert first.config.data.kinds == "all" and second.config.data.kinds == "auto"
     assert (first.config.train.steps, second.config.train.steps) == (50, 20)

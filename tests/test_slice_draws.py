@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from medvl.augment import STREAM_SLICES, seed_uniforms
-from medvl.data.cache import even_slices, jittered_slices
+from medvl.data.cache import even_slices, jittered_slices, with_required
 from tests.test_data_cache import built, cohort  # noqa: F401
 
 
@@ -50,3 +50,35 @@ def test_training_batches_draw_each_volumes_slices_from_its_seed(cohort, tmp_pat
     z = {seed: jittered[[(0, seed)]]["z_mm"][0].tolist() for seed in range(12)}
     assert all(even[[(0, seed)]]["z_mm"][0].tolist() == even[[(0, 0)]]["z_mm"][0].tolist() for seed in range(12))
     assert len({tuple(v) for v in z.values()}) > 2 and jittered[[(0, 5)]]["z_mm"][0].tolist() == z[5]
+
+
+def test_required_slices_replace_the_nearest_picks():
+    assert with_required(np.array([0, 4, 8, 12]), [5]).tolist() == [0, 5, 8, 12]
+    assert with_required(np.array([0, 4, 8, 12]), [4, -1]).tolist() == [0, 4, 8, 12]
+    assert with_required(np.array([0, 4, 8, 12]), [5, 6]).tolist() == [0, 5, 6, 12]  # 4 went to 5; then 8 to 6
+    assert with_required(np.array([0, 4]), [1, 2, 3]).tolist() == [1, 2]  # more than fit: the first ones
+
+
+def test_training_batches_show_the_key_image_a_report_cites(cohort, tmp_path):  # noqa: F811
+    """With key images, the cited slice (image 1 is the top one) is always among a volume's training slices and
+    ``key_slices`` says where on the slice axis it lies."""
+    from medvl.text.concepts import ConceptVocabulary
+    from medvl.text.lexicon import Lexicon
+    from medvl.text.tokenizer import train_wordpiece
+    from medvl.train.batches import PairBatches
+    from medvl.train.text_ids import TokenBank
+
+    cache = built(cohort, tmp_path)
+    ct = np.flatnonzero(cache.is_volume & (cache.depths == 5))[:1]
+    report = "There is a 1.2 cm pulmonary nodule in the right lower lobe (series 2, image 2). Small pleural effusion."
+    tokenizer = train_wordpiece([report] * 4, vocab_size=700, min_frequency=1)
+    vocabulary = ConceptVocabulary(["lung nodule", "pleural effusion"], Lexicon.default())
+    batches = PairBatches(cache, ct, TokenBank.build([[report]], tokenizer, 48), max_slices=2, concepts=vocabulary,
+                          slice_draw="jittered", key_images=True)  # fmt: skip
+    top_second = np.sort(cache[int(ct[0])]["z_mm"].numpy())[-2]  # image 2: the second slice from the head
+    for seed in range(8):
+        batch = batches[[(0, seed)]]
+        key = int(batch["key_slices"][0, 0])
+        assert batch["key_slices"][0, 1] == -1 and batch["z_mm"][0, key] == top_second
+    assert "key_slices" not in PairBatches(cache, ct, TokenBank.build([[report]], tokenizer, 48), max_slices=2,
+                                           concepts=vocabulary)[[(0, 0)]]  # fmt: skip

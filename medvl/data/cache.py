@@ -111,6 +111,17 @@ def jittered_slices(depth: int, limit: int, u: np.ndarray) -> np.ndarray:
     return starts + (u[:limit] * (stops - starts)).astype(np.int64)
 
 
+def with_required(picks: np.ndarray, required: Sequence[int]) -> np.ndarray:
+    """``picks`` (sorted slice indices) with each of ``required`` in place of the nearest pick that is not itself
+    required (all of them when they fit in ``len(picks)`` slots); sorted."""
+    picks, required = np.array(picks, dtype=np.int64), sorted({int(r) for r in required if r >= 0})[: len(picks)]
+    for r in required:
+        if r not in picks:
+            free = np.flatnonzero(~np.isin(picks, required))
+            picks[free[np.argmin(np.abs(picks[free] - r))]] = r
+    return np.sort(picks)
+
+
 class CachedCohort(Dataset):
     """A :class:`torch.utils.data.Dataset` over a built cache (one item per cached image).
 
@@ -236,14 +247,36 @@ class CachedCohort(Dataset):
         """``(len(indices), P)`` float32 labels of items in :attr:`label_space` order (NaN unknown)."""
         return self._labels[np.asarray(indices, dtype=np.int64)]
 
-    def read_batch(self, indices: Sequence[int] | np.ndarray, max_slices: int = 1, slice_draws: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def image_slice(self, i: int, number: int) -> int:
+        """The slice of volume ``i`` that a report cites as image ``number`` (counted from the head, from 1, as
+        :mod:`medvl.text.key_images` reads citations); -1 when the volume has fewer slices.
+
+        Raises:
+            CacheError: the cache resampled its slices (``--slice-mm``), so image numbers no longer name a slice.
+        """
+        if self.settings.get("slice_mm"):
+            raise CacheError(f"{self.cache_dir}: slices were resampled to {self.settings['slice_mm']} mm, so a "
+                             "report's image numbers name no cached slice; build the cache without --slice-mm")
+        z = self._z[self._z_start[int(i)]:self._z_start[int(i) + 1]]
+        return int(np.argsort(-z, kind="stable")[number - 1]) if 0 < number <= len(z) else -1
+
+    def slice_picks(self, indices: Sequence[int] | np.ndarray, max_slices: int, slice_draws: np.ndarray | None = None,
+                    required: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+        """Per volume, the sorted slices a batch reads: at most ``max_slices``, evenly spread or, given
+        ``slice_draws`` ``(B, max_slices)`` uniforms, drawn by :func:`jittered_slices`; each of ``required[k]``
+        (e.g. key images) takes the place of the nearest pick that is not itself required."""
+        picks = [even_slices(int(self._depth[i]), max_slices) if slice_draws is None
+                 else jittered_slices(int(self._depth[i]), max_slices, slice_draws[k]) for k, i in enumerate(indices)]
+        return picks if required is None else [with_required(p, r) for p, r in zip(picks, required, strict=True)]
+
+    def read_batch(self, indices: Sequence[int] | np.ndarray, max_slices: int = 1, slice_draws: np.ndarray | None = None,
+                   picks: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw uint8 pixels of many items at once, for the training loop's host path.
 
-        Returns ``pixels`` ``(B, S, H, W)`` uint8 (volumes keep at most ``max_slices`` slices, evenly spread or,
-        given ``slice_draws`` ``(B, max_slices)`` uniforms, drawn by :func:`jittered_slices`; zero-padded to the
-        deepest; a 2D image is one slice), ``depth`` ``(B,)`` real slices per item and ``z_mm`` ``(B, S)``
-        float32. One fancy-index read per shard: no per-item float conversion.
+        Returns ``pixels`` ``(B, S, H, W)`` uint8 (volumes keep the slices of :meth:`slice_picks` with
+        ``max_slices`` and ``slice_draws``, or the given ``picks``; zero-padded to the deepest; a 2D image is one
+        slice), ``depth`` ``(B,)`` real slices per item and ``z_mm`` ``(B, S)`` float32. One fancy-index read per
+        shard: no per-item float conversion.
         """
         indices = np.asarray(indices, dtype=np.int64)
         if (self._depth[indices] == 1).all():  # 2D: one slice per item
@@ -251,8 +284,7 @@ class CachedCohort(Dataset):
             rows, zs, slot = self._offset[indices], self._z_start[indices], np.arange(len(indices))
             s = 1
         else:
-            picks = [even_slices(int(self._depth[i]), max_slices) if slice_draws is None
-                     else jittered_slices(int(self._depth[i]), max_slices, slice_draws[k]) for k, i in enumerate(indices)]
+            picks = self.slice_picks(indices, max_slices, slice_draws) if picks is None else picks
             depth = np.array([len(p) for p in picks], dtype=np.int64)
             s = int(depth.max())
             rows = np.concatenate([self._offset[i] + p for i, p in zip(indices, picks, strict=True)])

@@ -343,7 +343,8 @@ class VisionLanguageModel(nn.Module):
         Give ``images`` (2D) or ``slices``/``z_mm``/``pad_mask`` (volumes), and the tokenised texts. Returns a
         dict with ``image`` and ``text`` (``(B, D)``), ``slice_weights`` for volumes, ``patches`` when
         ``return_patches`` (with ``grid`` for 2D images; for volumes every slice's regions, with ``patch_mask``
-        True on padded slices' regions, or a 3D encoder's feature-map cells, none masked), and the logit
+        True on padded slices' regions and ``slice_regions`` the regions per slice, or a 3D encoder's feature-map
+        cells, none masked), and the logit
         parameters (``logit_scale``, ``logit_bias``, ``concept_logit_scale``, ``concept_logit_bias``; None when
         unused) for the losses.
         """
@@ -368,6 +369,7 @@ class VisionLanguageModel(nn.Module):
                     pad = torch.zeros(b, s, dtype=torch.bool, device=slices.device)
                 else:
                     pad = pad_mask if pad_mask is not None else volume.slice_weights == 0
+                    out["slice_regions"] = n
                 out["patch_mask"] = pad[:, :, None].expand(b, s, n).reshape(b, s * n)
         if input_ids is not None:
             out["text"] = self.encode_text(input_ids, attention_mask)

@@ -10,4 +10,5 @@ Modules (import what you need; the package itself imports nothing heavy):
 - :mod:`medvl.text.phi`: PHI detection and masking.
 - :mod:`medvl.text.prompts`: zero-shot prompt pairs.
 - :mod:`medvl.text.concepts`: the concept vocabulary of the patch-concept term.
+- :mod:`medvl.text.key_images`: the key images a report cites ("(series 2, image 34)").
 """

@@ -52,6 +52,9 @@ class PairBatches(Dataset):
         augment: augmentation ranges, or None.
         concepts: the vocabulary of the patch-concept term, or None.
         polarity: the statement pairs of the polarity term, or None.
+        key_images: with ``concepts``, volumes always show the slices their reports cite as key images, and
+            the batch holds ``key_slices`` ``(B, C)``: where on the slice axis each asserted concept's key image
+            lies (-1: none cited).
     """
 
     def __init__(
@@ -65,8 +68,10 @@ class PairBatches(Dataset):
         concepts: ConceptVocabulary | None = None,
         polarity: PolarityBank | None = None,
         slice_draw: str = "even",
+        key_images: bool = False,
     ) -> None:
         self.cohort, self.tokens, self.max_slices, self.slice_draw = cohort, tokens, max_slices, slice_draw
+        self.key_images = key_images and concepts is not None
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = cohort.item_labels(self.indices) if labels is None else np.asarray(labels, dtype=np.float32)
         self.augment, self.concepts, self.polarity = augment, concepts, polarity
@@ -78,8 +83,17 @@ class PairBatches(Dataset):
         rows = np.fromiter((k[0] for k in keys), dtype=np.int64, count=len(keys))
         seeds = np.fromiter((k[1] for k in keys), dtype=np.uint64, count=len(keys))
         draws = seed_uniforms(seeds, self.max_slices, stream=STREAM_SLICES) if self.slice_draw == "jittered" else None
-        pixels, depth, z_mm = self.cohort.read_batch(self.indices[rows], self.max_slices, draws)
         chosen = self.tokens.choose(rows, seeds)
+        texts = [self.tokens.texts[int(c)] for c in chosen]
+        items = self.indices[rows]
+        picks = key_slices = None
+        if self.key_images:
+            cited = [[self.cohort.image_slice(i, n) if n and self.cohort.is_volume[i] else -1 for n in row]
+                     for i, row in zip(items, self.concepts.key_images(texts).tolist(), strict=True)]  # fmt: skip
+            picks = self.cohort.slice_picks(items, self.max_slices, draws, required=cited)
+            key_slices = torch.tensor([[int(np.searchsorted(p, k)) if k >= 0 and k in p else -1 for k in row]
+                                       for p, row in zip(picks, cited, strict=True)], dtype=torch.long)  # fmt: skip
+        pixels, depth, z_mm = self.cohort.read_batch(items, self.max_slices, draws, picks)
         input_ids, attention_mask = self.tokens.batch(chosen)
         size = self.cohort.size
         batch = {
@@ -89,7 +103,9 @@ class PairBatches(Dataset):
             "draws": None if self.augment is None else draw_batch(self.augment, seeds, size, size, size),
         }  # fmt: skip
         if self.concepts is not None:
-            batch["concept_targets"] = self.concepts.targets([self.tokens.texts[int(c)] for c in chosen])
+            batch["concept_targets"] = self.concepts.targets(texts)
+        if key_slices is not None:
+            batch["key_slices"] = key_slices
         if self.polarity is not None:
             ids, mask, targets = self.polarity.draw(self.labels[rows], seeds)
             batch.update(polarity_ids=torch.from_numpy(ids), polarity_mask=torch.from_numpy(mask),

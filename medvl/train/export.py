@@ -53,7 +53,8 @@ def export_run(
     save_preprocess(PrepSettings.from_dict(cohort.settings), model_dir)
     if concepts is not None:
         save_concepts(list(concepts), model_dir)
-    _fit_profile(model_dir, cohort, config, device)
+    if config.train.calibrate:
+        _fit_profile(model_dir, cohort, config, device)
     (model_dir / "lineage.json").write_text(json.dumps({
         "manifest_hash": cohort.manifest_hash, "cache_key": cohort.key, "mlflow_run_id": state.mlflow_run_id,
         "steps": state.step,

@@ -15,7 +15,10 @@ class DataSettings:
     to the body first; a distributed job refuses: build the cache as its own step). A training volume keeps
     ``max_slices`` slices: the same evenly spread ones every step (``slice_draw: even``), or one drawn from each of
     ``max_slices`` equal runs of the volume, anew each step (``jittered``: a lesion between the even slices is
-    seen too). ``workers`` read whole batches in background processes (``auto``: up to 8 per rank, leaving a
+    seen too). ``key_images`` (with the patch-concept term): where a report cites the key image of a finding it
+    asserts ("(series 2, image 34)", :mod:`medvl.text.key_images`), that slice is always among the volume's
+    training slices and the concept must match on it, not on whichever slice matches best; needs a cache whose
+    slices were not resampled. ``workers`` read whole batches in background processes (``auto``: up to 8 per rank, leaving a
     core for the training loop), each keeping ``prefetch`` batches ready. ``labels`` feed the label-aware losses
     (soft targets): ``reports`` labels each training report with the medvl labeller (as MedCLIP does),
     ``manifest`` takes the manifest's labels. ``concepts`` is the vocabulary of the patch-concept term: every
@@ -36,6 +39,7 @@ class DataSettings:
     kinds: Literal["auto", "2d", "3d", "all"] = "auto"
     max_slices: int = 64
     slice_draw: Literal["even", "jittered"] = "even"
+    key_images: bool = False
     train_split: str = "train"
     val_split: str = "val"
     workers: int | Literal["auto"] = "auto"
@@ -95,7 +99,9 @@ class TrainSettings:
     micro-batch is recomputed with gradients against the cached rest. ``precision``: ``auto`` is bf16 on GPUs
     that support it, fp16 with a gradient scaler on older GPUs (V100, T4), fp32 on the CPU. ``device``:
     ``auto`` (this rank's GPU, else the CPU), ``cpu`` or ``cuda``. ``strategy``: ``ddp`` replicates the model;
-    ``fsdp`` shards the towers (FSDP2) and writes sharded checkpoints (``last.dcp/``).
+    ``fsdp`` shards the towers (FSDP2) and writes sharded checkpoints (``last.dcp/``). ``calibrate``: the
+    exported model gets its calibration and training domain (one pass over validation and up to 4,096 training
+    studies); a staged recipe turns it off for every stage but the last, whose model is the one used.
     """
 
     steps: int = 200
@@ -114,6 +120,7 @@ class TrainSettings:
     local_loss: bool = False
     gather_with_grad: bool = True
     sync_batchnorm: bool = True
+    calibrate: bool = True
 
 
 @dataclass

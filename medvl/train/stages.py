@@ -11,9 +11,9 @@ the file is shared. Stage ``k`` runs as ``<run_name>-<name>`` and starts from th
       - {name: volume, data: {kinds: 3d}, model: {overrides: {schedule: {stage: volume}}}, train: {steps: 200}}
 
 ``key=value`` overrides on the command line apply to every stage, except that only the last stage registers its
-model (``tracking.register_as``). With ``--resume`` a stage whose model was
-exported (``model/lineage.json``, the last file a finished run writes) is skipped, the first unfinished one
-continues from its checkpoint, and the rest start after it.
+model (``tracking.register_as``) and fits its calibration (``train.calibrate``). With ``--resume`` a stage whose
+model was exported (``model/lineage.json``, the last file a finished run writes) is skipped, the first unfinished
+one continues from its checkpoint, and the rest start after it.
 """
 
 from __future__ import annotations
@@ -84,8 +84,9 @@ def plan_stages(path: str | Path | None, overrides: Iterable[str] = ()) -> list[
         if planned and not config.model.init_from:
             config.model.init_from = str(planned[-1].run_dir / "model")
         planned.append(Stage(name, config))
-    for stage in planned[:-1]:  # the recipe's model is the last stage's: only it is registered
+    for stage in planned[:-1]:  # the recipe's model is the last stage's: only it is registered and calibrated
         stage.config.tracking.register_as = ""
+        stage.config.train.calibrate = False
     return planned
 
 

@@ -40,6 +40,8 @@ from medvl.losses import ContrastiveLoss
 from medvl.models.vlm import LOGIT_PARAMETERS
 from medvl.provenance import code_version, environment
 from medvl.text.concepts import ConceptVocabulary
+from medvl.text.labeller import Labeller
+from medvl.text.labels import LabelSpace
 from medvl.tracking import RunTracker
 from medvl.train import distributed, fsdp, hardware
 from medvl.train.batches import PairBatches, augment_strength, device_inputs
@@ -145,7 +147,8 @@ class Trainer:
         if self.model.config["loss"]["weights"].get("concept", 0) <= 0:
             return None
         reports = [cached_report_text(self.cohort, i) for i in self.train_idx[:2000]]
-        return ConceptVocabulary.from_reports(reports, categories=["finding"] if self.cfg.data.concepts == "findings" else None)
+        return ConceptVocabulary.from_reports(reports, categories=["finding"] if self.cfg.data.concepts == "findings" else None,
+                                              labeller=Labeller(LabelSpace.chest_abdomen_ct()))
 
     def _build_data(self) -> None:
         d, t = self.cfg.data, self.cfg.train
@@ -155,11 +158,15 @@ class Trainer:
                 f"{self.cohort.cache_dir}: split '{d.train_split}' has {len(train_idx)} {self.kinds} items, fewer than "
                 f"one global batch ({t.batch_size} x {self.info.world_size} ranks); lower train.batch_size"
             )
+        if d.key_images and (self.concepts is None or self.cohort.settings.get("slice_mm")):
+            raise ConfigError("data.key_images needs the concept term (model.overrides.loss.weights.concept > 0) and a "
+                              f"cache whose slices were not resampled ({self.cohort.cache_dir} has slice_mm "
+                              f"{self.cohort.settings.get('slice_mm')})")
         labels = label_reports(self.cohort, train_idx) if d.labels == "reports" else None
         train_labels = self.cohort.item_labels(train_idx) if labels is None else labels
         self.train_set = PairBatches(
             self.cohort, train_idx, self._token_bank(train_idx, labels), d.max_slices, train_labels,
-            augment_strength(d.augment), self.concepts, self._polarity_bank(train_labels), d.slice_draw,
+            augment_strength(d.augment), self.concepts, self._polarity_bank(train_labels), d.slice_draw, d.key_images,
         )  # fmt: skip
         self.val_set = PairDataset(self.cohort, val_idx, d.max_slices) if len(val_idx) >= 2 else None
         self.sampler = ResumableSampler(
@@ -324,17 +331,19 @@ class Trainer:
         if shared_scale != 1.0:  # they see every micro-step's backward: their gradient must count once in all
             out = {k: scale_gradient(v, shared_scale) if k in LOGIT_PARAMETERS and v is not None else v for k, v in out.items()}
         labels = torch.cat([m["labels"] for m in micro]).to(self.device, non_blocking=True)
-        concept_emb = concept_targets = None
+        concept_emb = concept_targets = key_slices = None
         with hardware.autocast(self.amp_dtype, self.device):
             if self.concepts is not None:
                 concept_emb = self.model.encode_text(self.concept_tokens["input_ids"], self.concept_tokens["attention_mask"])
                 concept_emb = scale_gradient(concept_emb, shared_scale) if shared_scale != 1.0 else concept_emb
                 concept_targets = torch.cat([m["concept_targets"] for m in micro]).to(self.device, non_blocking=True)
+                if "key_slices" in micro[0]:
+                    key_slices = torch.cat([m["key_slices"] for m in micro]).to(self.device, non_blocking=True)
             polarity = self._polarity(micro)
             if polarity is not None and shared_scale != 1.0:
                 polarity = (scale_gradient(polarity[0], shared_scale), scale_gradient(polarity[1], shared_scale), polarity[2])
             loss = self.loss_fn(out, labels=labels, concept_emb=concept_emb, concept_targets=concept_targets,
-                                polarity=polarity)  # fmt: skip
+                                polarity=polarity, key_slices=key_slices)  # fmt: skip
         return loss.total, loss.terms
 
     def _backward(self, total: torch.Tensor) -> None:

@@ -32,7 +32,7 @@ from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, MASK_BITS_BY_KIND
 from medvl.data.phantom.study import INDEX_COLUMNS, KIND_CODES, StudyOptions, StudyPlan, make_study
 from medvl.errors import MedvlError
 
-GENERATOR_VERSION = "2.0"
+GENERATOR_VERSION = "2.1"
 INDEX_NAME = "studies.csv"
 COHORT_NAME = "cohort.json"
 _VISIT_WEIGHTS = (0.55, 0.25, 0.12, 0.08)  # patients with 1, 2, 3, 4 studies

@@ -481,3 +481,15 @@ def render_ct(
             drawn.append(finding)
     hu += noise_rng.standard_normal(hu.shape, dtype=np.float32) * geometry.noise_hu
     return CtRender(hu=np.clip(np.rint(hu), *HU_RANGE).astype(np.int16), mask=mask, findings=tuple(drawn))
+
+
+def key_images(render: CtRender) -> dict[str, int]:
+    """The key image of each focal finding, as a report cites it: the 1-based number of the slice where the
+    lesion is largest, counted from the head (slice ``k`` is image ``depth - k``)."""
+    depth = render.mask.shape[0]
+    keys = {}
+    for finding in render.findings:
+        if finding.size_cm:
+            area = (render.mask & MASK_BITS_3D[finding.name]).astype(bool).sum(axis=(1, 2))
+            keys[finding.name] = depth - int(area.argmax())
+    return keys

@@ -455,6 +455,12 @@ CT_NEGATIONS: tuple[Negation, ...] = (
     ),
 )
 
+# How a CT report cites the key image of a finding (image numbers count the slices from the head).
+KEY_IMAGE_CITATIONS = Pools(
+    train=("(image {n})", "(series 2, image {n})"),
+    eval=("(se 2, im {n})", "(series 2 image #{n})"),
+)
+
 NORMAL_IMPRESSIONS = {
     "2d": Pools(
         train=("No acute cardiopulmonary process.", "No acute cardiopulmonary findings."),

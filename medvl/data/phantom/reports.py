@@ -9,6 +9,7 @@ used for subtle (mild) findings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ from medvl.data.phantom.findings import Finding
 from medvl.data.phantom.labels import LABELS_2D, LABELS_3D, ground_truth
 
 HEDGE_PROBABILITY = 0.35
+# Share of asserted focal CT findings whose sentence cites the key image ("(series 2, image 34)").
+KEY_IMAGE_PROBABILITY = 0.8
 _NEGATION_PROBABILITY = {"normal": 0.6, "abnormal": 0.4}
 _ORGAN_ORDER = (
     "Heart",
@@ -78,8 +81,13 @@ def _choose(templates: tuple[str, ...], rng: np.random.Generator) -> str:
     return templates[int(rng.integers(len(templates)))]
 
 
+def cite_key_image(sentence: str, number: int, pool: str, rng: np.random.Generator) -> str:
+    """``sentence`` with a key-image citation before its closing full stop."""
+    return f"{sentence.removesuffix('.')} {_choose(phrases.KEY_IMAGE_CITATIONS.get(pool), rng).format(n=number)}."
+
+
 def _positive_sentences(
-    kind: str, findings: tuple[Finding, ...], pool: str, rng: np.random.Generator
+    kind: str, findings: tuple[Finding, ...], pool: str, rng: np.random.Generator, key_images: Mapping[str, int]
 ) -> tuple[list[tuple[str, str]], list[str], dict[str, int]]:
     table = phrases.CXR_POSITIVE if kind == "2d" else phrases.CT_POSITIVE
     sentences, impressions, mentions = [], [], {}
@@ -90,7 +98,10 @@ def _positive_sentences(
         body = table[(finding.name, ("uncertain" if hedged else "present") + suffix)].get(pool)
         summary = table[(finding.name, ("uncertain" if hedged else "impression") + suffix)].get(pool)
         organ = phrases.ORGANS.get(finding.name, "Lungs")
-        sentences.append((organ, render_sentence(_choose(body, rng), fields)))
+        sentence = render_sentence(_choose(body, rng), fields)
+        if not hedged and finding.name in key_images and rng.random() < KEY_IMAGE_PROBABILITY:
+            sentence = cite_key_image(sentence, key_images[finding.name], pool, rng)
+        sentences.append((organ, sentence))
         impressions.append(render_sentence(_choose(summary, rng), fields))
         mentions[finding.name] = -1 if hedged else 1
     return sentences, impressions, mentions
@@ -154,6 +165,7 @@ def write_report(
     *,
     view: str = "",
     slice_mm: float = 0.0,
+    key_images: Mapping[str, int] | None = None,
 ) -> Report:
     """Write the report of one study.
 
@@ -164,10 +176,12 @@ def write_report(
         rng: random stream of this report.
         view: radiograph view for the EXAMINATION line.
         slice_mm: CT slice thickness for the TECHNIQUE line.
+        key_images: finding name -> its key image number; asserted findings cite theirs with probability
+            :data:`KEY_IMAGE_PROBABILITY`.
     """
     if kind not in ("2d", "3d"):
         raise ValueError(f"report kind must be '2d' or '3d', got {kind!r}")
-    sentences, impressions, mentions = _positive_sentences(kind, findings, pool, rng)
+    sentences, impressions, mentions = _positive_sentences(kind, findings, pool, rng, key_images or {})
     sentences += _negation_sentences(kind, findings, pool, rng, mentions)
     if rng.random() < 0.4:
         sentences = [sentences[i] for i in rng.permutation(len(sentences))]

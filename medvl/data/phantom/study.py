@@ -211,7 +211,8 @@ def make_3d_study(options: StudyOptions, plan: StudyPlan, root: Path) -> dict:
     depth = int(meta_rng.integers(options.depth_range[0], options.depth_range[1] + 1))
     geometry = ct.sample_ct_geometry(meta_rng, options.ct_size, depth, 2 * anatomy.body_half_width)
     render = ct.render_ct(anatomy, geometry, sample_ct_findings(finding_rng), render_seed)
-    report = write_report("3d", render.findings, plan.phrasing, report_rng, slice_mm=geometry.spacing[0])
+    report = write_report("3d", render.findings, plan.phrasing, report_rng, slice_mm=geometry.spacing[0],
+                          key_images=ct.key_images(render))
 
     folder = Path("3d") / plan.patient_id / plan.study_id
     (root / folder).mkdir(parents=True, exist_ok=True)
