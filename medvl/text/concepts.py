@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+from medvl.text.assertion import ABSENT, PRESENT, UNCERTAIN
 from medvl.text.key_images import sentence_key_images
 from medvl.text.labeller import Labeller
 from medvl.text.lexicon import Lexicon
-
-PRESENT, UNCERTAIN = 1, -1
 
 
 @dataclass
@@ -61,7 +60,7 @@ class ConceptVocabulary:
         """``(concept index, character offset, status)`` of every mention of a vocabulary concept in ``text``;
         status 1 asserted, 0 negated, -1 uncertain."""
         index = {name: j for j, name in enumerate(self.names)}
-        found = [(index[m.concept.name], m.start, 0 if m.negated else UNCERTAIN if m.uncertain else PRESENT)
+        found = [(index[m.concept.name], m.start, ABSENT if m.negated else UNCERTAIN if m.uncertain else PRESENT)
                  for m in self.lexicon.extract(text) if m.concept.name in index]  # fmt: skip
         if self.labeller is not None:
             for mention in self.labeller.mentions(text):
