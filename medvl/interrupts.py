@@ -14,22 +14,50 @@ from types import FrameType
 
 INTERRUPTED_EXIT = 130
 
+_deferral_depth = 0
+_pending_signals: list[int] = []
+
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    if _deferral_depth:
+        _pending_signals.append(signum)
+        return
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises ``KeyboardInterrupt`` in the main thread (elsewhere: no change)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a SIGTERM or Ctrl-C that arrives inside the block until the block ends, then raise it.
+
+    For writes that must not stop halfway: MLflow's sqlite session rolls back on ``Exception`` only, so an interrupt
+    in the middle of a write left the store locked and the run could not be ended as KILLED.
+    """
+    global _deferral_depth
+    _deferral_depth += 1
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _deferral_depth -= 1
+    if not _deferral_depth and _pending_signals:
+        signum = _pending_signals[0]
+        _pending_signals.clear()
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and Ctrl-C raise ``KeyboardInterrupt`` in the main thread, held back inside
+    :func:`interrupts_deferred` (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is signal.default_int_handler else [])
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def interruptible_worker(worker_id: int) -> None:

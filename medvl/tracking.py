@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from medvl.interrupts import interrupts_deferred
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -160,7 +162,8 @@ class RunTracker:
             return
         if not self.offline and self._client is not None:
             try:
-                fn()
+                with interrupts_deferred():
+                    fn()
                 return
             except Exception as exc:  # noqa: BLE001 - see start()
                 if server_reachable(self.uri):  # the server is up but refused this call: do not retry it later
