@@ -11,6 +11,7 @@ from medvl.losses import (
     ContrastiveLoss,
     clip_loss,
     concept_alignment_loss,
+    concept_spread_loss,
     convirt_loss,
     label_similarity_targets,
     siglip_loss,
@@ -202,6 +203,47 @@ def test_concept_alignment_with_a_key_image_adds_a_pair_for_the_cited_slice():
     assert got.item() == pytest.approx(sum(terms) / 4, rel=1e-10)
     with pytest.raises(ValueError, match="slice_regions"):
         concept_alignment_loss(patches, concepts, targets, key_slices=key_slices, slice_regions=4)
+
+
+def test_slice_negatives_add_the_mean_over_every_real_slice_of_a_volume_without_the_concept():
+    g = torch.Generator().manual_seed(4)
+    patches, concepts = torch.randn(2, 6, 4, generator=g, dtype=torch.float64), torch.randn(2, 4, generator=g, dtype=torch.float64)
+    targets = torch.tensor([[1.0, 0.0], [0.0, float("nan")]], dtype=torch.float64)
+    patch_mask = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])  # volume 1: its third slice is padding
+    s, b = 10.0, -5.0
+
+    def bce(regions, i, c, y):
+        p = 1 / (1 + math.exp(-(s * max(_cos(patches[i, n], concepts[c]) for n in regions) + b)))
+        return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+    slices = {0: [range(0, 2), range(2, 4), range(4, 6)], 1: [range(0, 2), range(2, 4)]}
+    volume_pairs = [bce(range(6), 0, 0, 1.0), bce(range(6), 0, 1, 0.0), bce(range(4), 1, 0, 0.0)]
+    slice_pairs = [sum(bce(r, i, c, 0.0) for r in slices[i]) / len(slices[i]) for i, c in ((0, 1), (1, 0))]
+    got = concept_alignment_loss(patches, concepts, targets, torch.tensor(math.log(s)), torch.tensor(b),
+                                 patch_mask=patch_mask, slice_regions=2, slice_negatives=True)  # fmt: skip
+    assert got.item() == pytest.approx(sum(volume_pairs + slice_pairs) / 4, rel=1e-10)
+    volume = concept_alignment_loss(patches, concepts, targets, torch.tensor(math.log(s)), torch.tensor(b), patch_mask=patch_mask)
+    assert volume.item() == pytest.approx(sum(volume_pairs) / 4, rel=1e-10)
+    outputs = {"patches": patches, "patch_mask": patch_mask, "slice_regions": 2, "image": patches[:, 0],
+               "concept_logit_scale": torch.tensor(math.log(s)), "concept_logit_bias": torch.tensor(b)}  # fmt: skip
+    through_config = ContrastiveLoss({"weights": {"convirt": 0.0, "concept": 1.0}, "concept_negatives": "slices"})
+    assert through_config(outputs, concept_emb=concepts, concept_targets=targets).total.item() == pytest.approx(got.item())
+
+
+def test_concept_spread_is_the_mean_squared_positive_cosine_between_different_concepts():
+    concepts = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.2]], requires_grad=True)
+    pairs = [1 / math.sqrt(2), 0.0, 0.0]  # (0, 1); (0, 2) and (1, 2) point apart: no penalty
+    assert concept_spread_loss(concepts).item() == pytest.approx(2 * sum(c * c for c in pairs) / 6, rel=1e-6)
+    concept_spread_loss(concepts).backward()
+    assert concepts.grad[2].abs().sum() == 0 and concepts.grad[0].abs().sum() > 0
+    assert concept_spread_loss(torch.eye(3)).item() == 0.0
+    loss = ContrastiveLoss({"weights": {"convirt": 0.0, "concept": 1.0, "concept_spread": 0.5}})
+    out = loss({"patches": torch.randn(2, 3, 2), "concept_logit_scale": torch.tensor(2.3), "concept_logit_bias": torch.tensor(-5.0),
+                "image": torch.randn(2, 2)}, concept_emb=concepts.detach(), concept_targets=torch.zeros(2, 3))  # fmt: skip
+    assert not loss.needs_text
+    assert out.total.item() == pytest.approx(out.terms["concept"].item() + 0.5 * out.terms["concept_spread"].item())
+    with pytest.raises(ModelConfigError, match="concept_spread"):
+        resolve_loss_config({"weights": {"clip": 1.0, "concept_spread": 1.0}}, "loss")
 
 
 def test_concept_alignment_without_known_targets_is_zero_but_differentiable():

@@ -139,6 +139,8 @@ class LossWeights(Section):
     """InfoNCE towards label-similarity targets (studies with the same findings are not negatives)."""
     concept: Number = 0.0
     """ConceptCLIP-style patch-concept alignment."""
+    concept_spread: Number = 0.0
+    """Keeps the concept names' text embeddings apart (with ``concept``; :func:`medvl.losses.concept_spread_loss`)."""
     polarity: Number = 0.0
     """Each image chooses between a finding's statement and its negation."""
 
@@ -164,11 +166,16 @@ class LossConfig(Section):
     """The value an uncertain label counts as in the targets."""
     max_logit_scale: Number = 100.0
     """Cap of a learnt logit scale."""
+    concept_negatives: Literal["volume", "slices"] = "volume"
+    """What the concept term pushes down on a slice-pooled volume without a concept: its best region
+    (``volume``) or every slice's best region, averaged (``slices``; see :func:`medvl.losses.concept_alignment_loss`)."""
 
     def __post_init__(self) -> None:
         weights = dataclasses.asdict(self.weights)
         if not any(weights.values()):
             raise field_error("weights", f"at least one of {', '.join(weights)} needs a positive weight")
+        if self.weights.concept_spread > 0 and self.weights.concept <= 0:
+            raise field_error("weights.concept_spread", "keeps the concept term's names apart: it needs weights.concept > 0")
         for key in ("tau", "soft_target_tau", "target_tau", "max_logit_scale"):
             check_range(key, getattr(self, key), 1e-6)
         check_range("lam", self.lam, 0.0, 1)
