@@ -94,7 +94,7 @@ def test_model_section_refusals_name_the_key(section, given, key, reason):
 def test_architecture_sections_resolve_to_plain_dicts_keeping_ints():
     loss = resolve_loss_config({"weights": {"clip": 1}, "lam": None}, "loss")
     assert loss["weights"] == {"convirt": 1.0, "clip": 1, "siglip": 0.0, "soft_target": 0.0, "concept": 0.0,
-                               "polarity": 0.0}
+                               "concept_spread": 0.0, "polarity": 0.0}
     assert isinstance(loss["weights"]["clip"], int) and loss["lam"] == 0.75  # null takes the default
 
 
