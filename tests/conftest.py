@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import secrets
 import shutil
@@ -28,6 +29,17 @@ def _isolated_audit_secrets() -> None:
 
 
 _isolated_audit_secrets()
+
+
+def _isolated_medvl_cache() -> None:
+    """Models and datasets that tests cache go to a temporary folder of this process, not ~/.cache/medvl (shared
+    by the user and by the other test workers). A test that sets MEDVL_CACHE itself still wins."""
+    folder = tempfile.mkdtemp(prefix="medvl-test-cache-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ.setdefault("MEDVL_CACHE", folder)
+
+
+_isolated_medvl_cache()
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +162,22 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if TRAINING_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("distributed"):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """With ``pytest -n N`` (``make test``): each test file runs on one worker, so that its module fixtures are
+    built once, and the files that use a session training fixture run on one worker, so that it trains once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "files using a training fixture" if _uses_training_fixture(REPO_ROOT / file) else file
+
+    return FileScheduling(config, log)
+
+
+@functools.cache
+def _uses_training_fixture(test_file: Path) -> bool:
+    text = test_file.read_text() if test_file.is_file() else ""
+    return any(name in text for name in TRAINING_FIXTURES)
