@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One compute thread per test worker and per process it starts: two workers each running torch's default of
+    # one thread per core (4 threads on 2 cores) trained the session's phantom model 8 times slower (12.8 against
+    # about 100 images/s), its threads waiting on each other. Set before torch is imported.
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
