@@ -207,6 +207,7 @@ def concept_alignment_loss(
     key_slices: torch.Tensor | None = None,
     slice_regions: int = 0,
     slice_negatives: bool = False,
+    pool_temperature: float = 0.0,
 ) -> torch.Tensor:
     r"""ConceptCLIP-style patch-concept alignment: does the image show concept ``c`` somewhere?
 
@@ -234,6 +235,11 @@ def concept_alignment_loss(
             each slice's best region against 0. Every slice of a volume without the finding then teaches what the
             finding is not (its lookalikes anywhere in the volume), not only the slice that scores highest; the
             volume's pair stays, so what its best region learns is the same for positives and negatives.
+        pool_temperature: 0 pools an image's regions by their maximum :math:`m_{bc}`; ``t > 0`` by the smooth
+            maximum :math:`t \log\sum_n e^{\langle p_{bn}, c_c\rangle / t}` (at most :math:`t \log N` above
+            it), whose gradient reaches every region near the best: with the hard maximum, a finding whose best
+            region sits on a slice type every volume has (pelvis for effusion) is pushed up on positives and down
+            on negatives alike and never moves to the slices that show it.
     """
     if patch_emb.ndim != 3 or concept_emb.ndim != 2 or patch_emb.shape[-1] != concept_emb.shape[-1]:
         raise ValueError(f"patch_emb {tuple(patch_emb.shape)} must be (B, N, D) and concept_emb {tuple(concept_emb.shape)} (C, D)")
@@ -243,7 +249,8 @@ def concept_alignment_loss(
     if patch_mask is not None:
         sims = sims.masked_fill(patch_mask.unsqueeze(-1), -2.0)  # below any cosine: never the maximum
     scale, bias = torch.as_tensor(logit_scale).exp(), torch.as_tensor(logit_bias)
-    logits = scale * sims.amax(dim=1) + bias
+    pooled = sims.amax(dim=1) if pool_temperature <= 0 else pool_temperature * torch.logsumexp(sims / pool_temperature, dim=1)
+    logits = scale * pooled + bias
     targets = concept_targets.to(logits.dtype)
     valid = (targets == 0) | (targets == 1)
     pair_losses = F.binary_cross_entropy_with_logits(logits, torch.where(valid, targets, 0.0), reduction="none")
@@ -382,6 +389,7 @@ class ContrastiveLoss(nn.Module):
                 key_slices if outputs.get("slice_regions") else None,
                 outputs.get("slice_regions") or 0,
                 self.config["concept_negatives"] == "slices" and bool(outputs.get("slice_regions")),
+                self.config["concept_pool_temperature"],
             )
         if "concept_spread" in self.weights:
             if concept_emb is None:

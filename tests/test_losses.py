@@ -230,6 +230,32 @@ def test_slice_negatives_add_the_mean_over_every_real_slice_of_a_volume_without_
     assert through_config(outputs, concept_emb=concepts, concept_targets=targets).total.item() == pytest.approx(got.item())
 
 
+def test_smooth_pooling_is_the_log_sum_exp_of_cosines_and_reaches_regions_below_the_best():
+    g = torch.Generator().manual_seed(11)
+    patches = torch.randn(2, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    concepts = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    s, b, t = 10.0, -5.0, 0.05
+
+    def bce(i, c, y):
+        pooled = t * math.log(sum(math.exp(_cos(patches[i, n].detach(), concepts[c]) / t) for n in range(5)))
+        p = 1 / (1 + math.exp(-(s * pooled + b)))
+        return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+    smooth = concept_alignment_loss(patches, concepts, targets, torch.tensor(math.log(s)), torch.tensor(b), pool_temperature=t)
+    assert smooth.item() == pytest.approx(sum(bce(i, c, targets[i, c].item()) for i in range(2) for c in range(2)) / 4, rel=1e-10)
+    smooth.backward()
+    assert bool((patches.grad.abs().sum(-1) > 0).all())  # every region learns
+    patches.grad = None
+    concept_alignment_loss(patches, concepts, targets, torch.tensor(math.log(s)), torch.tensor(b)).backward()
+    assert int((patches.grad.abs().sum(-1) > 0).sum()) <= 4  # the hard maximum: only each pair's best region
+    through_config = ContrastiveLoss({"weights": {"convirt": 0.0, "concept": 1.0}, "concept_pool_temperature": t})
+    outputs = {"patches": patches, "image": patches[:, 0], "concept_logit_scale": torch.tensor(math.log(s)), "concept_logit_bias": torch.tensor(b)}
+    assert through_config(outputs, concept_emb=concepts, concept_targets=targets).total.item() == pytest.approx(smooth.item())
+    with pytest.raises(ModelConfigError, match="concept_pool_temperature"):
+        resolve_loss_config({"weights": {"concept": 1.0}, "concept_pool_temperature": -0.1}, "loss")
+
+
 def test_concept_spread_is_the_mean_squared_positive_cosine_between_different_concepts():
     concepts = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.2]], requires_grad=True)
     pairs = [1 / math.sqrt(2), 0.0, 0.0]  # (0, 1); (0, 2) and (1, 2) point apart: no penalty

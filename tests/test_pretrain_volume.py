@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 
 RECIPE = REPO_ROOT / "configs" / "pretrain" / "phantom-volume.yaml"
 CI_STEPS = {"2d": 120, "volume": 50}  # the learning is measured at full size (benchmarks/volume_seeds.py)
+ZERO_SHOT_FLOOR, SLICE_LIFT_FLOOR = 0.53, 1.25  # below three seeds at this size, above the untrained twin
 
 
 def _ci_recipe(root: Path) -> Path:
@@ -73,11 +74,13 @@ def _row(evaluation) -> dict:
 
 
 def test_held_out_volumes_are_evaluated_as_the_app_reads_them(volume_run):
-    """The evaluation runs end to end on the held-out patients, for the trained model and its untrained twin.
+    """The evaluation runs end to end on the held-out patients, for the trained model and its untrained twin, and
+    the trained model clears conservative learning floors.
 
-    At full size the recipe learns the focal findings from key images in three seeds (docs/pretraining.md, fifth
-    pass), but at this size it has a tenth of those training volumes and 120 steps, so no learning floor is
-    asserted; the figures are printed for the log.
+    At this size (a tenth of the full run's training volumes, 120 + 50 steps) three seeds read zero-shot means of
+    0.592, 0.678 and 0.551 and slice lifts of 1.59, 1.59 and 1.51 on 49 test volumes, the untrained twin 0.476
+    and 1.00 (docs/pretraining.md, "Sixth pass"): the floors lie below every seed and above the twin. The
+    targets themselves are measured at full size (``benchmarks/volume_seeds.py``).
     """
     root, model_dir, twin_dir, _ = volume_run
     evaluations = {"trained": evaluate_volumes(model_dir, root / "cache", "test"),
@@ -89,6 +92,9 @@ def test_held_out_volumes_are_evaluated_as_the_app_reads_them(volume_run):
         assert all(0.0 <= v <= 1.0 for v in [*evaluation.zero_shot_auroc.values(), *evaluation.retrieval.values()])
         assert len(evaluation.slice_hits) >= 10 and 0.0 < evaluation.slice_chance_rate < 1.0
     assert 0.3 <= evaluations["untrained twin"].zero_shot_mean <= 0.7
+    trained = evaluations["trained"]
+    assert trained.zero_shot_mean >= ZERO_SHOT_FLOOR, _row(trained)
+    assert trained.slice_lift >= SLICE_LIFT_FLOOR, _row(trained)  # the app's top slices find lesions
 
 
 def test_random_slice_chance_is_hypergeometric():

@@ -169,6 +169,10 @@ class LossConfig(Section):
     concept_negatives: Literal["volume", "slices"] = "volume"
     """What the concept term pushes down on a slice-pooled volume without a concept: its best region
     (``volume``) or every slice's best region, averaged (``slices``; see :func:`medvl.losses.concept_alignment_loss`)."""
+    concept_pool_temperature: Number = 0.0
+    """How the concept term pools an image's regions in training: 0 takes the best region (as the review app
+    reads a finding), a temperature ``t > 0`` the smooth maximum ``t * logsumexp(cos / t)``, so regions close to
+    the best also learn (a finding cannot settle on one lookalike slice type)."""
 
     def __post_init__(self) -> None:
         weights = dataclasses.asdict(self.weights)
@@ -179,6 +183,7 @@ class LossConfig(Section):
         for key in ("tau", "soft_target_tau", "target_tau", "max_logit_scale"):
             check_range(key, getattr(self, key), 1e-6)
         check_range("lam", self.lam, 0.0, 1)
+        check_range("concept_pool_temperature", self.concept_pool_temperature, 0.0)
         check_range("uncertain_as", self.uncertain_as, 0.0)
 
 
