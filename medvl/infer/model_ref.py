@@ -5,7 +5,8 @@ Accepted references:
 - a saved model folder (``config.json`` + ``model.safetensors``, as written by ``save_pretrained``);
 - a ``medvl pretrain`` run folder (its ``model/`` sub-folder is used);
 - ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/RUN_ID/model``: the pyfunc model logged by
-  ``medvl pretrain``; its files are downloaded once into a cache folder keyed by the resolved version.
+  ``medvl pretrain``; its files are downloaded once into a cache folder keyed by the resolved version and its run, source and creation time (a version number given again, after the
+  registered model or its store was made again, is another model).
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ def _resolve_mlflow(uri: str, tracking_uri: str, cache_dir: Path) -> ResolvedMod
             )
             version = str(mv.version)
             source = client.get_model_version_download_uri(name, version)
-            target = cache_dir / _cache_name(f"{name}-v{version}", tracking_uri, f"models:/{name}/{version}")
+            # the version's run, source and creation time too: a tracking store made again at the same URI
+            # numbers its versions from 1 again, and its version 1 is another model
+            identity = f"models:/{name}/{version}\n{mv.run_id}\n{mv.source}\n{mv.creation_timestamp}"
+            target = cache_dir / _cache_name(f"{name}-v{version}", tracking_uri, identity)
         elif uri.startswith("runs:/"):
             source = uri
             target = cache_dir / _cache_name("run", tracking_uri, source)
