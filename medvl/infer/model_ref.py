@@ -5,8 +5,9 @@ Accepted references:
 - a saved model folder (``config.json`` + ``model.safetensors``, as written by ``save_pretrained``);
 - a ``medvl pretrain`` run folder (its ``model/`` sub-folder is used);
 - ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/RUN_ID/model``: the pyfunc model logged by
-  ``medvl pretrain``; its files are downloaded once into a cache folder keyed by the resolved version and its run, source and creation time (a version number given again, after the
-  registered model or its store was made again, is another model).
+  ``medvl pretrain``; its files are downloaded once into a cache folder keyed by the resolved version and its
+  run, source and creation time (a version number given again, after the registered model or its store was
+  made again, is another model).
 """
 
 from __future__ import annotations
