@@ -103,7 +103,7 @@ def evaluate(
     bootstrap = bootstrap if bootstrap is not None else protocol_suite.bootstrap
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     adapter = load_adapter(model, tracking_uri)
-    prepared = {card.name: prepare_dataset(card, data_dir, progress) for card in cards}
+    prepared = {card.name: prepare_dataset(card, data_dir, progress, adapter.crop_body) for card in cards}
     units = plan_units(cards, task_list, fractions, seeds)
     protocol = {"seeds": seeds, "fractions": sorted({u.fraction for u in units}), "bootstrap": bootstrap,
                 "version": PROTOCOL_VERSION}
@@ -126,7 +126,8 @@ def evaluate(
         model={"ref": adapter.info.ref, "name": adapter.info.name, "version": adapter.info.version,
                "fingerprint": adapter.info.fingerprint},
         suite=suite_name, protocol=protocol,
-        datasets={n: {"manifest_hash": d.manifest_hash, "split_hash": d.split_hash} for n, d in prepared.items()},
+        datasets={n: {"manifest_hash": d.manifest_hash, "split_hash": d.split_hash, "preprocessing": d.preprocessing}
+                  for n, d in prepared.items()},
         mlflow_run_id=run.run_id, results=rows, failures=failures, completeness=covered.to_dict(),
     )
     files = write_results(results, replicates, Path(out_dir))

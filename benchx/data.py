@@ -5,7 +5,8 @@ Under the benchx data dir (:func:`benchx.paths.default_data_dir`) each dataset h
 - ``manifest.parquet``: the card's manifest (content-hashed);
 - ``split.json`` + ``splits.csv``: the frozen split (hash of sorted ``study_id, split``) and its members;
   a later run whose data or rule gives another split refuses with :class:`SplitChangedError`;
-- ``cache/<key>/``: the prepared images (``medvl.data.cache_build``) at the card's preprocessing.
+- ``cache/<key>/``: the prepared images (``medvl.data.cache_build``) at the card's preprocessing, CT cropped
+  to the body for a model trained that way (one cache each way).
 
 Generated cards (``generate:``) synthesise the phantom cohort once into ``generated/<name>-<params hash>/``.
 """
@@ -64,6 +65,13 @@ class PreparedDataset:
 
         return read_meta(self.cache_dir)["key"]
 
+    @cached_property
+    def preprocessing(self) -> str:
+        """The image cache's preprocessing settings as JSON (size, CT window, body crop...), for the results."""
+        from medvl.data.cache import read_meta
+
+        return json.dumps(read_meta(self.cache_dir)["settings"], sort_keys=True)
+
     def groups(self, study_ids: list[str]) -> dict[str, np.ndarray]:
         """Per item: ``sex``, ``age_band`` and ``view`` strings (empty when unknown), for subgroup metrics."""
         meta = self.manifest.set_index("study_id")
@@ -89,8 +97,8 @@ def split_hash(df: pd.DataFrame) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def prepare_dataset(card: DatasetCard, data_dir: Path, progress: bool = False) -> PreparedDataset:
-    """Load, check, freeze the split of and cache one dataset.
+def prepare_dataset(card: DatasetCard, data_dir: Path, progress: bool = False, crop_body: bool = False) -> PreparedDataset:
+    """Load, check, freeze the split of and cache one dataset (CT cropped to the body when ``crop_body``).
 
     Raises:
         DataMissingError: the card's data folder is absent.
@@ -106,7 +114,7 @@ def prepare_dataset(card: DatasetCard, data_dir: Path, progress: bool = False) -
     manifest_path = folder / "manifest.parquet"
     manifest_hash = write_manifest(df, manifest_path)
     frozen = freeze_split(card, df, folder)
-    cache_dir = build_dataset_cache(card, manifest_path, folder, progress)
+    cache_dir = build_dataset_cache(card, manifest_path, folder, progress, crop_body)
     return PreparedDataset(card, manifest_hash, frozen, cache_dir, read_manifest(manifest_path))
 
 
@@ -177,12 +185,13 @@ def freeze_split(card: DatasetCard, df: pd.DataFrame, folder: Path) -> str:
     return current
 
 
-def build_dataset_cache(card: DatasetCard, manifest: Path, folder: Path, progress: bool) -> Path:
-    """The prepared-image cache of the manifest at the card's preprocessing (built when missing)."""
+def build_dataset_cache(card: DatasetCard, manifest: Path, folder: Path, progress: bool, crop_body: bool = False) -> Path:
+    """The prepared-image cache of the manifest at the card's preprocessing, CT cropped to the body when
+    ``crop_body`` (built when missing)."""
     from medvl.data.cache_build import build_cache, cache_key
     from medvl.data.preprocess import PrepSettings
 
-    settings = PrepSettings(size=card.size, ct_window=card.ct_window)
+    settings = PrepSettings(size=card.size, ct_window=card.ct_window, crop_body=crop_body)
     key = cache_key(read_manifest(manifest).attrs["hash"], settings, list(card.label_space))
     cache_dir = folder / "cache" / key[:16]
     build_cache(manifest, cache_dir, settings, label_space=list(card.label_space), progress=progress)

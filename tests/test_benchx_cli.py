@@ -67,7 +67,7 @@ def test_results_json_follows_the_schema(setup):
     assert len(data["model"]["fingerprint"]) == 64
     assert data["suite"] == "tiny"
     assert data["protocol"] == {"seeds": [0, 1], "fractions": [1.0], "bootstrap": 200, "version": "3"}
-    assert set(data["datasets"]["tiny-2d"]) == {"manifest_hash", "split_hash"}
+    assert set(data["datasets"]["tiny-2d"]) == {"manifest_hash", "split_hash", "preprocessing"}
     assert data["failures"] == []
     row = next(r for r in data["results"] if r["task"] == "linear_probe" and r["metric"] == "auroc_macro" and not r["group"])
     assert set(row) == {"dataset", "task", "fraction", "metric", "mean", "std", "ci_low", "ci_high", "per_seed",

@@ -158,3 +158,33 @@ def test_a_trained_medvl_model_sees_images_at_its_training_size(tmp_path):
         expected = model.encode_volume(F.interpolate(slices.reshape(6, 1, 64, 64), size=(96, 96), mode="bilinear",
                                                      align_corners=False).reshape(2, 3, 1, 96, 96), z_mm, pad)
         torch.testing.assert_close(trained.encode_volume(slices, z_mm, pad), expected.embedding)
+
+
+def test_a_model_trained_on_body_cropped_ct_is_evaluated_on_body_cropped_ct(env, tmp_path):
+    import json
+
+    import torch
+    import yaml
+
+    from benchx.api import evaluate
+    from medvl.data.preprocess import PrepSettings
+    from medvl.infer.loading import save_preprocess
+    from medvl.models.registry import build_model
+
+    root, _, _ = env
+    torch.manual_seed(0)
+    folder = build_model("tiny-radclip-resnet18").save_pretrained(tmp_path / "model")
+    save_preprocess(PrepSettings(size=32, ct_window="mediastinum", crop_body=True), folder)
+    assert load_adapter(str(folder)).crop_body and not load_adapter("random:tiny-radclip-resnet18").crop_body
+    plain = prepare_dataset(find_card("tiny-3d"), root / "data")
+    cropped = prepare_dataset(find_card("tiny-3d"), root / "data", crop_body=True)
+    assert cropped.split_hash == plain.split_hash and cropped.cache_dir != plain.cache_dir
+    assert json.loads(cropped.preprocessing)["crop_body"] and "crop_body" not in json.loads(plain.preprocessing)
+    first_plain, first_cropped = plain.cohort("test")[0]["image"], cropped.cohort("test")[0]["image"]
+    assert first_plain.shape == first_cropped.shape and not torch.equal(first_plain, first_cropped)
+    suite = root / "cards" / "tiny-3d-suite.yml"
+    suite.write_text(yaml.safe_dump({"name": "tiny-3d", "description": "tiny CT phantom", "datasets": ["tiny-3d"]}))
+    results = evaluate(str(folder), str(suite), tasks=["linear_probe"], fractions=[1.0], seeds=[0],
+                       out_dir=tmp_path / "results", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                       data_dir=root / "data", bootstrap=20, progress=False)
+    assert results.datasets["tiny-3d"]["preprocessing"] == cropped.preprocessing

@@ -35,6 +35,9 @@ class ModelAdapter(Protocol):
     info: ModelInfo
     has_text: bool
     logit_scale: float
+    crop_body: bool
+    """Whether the model was trained on CT cropped to the body (medvl ``data.crop_body``): benchx then prepares
+    a dataset's CT the same way."""
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` in ``[0, 1]`` -> ``(B, D)`` normalised embeddings (differentiable)."""

@@ -27,6 +27,7 @@ class HFAdapter:
     """A transformers ``AutoModel`` in eval mode."""
 
     logit_scale = 1.0 / 0.07
+    crop_body = False
 
     def __init__(self, model: nn.Module, tokenizer, info: ModelInfo) -> None:
         self.model = model.eval()

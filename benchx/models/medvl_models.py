@@ -23,14 +23,17 @@ class MedvlAdapter:
     ``input_size``: the side the model was trained at (the ``preprocess.json`` that ``medvl pretrain`` saves);
     images of a dataset prepared at another size are resized to it, so a CNN sees anatomy at the pixel scale it
     learnt. None (a random baseline, a model saved without it) takes images as the dataset prepares them.
+    ``crop_body``: the model was trained on CT cropped to the body (``preprocess.json`` again), so benchx
+    prepares a dataset's CT that way too.
     """
 
     has_text = True
 
-    def __init__(self, model: nn.Module, info: ModelInfo, input_size: int | None = None) -> None:
+    def __init__(self, model: nn.Module, info: ModelInfo, input_size: int | None = None, crop_body: bool = False) -> None:
         self.model = model.eval()
         self.info = info
         self.input_size = input_size
+        self.crop_body = crop_body
 
     def _pixels(self, images: torch.Tensor) -> torch.Tensor:
         """``(..., 1, H, W)`` images at the model's input size."""
@@ -86,7 +89,7 @@ def load_medvl(ref: str, tracking_uri: str | None = None) -> MedvlAdapter:
     model, prep = load_for_inference(resolved.model_dir)
     info = ModelInfo(ref, resolved.name, resolved.version, model_fingerprint(resolved.model_dir))
     trained_size = prep.size if (resolved.model_dir / PREPROCESS_FILE).is_file() else None
-    return MedvlAdapter(model, info, input_size=trained_size)
+    return MedvlAdapter(model, info, input_size=trained_size, crop_body=prep.crop_body)
 
 
 def load_random(arch: str, tracking_uri: str | None = None) -> MedvlAdapter:
