@@ -119,13 +119,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     manifest = prepare_cohort(args.work, args.n_3d, args.n_2d, args.ct_size, args.depth)
-    rows = [run_seed(args.recipe, seed, args.overrides, args.work, manifest) for seed in args.seeds]
+    for seed in args.seeds:
+        report(run_seed(args.recipe, seed, args.overrides, args.work, manifest), args.work)
     if not args.no_twin:
-        rows.append(random_twin(args.work))
-    for row in rows:
-        print(json.dumps(row), flush=True)
-        with (args.work / "volume-seeds.jsonl").open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        report(random_twin(args.work), args.work)
+
+
+def report(row: dict, work: Path) -> None:
+    """Print a finished row and append it to ``WORK/volume-seeds.jsonl`` (each seed as soon as it is measured)."""
+    print(json.dumps(row), flush=True)
+    with (work / "volume-seeds.jsonl").open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,26 @@ def test_single_slice_with_slice_values_is_the_slice_itself(mode):
     assert torch.equal(emb, x[:, 0]) and torch.equal(weights, torch.ones(3, 1))
 
 
+def test_several_queries_pool_by_the_mean_of_their_weights():
+    torch.manual_seed(0)
+    pool = SlicePooling(16, mode="query", num_queries=3, num_layers=1, num_heads=4).eval()
+    x, z = volume()
+    padded_x, padded_z = torch.cat([x, torch.randn(1, 2, 16)], dim=1), torch.cat([z, torch.zeros(1, 2)], dim=1)
+    mask = torch.tensor([[False] * 5 + [True] * 2])
+    with torch.no_grad():
+        emb, weights, vals = pool(padded_x, padded_z, mask)
+        context = pool.layers(padded_x.masked_fill(mask[..., None], 0.0) + pool.position(padded_z, mask),
+                              src_key_padding_mask=mask)
+        per_query = [(pool.score_key(context[0, :5]) @ pool.score_query(q) / 4.0).softmax(dim=0) for q in pool.query]
+    assert pool.query.shape == (3, 16)
+    assert torch.allclose(weights[0, :5], torch.stack(per_query).mean(dim=0), atol=1e-6)
+    assert bool((weights[0, 5:] == 0).all()) and torch.allclose(emb, torch.einsum("bs,bsd->bd", weights, vals), atol=1e-6)
+    assert not torch.allclose(per_query[0], per_query[1], atol=1e-3)  # the queries weigh the slices differently
+    assert SlicePooling(16, mode="query", num_layers=1, num_heads=4).query.shape == (16,)  # models saved before load
+    with pytest.raises(ModelConfigError, match="num_queries: only mode 'query'"):
+        resolve_slice_pooling_config({"mode": "cls", "num_queries": 2}, "slice_pooling")
+
+
 def test_bad_volume_inputs_are_refused():
     pool = pooling("query", "slices")
     x, z = volume()

@@ -10,7 +10,9 @@ volume embedding is exactly
     e = sum_s w_s * v_s,   v_s = x_s (values "slices")  or  the contextual slice features (values "contextual").
 
 Pooling modes: ``mean`` (uniform weights), ``cls`` (a learned token that takes part in self-attention, whose
-output then scores the slices) and ``query`` (a learned query scoring the contextual slices). Because the
+output then scores the slices) and ``query`` (``num_queries`` learned queries each scoring the contextual
+slices; ``w_s`` is the mean of their softmax weights, so each query can look at its own part of the body, the
+lung bases for an effusion, the kidneys for a cyst, and the embedding stays one weighted sum). Because the
 embedding is a weighted sum, ``w_s`` is the exact share of slice ``s`` in it (the app shows it as slice
 relevance). With values "slices" a 1-slice volume gets ``e = x_1``: ``encode_volume`` and ``encode_image``
 agree on single images.
@@ -31,10 +33,12 @@ from medvl.models.config import ModelConfigError, Section, resolve_section
 
 @dataclass(frozen=True)
 class SlicePoolingConfig(Section):
-    """The ``slice_pooling`` section: the pooling ``mode``, what is pooled (``values``), the attention layers,
-    the z encoding's wavelengths, and how stage ``2d`` pools slices (``first_stage``)."""
+    """The ``slice_pooling`` section: the pooling ``mode`` (and ``num_queries`` for ``query``), what is pooled
+    (``values``), the attention layers, the z encoding's wavelengths, and how stage ``2d`` pools slices
+    (``first_stage``)."""
 
     mode: Literal["mean", "cls", "query"] = "query"
+    num_queries: int = 1
     values: Literal["slices", "contextual"] = "slices"
     num_layers: int = 2
     num_heads: int = 8
@@ -49,6 +53,9 @@ class SlicePoolingConfig(Section):
     def __post_init__(self) -> None:
         check_range("num_layers", self.num_layers, 0)
         check_range("num_heads", self.num_heads, 1)
+        check_range("num_queries", self.num_queries, 1)
+        if self.num_queries > 1 and self.mode != "query":
+            raise field_error("num_queries", f"only mode 'query' has queries to multiply (mode is '{self.mode}')")
         check_range("chunk_size", self.chunk_size, 1)
         check_range("dropout", self.dropout, 0.0)
         check_range("min_wavelength_mm", self.min_wavelength_mm, 1e-3)
@@ -135,6 +142,7 @@ class SlicePooling(nn.Module):
     Args:
         dim: embedding size of the slices (the joint space).
         mode: ``mean`` | ``cls`` | ``query``.
+        num_queries: learned queries of mode ``query``; the slice weights are the mean of theirs.
         values: ``slices`` (pool the input embeddings) | ``contextual`` (pool the transformer outputs).
         num_layers, num_heads, ff_dim, dropout: the self-attention stack (pre-norm, GELU).
         min_wavelength_mm, max_wavelength_mm: range of the z encoding.
@@ -144,6 +152,7 @@ class SlicePooling(nn.Module):
         self,
         dim: int,
         mode: str = "query",
+        num_queries: int = 1,
         values: str = "slices",
         num_layers: int = 2,
         num_heads: int = 8,
@@ -165,8 +174,8 @@ class SlicePooling(nn.Module):
             self.layers = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
         if mode == "cls":
             self.cls_token = nn.Parameter(torch.randn(dim) * 0.02)
-        if mode == "query":
-            self.query = nn.Parameter(torch.randn(dim) * 0.02)
+        if mode == "query":  # one query keeps the (dim,) shape of the models saved before num_queries
+            self.query = nn.Parameter(torch.randn(dim) * 0.02 if num_queries == 1 else torch.randn(num_queries, dim) * 0.02)
         if mode != "mean":
             self.score_query = nn.Linear(dim, dim)
             self.score_key = nn.Linear(dim, dim)
@@ -201,9 +210,8 @@ class SlicePooling(nn.Module):
             weights = (~pad_mask).to(slices.dtype)
             weights = weights / weights.sum(dim=1, keepdim=True)
         else:
-            if self.mode == "query":
-                query = self.query.expand(b, -1)
-            scores = torch.einsum("bd,bsd->bs", self.score_query(query), self.score_key(context)) / math.sqrt(slices.shape[-1])
-            weights = scores.masked_fill(pad_mask, float("-inf")).softmax(dim=1)
+            queries = self.query.reshape(1, -1, slices.shape[-1]).expand(b, -1, -1) if self.mode == "query" else query[:, None]
+            scores = torch.einsum("bkd,bsd->bks", self.score_query(queries), self.score_key(context)) / math.sqrt(slices.shape[-1])
+            weights = scores.masked_fill(pad_mask[:, None], float("-inf")).softmax(dim=2).mean(dim=1)
         values = slices if self.values == "slices" else context
         return torch.einsum("bs,bsd->bd", weights, values), weights, values
