@@ -181,6 +181,6 @@ def run_demo(args: argparse.Namespace) -> int:
         return INTERRUPTED_EXIT
     print_next_steps(contexts)
     if len(contexts) > 1 and not contexts[1].state.outputs("gate")["passed"]:
-        print("\nthe CT model's gate refused it (registered, not promoted): at demo size (200 CTs, 200 + 200 steps) "
-              "the volume recipe learns less than at full size (docs/pretraining.md)")  # fmt: skip
+        print("\nthe CT model's gate refused it (registered, not promoted): at demo size the volume "
+              "recipe learns less than at full size (docs/pretraining.md)")  # fmt: skip
     return 0 if contexts[0].state.outputs("gate")["passed"] else 1
